@@ -1,0 +1,84 @@
+"""The crop embedder: a small CNN that maps a 64x64 mark crop to an L2-normalised vector.
+
+The head flattens the last feature map instead of pooling it, so where a part sits in the
+mark (mirrored, spliced, erased) stays in the vector.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.training.detector import conv_bn
+
+CROP = 64
+DIM = 128
+
+
+class MarkEmbedder(nn.Module):
+    """(B, 64, 64, 3) uint8 RGB crops -> (B, 128) unit vectors."""
+
+    def __init__(self, dim: int = DIM) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_bn(3, 24, 2),
+            conv_bn(24, 32),
+            conv_bn(32, 48, 2),
+            conv_bn(48, 48),
+            conv_bn(48, 96, 2),
+            conv_bn(96, 96),
+            conv_bn(96, 160, 2),
+        )
+        self.fc = nn.Linear(160 * 4 * 4, dim)
+
+    @staticmethod
+    def normalise(crops_u8: torch.Tensor) -> torch.Tensor:
+        """Per-crop contrast normalisation: a mark's look must not hinge on exposure."""
+        x = crops_u8.permute(0, 3, 1, 2).float()
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True).clamp(min=8.0)
+        return (x - mean) / std
+
+    def forward(self, crops_u8: torch.Tensor) -> torch.Tensor:
+        x = self.body(self.normalise(crops_u8))
+        return F.normalize(self.fc(x.flatten(1)), dim=1)
+
+
+class ProxyHead(nn.Module):
+    """One learnable unit vector per training brand (for CosFace-style training only)."""
+
+    def __init__(self, brands: int, dim: int = DIM) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(brands, dim) * 0.01)
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        return emb @ F.normalize(self.weight, dim=1).T
+
+
+def embedder_loss(
+    cos: torch.Tensor,
+    brand: torch.Tensor,
+    fake: torch.Tensor,
+    scale: float = 30.0,
+    margin: float = 0.25,
+    fake_ceiling: float = 0.3,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CosFace on authentic crops; counterfeit crops pushed below ``fake_ceiling`` of their brand.
+
+    Args:
+        cos: (B, brands) cosine similarity to every brand proxy.
+        brand: (B,) brand index of each crop.
+        fake: (B,) True for counterfeit crops.
+    """
+    auth = ~fake
+    loss_a = cos.new_zeros(())
+    loss_f = cos.new_zeros(())
+    if auth.any():
+        c = cos[auth]
+        onehot = F.one_hot(brand[auth], cos.shape[1]).float()
+        loss_a = F.cross_entropy(scale * (c - margin * onehot), brand[auth])
+    if fake.any():
+        own = cos[fake].gather(1, brand[fake, None])[:, 0]
+        loss_f = F.softplus(scale * (own - fake_ceiling)).mean() / scale * 4
+    return loss_a, loss_f

@@ -1,0 +1,117 @@
+"""Export trained checkpoints to ONNX that the installed onnxruntime reads, and record them in
+the manifest with their SHA-256.
+
+    python -m models.training.export detector runs/detector/last.pt models/detector.onnx
+    python -m models.training.export embedder runs/embedder/last.pt models/embedder.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from models.training.detector import INPUT_H, INPUT_W, MarkDetector
+from models.training.embedder import CROP, DIM, MarkEmbedder
+
+# onnxruntime 1.18+ reads IR 10 and opset 21; newer onnx packages write newer IR by default.
+IR_VERSION = 9
+OPSET = 17
+
+
+def load_model(kind: str, checkpoint: str | Path | None) -> torch.nn.Module:
+    """Build a model of ``kind`` and load its weights (fresh weights when ``checkpoint`` is None)."""
+    model: torch.nn.Module = MarkDetector() if kind == "detector" else MarkEmbedder()
+    if checkpoint is not None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
+    """Write ``model`` as ONNX with a dynamic batch (and frame size for the detector)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "detector":
+        example = torch.zeros(1, 360, 640, 3, dtype=torch.uint8)
+        names_in, names_out = ["frames"], ["boxes", "scores"]
+        axes = {"frames": {0: "batch", 1: "height", 2: "width"}, "boxes": {0: "batch"}, "scores": {0: "batch"}}
+    else:
+        example = torch.zeros(2, CROP, CROP, 3, dtype=torch.uint8)
+        names_in, names_out = ["crops"], ["embeddings"]
+        axes = {"crops": {0: "batch"}, "embeddings": {0: "batch"}}
+    tmp = out.with_suffix(".tmp.onnx")
+    torch.onnx.export(
+        model, (example,), str(tmp), input_names=names_in, output_names=names_out,
+        dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+    )
+    proto = onnx.load(str(tmp))
+    proto.ir_version = IR_VERSION
+    proto.producer_name = "fakewatch"
+    meta = {"kind": kind, "input": f"{INPUT_W}x{INPUT_H}" if kind == "detector" else f"{CROP}x{CROP}",
+            "dim": str(DIM) if kind == "embedder" else "", "exported": time.strftime("%Y-%m-%d")}
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    tmp.unlink(missing_ok=True)
+    return out
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def record(manifest: Path, model_path: Path, kind: str, extra: dict | None = None) -> None:
+    """Add or replace ``model_path`` in the manifest (keyed by file name)."""
+    data = json.loads(manifest.read_text()) if manifest.exists() else {}
+    entry = {"kind": kind, "sha256": sha256(model_path), "version": f"{kind}-{sha256(model_path)[:12]}"}
+    entry.update(extra or {})
+    data[model_path.name] = entry
+    manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def max_relative_error(kind: str, model: torch.nn.Module, path: Path, seed: int = 0) -> float:
+    """Compare ONNX Runtime's output with torch's on random input."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    shape = (2, 360, 640, 3) if kind == "detector" else (4, CROP, CROP, 3)
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))
+    refs = ref if isinstance(ref, tuple) else (ref,)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {sess.get_inputs()[0].name: x})
+    worst = 0.0
+    for r, o in zip(refs, outs, strict=True):
+        r = r.numpy()
+        worst = max(worst, float(np.max(np.abs(r - o)) / max(np.max(np.abs(r)), 1e-6)))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=["detector", "embedder"])
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.add_argument("--manifest", default="models/manifest.json")
+    args = p.parse_args(argv)
+    model = load_model(args.kind, args.checkpoint)
+    path = export(args.kind, model, args.out)
+    err = max_relative_error(args.kind, model, path)
+    print(f"exported {path}; ONNX vs torch max relative error {err:.2e}")
+    if err > 1e-4:
+        raise SystemExit("export does not match torch within 1e-4")
+    record(Path(args.manifest), path, args.kind)
+
+
+if __name__ == "__main__":
+    main()

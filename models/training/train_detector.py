@@ -1,0 +1,128 @@
+"""Train the mark detector on a generated COCO set; resumable from its checkpoint.
+
+    python -m models.training.train_detector --data work/det_train --out runs/detector
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+from models.training.detector import (
+    INPUT_H,
+    INPUT_W,
+    STRIDE,
+    MarkDetector,
+    focal_heatmap_loss,
+    giou_loss,
+    make_targets,
+)
+from pipeline.synth.datasets import load_coco
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class FrameSet(torch.utils.data.Dataset):
+    """COCO frames with targets at the network's output resolution."""
+
+    def __init__(self, coco_path: Path, augment: bool = True) -> None:
+        self.items = load_coco(coco_path)
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+        path, boxes, classes = self.items[i]
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1]
+        h, w = img.shape[:2]
+        if self.augment and random.random() < 0.5:
+            img = img[:, ::-1]
+            boxes = boxes.copy()
+            boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
+        # The graph resizes internally; resizing here too keeps batches uniform and cheap.
+        small = cv2.resize(np.ascontiguousarray(img), (INPUT_W, INPUT_H), interpolation=cv2.INTER_LINEAR)
+        scale = np.array([INPUT_W / w, INPUT_H / h, INPUT_W / w, INPUT_H / h], np.float32)
+        tb = torch.from_numpy(boxes * scale)
+        heat, dist, weight = make_targets(tb, torch.from_numpy(classes), INPUT_H // STRIDE, INPUT_W // STRIDE)
+        return torch.from_numpy(small), heat, dist, weight
+
+
+def train(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    seed_all(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = FrameSet(Path(args.data) / "annotations.json")
+    loader = torch.utils.data.DataLoader(data, batch_size=args.batch, shuffle=True, drop_last=True)
+    model = MarkDetector()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    total_steps = args.epochs * len(loader)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=total_steps, pct_start=0.05)
+    start_epoch = 0
+    ckpt = out / "last.pt"
+    if ckpt.exists() and not args.fresh:
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start_epoch = state["epoch"] + 1
+        print(f"resumed from epoch {start_epoch}")
+    t0 = time.time()
+    for epoch in range(start_epoch, args.epochs):
+        model.train()
+        losses = []
+        for step, (frames, heat, dist, weight) in enumerate(loader):
+            logits, reg = model.features(model.normalise(frames))
+            pred = torch.exp(reg.clamp(max=6.0)) * STRIDE
+            loss_h = focal_heatmap_loss(logits, heat)
+            loss_b = giou_loss(pred, dist, weight)
+            loss = loss_h + 2.0 * loss_b
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if step % 50 == 0:
+                print(f"epoch {epoch} step {step}/{len(loader)} loss {np.mean(losses[-50:]):.3f} "
+                      f"({time.time() - t0:.0f}s)", flush=True)
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "epoch": epoch}, ckpt.with_suffix(".tmp"))
+        ckpt.with_suffix(".tmp").replace(ckpt)
+        print(f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s", flush=True)
+        if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
+            print("time budget reached; resume later with the same command")
+            break
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", help="folder with annotations.json")
+    p.add_argument("--out", default="runs/detector")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=0)
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--config", help="YAML file of defaults (configs/train_detector.yaml)")
+    first, _ = p.parse_known_args(argv)
+    if first.config:
+        p.set_defaults(**{k.replace("-", "_"): v for k, v in yaml.safe_load(Path(first.config).read_text()).items()})
+    train(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Train the crop embedder on generated crops; resumable from its checkpoint.
+
+    python -m models.training.train_embedder --data work/crops_train.npz --out runs/embedder
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from models.training.embedder import MarkEmbedder, ProxyHead, embedder_loss
+from models.training.train_detector import seed_all
+
+
+def photometric(crops: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Cheap colour augmentation on uint8 (B, H, W, 3): channel order and gain."""
+    b = crops.shape[0]
+    perm = torch.stack([torch.randperm(3, generator=gen) for _ in range(b)])
+    x = torch.gather(crops, 3, perm[:, None, None, :].expand(-1, crops.shape[1], crops.shape[2], -1))
+    gain = 0.7 + 0.6 * torch.rand(b, 1, 1, 1, generator=gen)
+    return (x.float() * gain).clamp(0, 255).to(torch.uint8)
+
+
+def train(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    seed_all(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = np.load(args.data)
+    crops = torch.from_numpy(data["crops"])
+    brand = torch.from_numpy(data["brand"])
+    fake = torch.from_numpy(data["fake"])
+    n_brands = int(brand.max()) + 1
+    model = MarkEmbedder()
+    head = ProxyHead(n_brands)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=5e-4)
+    steps_per_epoch = len(crops) // args.batch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.05)
+    start_epoch = 0
+    ckpt = out / "last.pt"
+    if ckpt.exists() and not args.fresh:
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start_epoch = state["epoch"] + 1
+        print(f"resumed from epoch {start_epoch}")
+    gen = torch.Generator().manual_seed(args.seed)
+    t0 = time.time()
+    for epoch in range(start_epoch, args.epochs):
+        model.train()
+        order = torch.randperm(len(crops), generator=gen)
+        la_hist, lf_hist = [], []
+        for step in range(steps_per_epoch):
+            idx = order[step * args.batch : (step + 1) * args.batch]
+            x = photometric(crops[idx], gen)
+            cos = head(model(x))
+            loss_a, loss_f = embedder_loss(cos, brand[idx], fake[idx])
+            loss = loss_a + loss_f
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            la_hist.append(loss_a.item())
+            lf_hist.append(loss_f.item())
+            if step % 50 == 0:
+                print(f"epoch {epoch} step {step}/{steps_per_epoch} authentic {np.mean(la_hist[-50:]):.3f} "
+                      f"fake {np.mean(lf_hist[-50:]):.3f} ({time.time() - t0:.0f}s)", flush=True)
+        state = {"model": model.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
+                 "sched": sched.state_dict(), "epoch": epoch}
+        torch.save(state, ckpt.with_suffix(".tmp"))
+        ckpt.with_suffix(".tmp").replace(ckpt)
+        print(f"epoch {epoch} done ({time.time() - t0:.0f}s)", flush=True)
+        if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
+            print("time budget reached; resume later with the same command")
+            break
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", help="crops .npz from scripts/make_training_data.py crops")
+    p.add_argument("--out", default="runs/embedder")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=0)
+    p.add_argument("--fresh", action="store_true")
+    p.add_argument("--config", help="YAML file of defaults (configs/train_embedder.yaml)")
+    first, _ = p.parse_known_args(argv)
+    if first.config:
+        p.set_defaults(**{k.replace("-", "_"): v for k, v in yaml.safe_load(Path(first.config).read_text()).items()})
+    train(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Model-level metrics, pure numpy: detection AP, ROC-AUC, retrieval accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline.boxes import iou_matrix
+
+
+def average_precision(
+    predictions: Sequence[tuple[np.ndarray, np.ndarray]],
+    truths: Sequence[np.ndarray],
+    iou_threshold: float = 0.5,
+) -> float:
+    """All-point interpolated AP over images (PASCAL VOC 2010+ style).
+
+    Args:
+        predictions: per image, (N, 4) boxes and (N,) scores.
+        truths: per image, (M, 4) ground-truth boxes.
+        iou_threshold: IoU a detection needs with an unmatched truth to count as a hit.
+    """
+    if len(predictions) != len(truths):
+        raise ValueError(f"expected one prediction set per image, got {len(predictions)} and {len(truths)}")
+    total = sum(len(t) for t in truths)
+    if total == 0:
+        return float("nan")
+    scores, hits = [], []
+    for (boxes, conf), gt in zip(predictions, truths, strict=True):
+        order = np.argsort(-np.asarray(conf), kind="stable")
+        ious = iou_matrix(np.asarray(boxes)[order], gt)
+        used = np.zeros(len(gt), bool)
+        for k, i in enumerate(order):
+            scores.append(float(conf[i]))
+            if len(gt) == 0:
+                hits.append(False)
+                continue
+            cand = np.where(used, -1.0, ious[k])
+            j = int(np.argmax(cand))
+            if cand[j] >= iou_threshold:
+                used[j] = True
+                hits.append(True)
+            else:
+                hits.append(False)
+    if not scores:
+        return 0.0
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    tp = np.cumsum(np.asarray(hits)[order])
+    fp = np.cumsum(~np.asarray(hits)[order])
+    recall = tp / total
+    precision = tp / np.maximum(tp + fp, 1)
+    # Precision envelope, then the area under the step curve.
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    idx = np.nonzero(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (probability a positive outscores a negative; ties count half)."""
+    s = np.asarray(scores, np.float64)
+    y = np.asarray(positive, bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), np.float64)
+    sorted_s = s[order]
+    # Average ranks over ties.
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

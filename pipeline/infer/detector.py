@@ -1,0 +1,94 @@
+"""Mark and product detection with the shipped ONNX detector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.boxes import clip_boxes, nms
+from pipeline.infer.models import DETECTOR_FILE, MODELS_DIR
+from pipeline.infer.session import DEFAULT_PROVIDERS, OnnxSession
+from pipeline.types import Detections
+
+
+class Detector(Protocol):
+    """Finds marks and products in frames."""
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+
+
+def decode(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    width: int,
+    height: int,
+    threshold: float = 0.3,
+    iou: float = 0.5,
+    max_per_class: int = 50,
+) -> Detections:
+    """Turn one frame's dense outputs, (N, 4) boxes and (N, C) scores, into detections."""
+    out_b, out_s, out_c = [], [], []
+    for c in range(scores.shape[1]):
+        s = scores[:, c]
+        keep = np.nonzero(s >= threshold)[0]
+        if len(keep) == 0:
+            continue
+        b = clip_boxes(boxes[keep], width, height)
+        kept = nms(b, s[keep], iou)[:max_per_class]
+        out_b.append(b[kept])
+        out_s.append(s[keep][kept])
+        out_c.append(np.full(len(kept), c, np.int64))
+    if not out_b:
+        return Detections.empty()
+    return Detections(
+        np.concatenate(out_b).astype(np.float32),
+        np.concatenate(out_s).astype(np.float32),
+        np.concatenate(out_c),
+    )
+
+
+class OnnxDetector:
+    """The ONNX mark detector; frames of one size are run as one batch."""
+
+    def __init__(
+        self,
+        path: str | Path = MODELS_DIR / DETECTOR_FILE,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        threshold: float = 0.3,
+        iou: float = 0.5,
+        threads: int = 0,
+    ) -> None:
+        self.session = OnnxSession(path, providers, threads)
+        self.threshold = threshold
+        self.iou = iou
+
+    @property
+    def version(self) -> str:
+        return self.session.info.version if self.session.info else "unverified"
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detect in (H, W, 3) uint8 RGB images; one ``Detections`` per image, in order."""
+        results: list[Detections | None] = [None] * len(images)
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, img in enumerate(images):
+            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+                raise ValueError(f"expected (H, W, 3) uint8 images, got {img.shape} {img.dtype}")
+            by_size.setdefault(img.shape, []).append(i)
+        for shape, idx in by_size.items():
+            batch = np.stack([images[i] for i in idx])
+            boxes, scores = self.session.run(batch)
+            for j, i in enumerate(idx):
+                results[i] = decode(boxes[j], scores[j], shape[1], shape[0], self.threshold, self.iou)
+        return [r if r is not None else Detections.empty() for r in results]
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> OnnxDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,87 @@
+"""An ONNX Runtime session with a configurable provider order, quiet on machines without a GPU."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import onnxruntime as ort
+
+from pipeline.infer.models import ModelInfo, verify_model
+
+DEFAULT_PROVIDERS: tuple[str, ...] = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+# onnxruntime logs an error per provider it cannot load; only real errors should reach the log.
+ort.set_default_logger_severity(3)
+
+
+def usable_providers(wanted: Sequence[str]) -> list[str]:
+    """The providers of ``wanted`` that can run here, in order, CPU always last."""
+    available = set(ort.get_available_providers())
+    chosen = [p for p in wanted if p in available and p != "CPUExecutionProvider"]
+    if chosen and not _cuda_runtime_present():
+        chosen = []
+    return [*chosen, "CPUExecutionProvider"]
+
+
+def _cuda_runtime_present() -> bool:
+    # onnxruntime-gpu lists CUDA even where no driver exists; the driver library decides.
+    import ctypes.util
+
+    return ctypes.util.find_library("cuda") is not None
+
+
+class OnnxSession:
+    """Owns one ``ort.InferenceSession`` for a verified model file.
+
+    Use as a context manager, or call ``close``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        threads: int = 0,
+        verify: bool = True,
+    ) -> None:
+        self.info: ModelInfo | None = verify_model(path) if verify else None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.providers = usable_providers(providers)
+        self._session: ort.InferenceSession | None = ort.InferenceSession(
+            str(path), sess_options=options, providers=self.providers
+        )
+        self.input_name = self._session.get_inputs()[0].name
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    @property
+    def device(self) -> str:
+        """``"cuda"`` where the session runs on a GPU provider, else ``"cpu"``."""
+        assert self._session is not None
+        return "cuda" if self._session.get_providers()[0] != "CPUExecutionProvider" else "cpu"
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run the graph on one input array."""
+        if self._session is None:
+            raise RuntimeError("session is closed")
+        return self._session.run(self.output_names, {self.input_name: x})
+
+    def close(self) -> None:
+        self._session = None
+
+    def __enter__(self) -> OnnxSession:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,174 @@
+"""Writing generated training data: detector frames as COCO JSON, embedder crops as arrays."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.synth.counterfeit import FAMILIES, make_counterfeit
+from pipeline.synth.marks import Mark, MarkLibrary
+from pipeline.synth.render import CLASS_NAMES, random_scene, render_mark_crop
+
+
+def _progress(done: int, total: int, label: str) -> None:
+    if total and (done % max(1, total // 20) == 0 or done == total):
+        print(f"\r{label}: {done}/{total}", end="\n" if done == total else "", flush=True)
+
+
+def _detector_chunk(args: tuple[str, list[int], int, int, int]) -> list[dict]:
+    marks_dir, indices, seed, width, height = args
+    library = MarkLibrary.from_folder(marks_dir)
+    out_dir = Path(os.environ["FAKEWATCH_COCO_OUT"])
+    records = []
+    for idx in indices:
+        rng = np.random.default_rng([seed, idx])
+        count = int(rng.choice([0, 1, 1, 2, 2, 3, 4], 1)[0])
+        chosen: list[tuple[np.ndarray, tuple[int, int, int]]] = []
+        for _ in range(count):
+            mark = library[int(rng.integers(len(library)))]
+            mask = mark.mask
+            if rng.random() < 0.35:  # counterfeits are marks too: the detector is brand-agnostic
+                other = library[int(rng.integers(len(library)))].mask
+                fake = make_counterfeit(mask, str(rng.choice(FAMILIES)), rng, other=other)
+                mask = fake if fake is not None else mask
+            chosen.append((mask, mark.colour))
+        frame, boxes, classes = random_scene(rng, chosen, width, height)
+        name = f"{idx:06d}.jpg"
+        cv2.imwrite(str(out_dir / "images" / name), frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+        records.append({"id": idx, "file_name": f"images/{name}", "width": width, "height": height,
+                        "boxes": boxes.tolist(), "classes": classes.tolist()})
+    return records
+
+
+def write_detector_set(
+    library_dir: str | Path,
+    out_dir: str | Path,
+    frames: int,
+    seed: int,
+    width: int = 640,
+    height: int = 360,
+    workers: int = 1,
+) -> Path:
+    """Render ``frames`` detector images with boxes into ``out_dir`` as COCO JSON.
+
+    Returns the path of ``annotations.json``.
+    """
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    os.environ["FAKEWATCH_COCO_OUT"] = str(out)
+    chunks = [list(range(i, min(i + 200, frames))) for i in range(0, frames, 200)]
+    jobs = [(str(library_dir), c, seed, width, height) for c in chunks]
+    records: list[dict] = []
+    mapper: Callable[..., Iterable[list[dict]]]
+    if workers > 1:
+        pool = ProcessPoolExecutor(workers)
+        mapper = pool.map
+    else:
+        pool = None
+        mapper = map
+    try:
+        for chunk in mapper(_detector_chunk, jobs):
+            records.extend(chunk)
+            _progress(len(records), frames, "detector frames")
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    coco: dict = {
+        "info": {"description": "fakewatch synthetic livestream frames", "seed": seed},
+        "categories": [{"id": i, "name": n} for i, n in enumerate(CLASS_NAMES)],
+        "images": [], "annotations": [],
+    }
+    ann_id = 0
+    for rec in sorted(records, key=lambda r: r["id"]):
+        coco["images"].append({k: rec[k] for k in ("id", "file_name", "width", "height")})
+        for (x1, y1, x2, y2), c in zip(rec["boxes"], rec["classes"], strict=True):
+            coco["annotations"].append({
+                "id": ann_id, "image_id": rec["id"], "category_id": int(c),
+                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
+            })
+            ann_id += 1
+    path = out / "annotations.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(coco))
+    tmp.replace(path)
+    return path
+
+
+def load_coco(path: str | Path) -> list[tuple[Path, np.ndarray, np.ndarray]]:
+    """Read a COCO file into (image path, (N, 4) x1y1x2y2 boxes, (N,) classes) per image."""
+    path = Path(path)
+    coco = json.loads(path.read_text())
+    per_image: dict[int, list[dict]] = {img["id"]: [] for img in coco["images"]}
+    for ann in coco["annotations"]:
+        per_image[ann["image_id"]].append(ann)
+    out = []
+    for img in coco["images"]:
+        anns = per_image[img["id"]]
+        boxes = np.array(
+            [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns],
+            np.float32,
+        ).reshape(-1, 4)
+        classes = np.array([a["category_id"] for a in anns], np.int64)
+        out.append((path.parent / img["file_name"], boxes, classes))
+    return out
+
+
+def crop_set(
+    marks: list[Mark],
+    authentic: int,
+    counterfeit: int,
+    seed: int,
+    others: list[Mark] | None = None,
+) -> dict[str, np.ndarray]:
+    """Render embedder crops for ``marks``.
+
+    Returns arrays: ``crops`` (N, 64, 64, 3) uint8, ``brand`` (N,) index into ``marks``,
+    ``fake`` (N,) bool, ``family`` (N,) index into ``FAMILIES`` (-1 for authentic).
+    """
+    pool = others or marks
+    crops, brand, fake, family = [], [], [], []
+    for b, mark in enumerate(marks):
+        rng = np.random.default_rng([seed, b])
+        for k in range(authentic + counterfeit):
+            mask, fam = mark.mask, -1
+            if k >= authentic:
+                fam = int(rng.integers(len(FAMILIES)))
+                other = pool[int(rng.integers(len(pool)))].mask
+                made = make_counterfeit(mark.mask, FAMILIES[fam], rng, other=other)
+                if made is None:
+                    continue
+                mask = made
+            crop = render_mark_crop(rng, mask, mark.colour)
+            if crop is None:
+                continue
+            crops.append(crop)
+            brand.append(b)
+            fake.append(fam >= 0)
+            family.append(fam)
+        _progress(b + 1, len(marks), "crops (brands)")
+    return {
+        "crops": np.stack(crops) if crops else np.zeros((0, 64, 64, 3), np.uint8),
+        "brand": np.asarray(brand, np.int64),
+        "fake": np.asarray(fake, bool),
+        "family": np.asarray(family, np.int64),
+    }
+
+
+def reference_crops(mark: Mark, count: int, seed: int) -> np.ndarray:
+    """Gallery-style references of an authentic mark: one clean rendering, then camera variants."""
+    rng = np.random.default_rng([seed, 7])
+    out = []
+    clean = render_mark_crop(rng, mark.mask, mark.colour, clean=True)
+    if clean is not None:
+        out.append(clean)
+    while len(out) < count:
+        crop = render_mark_crop(rng, mark.mask, mark.colour, box_jitter=0.03)
+        if crop is not None:
+            out.append(crop)
+    return np.stack(out)

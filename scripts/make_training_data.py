@@ -1,0 +1,67 @@
+"""Generate the models' training and validation data from a folder of brand marks.
+
+    python scripts/make_training_data.py detector --marks ../shared/data/logos --out work/det_train --frames 8000
+    python scripts/make_training_data.py crops --marks ../shared/data/logos --out work/crops_train.npz
+
+Brands are split by id (``pipeline.synth.marks.is_held_out``): training sets use training
+brands only, ``--split heldout`` the held-out ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.synth.datasets import crop_set, write_detector_set  # noqa: E402
+from pipeline.synth.marks import MarkLibrary  # noqa: E402
+
+
+def split_folder(marks: Path, split: str) -> Path:
+    """A temporary folder of links to the marks of one split (the generator takes a folder)."""
+    library = MarkLibrary.from_folder(marks)
+    train, held = library.split()
+    chosen = train if split == "train" else held
+    tmp = Path(tempfile.mkdtemp(prefix=f"marks_{split}_"))
+    for mark in chosen:
+        (tmp / f"{mark.slug}.png").symlink_to((marks / f"{mark.slug}.png").resolve())
+    if (marks / "logos.json").exists():
+        (tmp / "logos.json").symlink_to((marks / "logos.json").resolve())
+    return tmp
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=["detector", "crops"])
+    p.add_argument("--marks", type=Path, required=True, help="folder of mark PNGs (+ logos.json)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--split", choices=["train", "heldout"], default="train")
+    p.add_argument("--frames", type=int, default=8000, help="detector frames")
+    p.add_argument("--authentic", type=int, default=8, help="authentic crops per brand")
+    p.add_argument("--counterfeit", type=int, default=4, help="counterfeit crops per brand")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1)
+    args = p.parse_args(argv)
+    if not args.marks.is_dir():
+        print(f"error: marks folder not found: {args.marks}", file=sys.stderr)
+        return 2
+    folder = split_folder(args.marks, args.split)
+    if args.kind == "detector":
+        path = write_detector_set(folder, args.out, args.frames, args.seed, workers=args.workers)
+        print(f"wrote {path}")
+    else:
+        marks = list(MarkLibrary.from_folder(folder))
+        data = crop_set(marks, args.authentic, args.counterfeit, args.seed)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.out, slugs=np.array([m.slug for m in marks]), **data)
+        print(f"wrote {args.out}: {len(data['crops'])} crops of {len(marks)} brands")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
