@@ -62,9 +62,13 @@ def embedder_loss(
     fake: torch.Tensor,
     scale: float = 30.0,
     margin: float = 0.25,
-    fake_ceiling: float = 0.3,
+    fake_band: tuple[float, float] = (0.2, 0.5),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """CosFace on authentic crops; counterfeit crops pushed below ``fake_ceiling`` of their brand.
+    """CosFace on authentic crops; counterfeit crops held in a band of similarity to their brand.
+
+    A counterfeit must stay recognisably an imitation of its brand (above the band's floor,
+    where unrelated marks are not) yet clearly apart from the authentic mark (below its
+    ceiling).
 
     Args:
         cos: (B, brands) cosine similarity to every brand proxy.
@@ -80,5 +84,6 @@ def embedder_loss(
         loss_a = F.cross_entropy(scale * (c - margin * onehot), brand[auth])
     if fake.any():
         own = cos[fake].gather(1, brand[fake, None])[:, 0]
-        loss_f = F.softplus(scale * (own - fake_ceiling)).mean() / scale * 4
+        floor, ceiling = fake_band
+        loss_f = (F.softplus(scale * (own - ceiling)) + F.softplus(scale * (floor - own))).mean() / scale * 4
     return loss_a, loss_f

@@ -8,6 +8,7 @@ the manifest with their SHA-256.
 from __future__ import annotations
 
 import argparse
+import warnings
 import hashlib
 import json
 import time
@@ -47,10 +48,13 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
         names_in, names_out = ["crops"], ["embeddings"]
         axes = {"crops": {0: "batch"}, "embeddings": {0: "batch"}}
     tmp = out.with_suffix(".tmp.onnx")
-    torch.onnx.export(
-        model, (example,), str(tmp), input_names=names_in, output_names=names_out,
-        dynamic_axes=axes, opset_version=OPSET, dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but writes the plain opsets onnxruntime reads.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model, (example,), str(tmp), input_names=names_in, output_names=names_out,
+            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+        )
     proto = onnx.load(str(tmp))
     proto.ir_version = IR_VERSION
     proto.producer_name = "fakewatch"

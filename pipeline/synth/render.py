@@ -194,6 +194,9 @@ def draw_item(
     poly = _product_polygon(item)
     pts = cv2.perspectiveTransform(poly.reshape(-1, 1, 2), hmat).reshape(-1, 2)
     prod_alpha = np.zeros((fh, fw), np.uint8)
+    if not np.isfinite(pts).all() or np.abs(pts).max() > 16 * max(fh, fw):
+        # A product seen edge-on (a degenerate perspective): nothing visible to draw.
+        return None, prod_alpha, np.zeros((fh, fw), np.float32)
     cv2.fillPoly(prod_alpha, [np.round(pts * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
     ys, xs = np.nonzero(prod_alpha > 127)
     product_box = (
@@ -253,12 +256,15 @@ def draw_hand(frame: np.ndarray, rng: np.random.Generator, near: np.ndarray, rea
 
 def camera_effects(frame: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
     """Relight, blur and add sensor noise, as a phone camera on a stream would."""
-    img = frame.astype(np.float32)
     gain = rng.uniform(1 - 0.35 * strength, 1 + 0.25 * strength)
     cast = rng.uniform(1 - 0.12 * strength, 1 + 0.12 * strength, 3)
-    img = img * gain * cast[None, None, :] + rng.uniform(-20, 20) * strength
+    offset = rng.uniform(-20, 20) * strength
     gamma = rng.uniform(1 - 0.3 * strength, 1 + 0.3 * strength)
-    img = 255.0 * (np.clip(img, 0, 255) / 255.0) ** gamma
+    # Gain, cast, offset and gamma are per-channel curves: one lookup table each.
+    levels = np.arange(256, dtype=np.float32)
+    luts = [255.0 * (np.clip(levels * gain * c + offset, 0, 255) / 255.0) ** gamma for c in cast]
+    lut = np.clip(np.stack(luts, axis=1), 0, 255).astype(np.uint8)[:, None, :]
+    img = cv2.LUT(frame, lut)
     r = rng.random()
     if r < 0.3 * strength:
         k = int(rng.integers(3, 9))
@@ -269,8 +275,11 @@ def camera_effects(frame: np.ndarray, rng: np.random.Generator, strength: float 
         img = cv2.filter2D(img, -1, kernel / max(kernel.sum(), 1e-6))
     elif r < 0.7 * strength:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.4))
-    img += rng.normal(0, rng.uniform(0, 6) * strength, img.shape).astype(np.float32)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    sigma = rng.uniform(0, 6) * strength
+    if sigma > 0.5:
+        noise = rng.normal(0, sigma, img.shape).astype(np.int16)
+        img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    return img
 
 
 def jpeg(frame: np.ndarray, rng: np.random.Generator, low: int = 35, high: int = 90) -> np.ndarray:

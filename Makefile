@@ -1,0 +1,51 @@
+# fakewatch: common tasks. Every target creates .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MARKS ?= ../shared/data/logos
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint demo data train train-detector train-embedder export validate bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline models scripts tests benchmarks
+	$(BIN)/mypy pipeline
+
+# Training data from the brand marks (training brands only; held-out frames for validation).
+data: $(STAMP)
+	$(BIN)/python scripts/make_training_data.py detector --marks $(MARKS) --out work/det_train --frames 8000 --seed 1 --workers 2
+	$(BIN)/python scripts/make_training_data.py detector --marks $(MARKS) --split heldout --out work/det_val --frames 400 --seed 2 --workers 2
+	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train.npz --authentic 8 --counterfeit 6 --seed 3
+
+train-detector: $(STAMP)
+	$(BIN)/python -m models.training.train_detector --config configs/train_detector.yaml
+
+train-embedder: $(STAMP)
+	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder.yaml
+
+train: data train-detector train-embedder export
+
+export: $(STAMP)
+	$(BIN)/python -m models.training.export detector runs/detector/last.pt models/detector.onnx
+	$(BIN)/python -m models.training.export embedder runs/embedder/last.pt models/embedder.onnx
+
+validate: $(STAMP)
+	$(BIN)/python scripts/validate_models.py --marks $(MARKS) --det-val work/det_val --out models/validation.json
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/detector_speed.py
+	$(BIN)/python benchmarks/embedder_speed.py
+
+clean:
+	rm -rf $(VENV) work runs .pytest_cache

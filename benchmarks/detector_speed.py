@@ -1,0 +1,47 @@
+"""Detector frames per second at 640x360 on one CPU core (floor: 40).
+
+Baseline in the same run: the bare ONNX graph without decoding and NMS, so the cost of the
+numpy post-processing shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from _common import rate, report
+
+from pipeline.infer.detector import OnnxDetector
+from pipeline.synth.marks import MarkLibrary
+from pipeline.synth.render import random_scene
+from pipeline.infer.models import MODELS_DIR
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=5.0)
+    args = p.parse_args()
+    library = MarkLibrary.from_folder(MODELS_DIR.parent / "data" / "marks")
+    rng = np.random.default_rng(0)
+    frames = [random_scene(rng, [(m.mask, m.colour) for m in library[:3]])[0] for _ in range(args.batch)]
+    with OnnxDetector(threads=1, providers=["CPUExecutionProvider"]) as det:
+        batch = np.stack(frames)
+
+        def graph_only() -> int:
+            det.session.run(batch)
+            return len(frames)
+
+        def full() -> int:
+            det.detect(frames)
+            return len(frames)
+
+        base = rate(graph_only, args.seconds)
+        fps = rate(full, args.seconds)
+        report({"benchmark": "detector_speed", "input": "640x360", "threads": 1, "batch": args.batch,
+                "frames_per_s": round(fps, 1), "baseline_graph_only_frames_per_s": round(base, 1),
+                "floor": 40, "model": det.version})
+
+
+if __name__ == "__main__":
+    main()

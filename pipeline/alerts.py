@@ -1,0 +1,218 @@
+"""Alerts: the record of formats.md section 3, its sinks, and the evidence image a reviewer judges.
+
+Sinks are small context managers behind the ``AlertSink`` protocol: JSON Lines (flushed and
+fsynced per alert, so an interrupted run keeps every alert written), an SQLite store, and an
+evidence writer that draws the crop beside its nearest authentic reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+import cv2
+import numpy as np
+
+KIND = "suspected_fake"
+REQUIRED = ("stream", "t", "frame", "brand", "box", "score", "kind")
+
+
+class AlertFormatError(ValueError):
+    """An alert line does not follow formats.md section 3."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One suspected counterfeit (formats.md section 3)."""
+
+    stream: str
+    t: float
+    frame: int
+    brand: str
+    box: tuple[float, float, float, float]
+    score: float
+    kind: str = KIND
+    id: str = ""
+    track: int | None = None
+    evidence: str | None = None
+    matches: tuple[dict, ...] = ()
+    model: str | None = None
+    created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def __post_init__(self) -> None:
+        if len(self.box) != 4:
+            raise ValueError(f"expected a 4-number box, got {len(self.box)}")
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"score must lie in [0, 1], got {self.score}")
+        if not self.id:
+            # Stable across redelivery and re-runs: the same stream, track and frame give the same id.
+            key = f"{self.stream}|{self.track}|{self.frame}|{self.brand}"
+            object.__setattr__(self, "id", hashlib.sha256(key.encode()).hexdigest()[:20])
+
+    def to_json(self) -> dict:
+        """The JSON object of one alert line (optional fields only where set)."""
+        d = asdict(self)
+        d["box"] = [round(float(v), 1) for v in self.box]
+        d["t"] = round(float(self.t), 3)
+        d["score"] = round(float(self.score), 4)
+        d["matches"] = list(self.matches)
+        return {k: v for k, v in d.items() if v not in (None, "", [])}
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str = "") -> Alert:
+        """Parse one alert object, raising ``AlertFormatError`` naming ``where`` on bad input."""
+        if not isinstance(obj, dict):
+            raise AlertFormatError(f"{where}: expected a JSON object")
+        missing = [k for k in REQUIRED if k not in obj]
+        if missing:
+            raise AlertFormatError(f"{where}: missing field(s) {', '.join(missing)}")
+        try:
+            box = tuple(float(v) for v in obj["box"])
+            if len(box) != 4:
+                raise ValueError
+            known = {k: obj[k] for k in ("id", "track", "evidence", "model", "created_at") if k in obj}
+            return cls(stream=str(obj["stream"]), t=float(obj["t"]), frame=int(obj["frame"]),
+                       brand=str(obj["brand"]), box=box, score=float(obj["score"]),  # type: ignore[arg-type]
+                       kind=str(obj["kind"]), matches=tuple(obj.get("matches", ())), **known)
+        except (TypeError, ValueError) as exc:
+            raise AlertFormatError(f"{where}: bad field value ({exc or 'box must be 4 numbers'})") from None
+
+
+def read_alerts(path: str | Path) -> list[Alert]:
+    """Read a JSON Lines alert file; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise AlertFormatError(f"{path}: file not found")
+    alerts = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise AlertFormatError(f"{path}:{n}: not JSON ({exc.msg})") from None
+        alerts.append(Alert.from_json(obj, f"{path}:{n}"))
+    return alerts
+
+
+class AlertSink(Protocol):
+    """Receives alerts; must not lose one it has accepted."""
+
+    def write(self, alert: Alert) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonlSink:
+    """Appends alerts to a JSON Lines file, flushed and fsynced per alert."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f: IO[str] | None = self.path.open("a", encoding="utf-8")
+
+    def write(self, alert: Alert) -> None:
+        assert self._f is not None, "sink is closed"
+        self._f.write(json.dumps(alert.to_json(), ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self) -> JsonlSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SqliteStore:
+    """An SQLite table of alerts (WAL), keyed by alert id, so a redelivered alert is stored once."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db: sqlite3.Connection | None = sqlite3.connect(str(self.path), check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS alerts (id TEXT PRIMARY KEY, stream TEXT, t REAL, brand TEXT, "
+            "score REAL, record TEXT NOT NULL, created_at TEXT)"
+        )
+        self.db.commit()
+
+    def write(self, alert: Alert) -> None:
+        assert self.db is not None, "store is closed"
+        self.db.execute(
+            "INSERT OR IGNORE INTO alerts (id, stream, t, brand, score, record, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (alert.id, alert.stream, alert.t, alert.brand, alert.score, json.dumps(alert.to_json()), alert.created_at),
+        )
+        self.db.commit()
+
+    def recent(self, limit: int = 100) -> list[dict]:
+        assert self.db is not None, "store is closed"
+        rows = self.db.execute("SELECT record FROM alerts ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _label(img: np.ndarray, text: str, y: int, scale: float = 0.5) -> None:
+    cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def evidence_image(
+    crop: np.ndarray, reference: np.ndarray | None, brand: str, score: float, similarity: float, where: str
+) -> np.ndarray:
+    """The stream crop beside the nearest authentic reference, captioned (RGB, 2 panels)."""
+    side = 256
+    left = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
+    if reference is None:
+        right = np.full((side, side, 3), 128, np.uint8)
+        _label(right, "reference not available", side // 2)
+    else:
+        h, w = reference.shape[:2]
+        s = side / max(h, w)
+        ref = cv2.resize(reference, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        right = np.full((side, side, 3), 255, np.uint8)
+        y0, x0 = (side - ref.shape[0]) // 2, (side - ref.shape[1]) // 2
+        right[y0 : y0 + ref.shape[0], x0 : x0 + ref.shape[1]] = ref
+    panel = np.concatenate([left, np.full((side, 4, 3), 40, np.uint8), right], axis=1)
+    header = np.full((54, panel.shape[1], 3), 30, np.uint8)
+    _label(header, f"suspected fake of '{brand}'  score {score:.2f}  similarity {similarity:.2f}", 20)
+    _label(header, f"stream crop ({where})  |  nearest authentic reference", 44, 0.45)
+    return np.concatenate([header, panel], axis=0)
+
+
+class EvidenceWriter:
+    """Writes one JPEG of evidence per alert into a folder."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, alert_id: str, image_rgb: np.ndarray) -> Path:
+        path = self.folder / f"{alert_id}.jpg"
+        tmp = path.with_suffix(".tmp.jpg")
+        cv2.imwrite(str(tmp), image_rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        os.replace(tmp, path)
+        return path

@@ -1,0 +1,275 @@
+"""The ``fakewatch`` command line: replay recorded streams, manage gallery indexes, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+from pipeline import __version__
+
+
+class UserError(Exception):
+    """A mistake in the command or its inputs: reported as one line, exit status 2."""
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"fakewatch: error: {message}", file=sys.stderr)
+    return code
+
+
+# --- gallery --------------------------------------------------------------------------------
+
+
+def _open_embedder(config_path: str | None):  # type: ignore[no-untyped-def]
+    from pipeline.config import Config
+    from pipeline.infer.embedder import OnnxEmbedder
+
+    cfg = Config.load(config_path)
+    return cfg, OnnxEmbedder(cfg.model_path("embedder"), cfg.models.providers, threads=cfg.models.threads)
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from pipeline.gallery.index import GalleryIndex
+
+    if args.action == "stats":
+        with GalleryIndex.open(args.index) as idx:
+            stats = idx.stats()
+        if args.json:
+            print(json.dumps(stats, indent=2))
+        else:
+            print(f"{stats['path']}: {stats['brands']} brands, {stats['images']} images, "
+                  f"{stats['vectors']} vectors ({stats['kind']}), model {stats['model']}")
+            for brand, s in stats["per_brand"].items():
+                print(f"  {brand:<24} {s['images']:>4} images {s['vectors']:>6} vectors  threshold {s['threshold']:.3f}")
+        return 0
+    cfg, emb = _open_embedder(args.config)
+    with emb:
+        if args.action == "build":
+            bar = _Progress("embedding gallery images")
+            idx = GalleryIndex.build(args.gallery, args.out, emb, emb.version, views=cfg.gallery.views,
+                                     progress=bar.update)
+            bar.close()
+            print(f"built {args.out}: {len(idx.brands)} brands, {len(idx)} vectors ({idx.info['kind']})")
+            idx.close()
+        elif args.action == "add":
+            with GalleryIndex.open(args.index, emb.version) as idx:
+                for folder in args.brand_dirs:
+                    path = Path(folder)
+                    if not path.is_dir():
+                        raise UserError(f"brand folder not found: {path}")
+                    n = idx.add_brand(path, emb)
+                    print(f"enrolled {path.name}: {n} vectors")
+        elif args.action == "remove":
+            with GalleryIndex.open(args.index) as idx:
+                for brand in args.brands:
+                    n = idx.remove_brand(brand)
+                    print(f"removed {brand}: {n} vectors")
+    return 0
+
+
+def resolve_index(gallery_or_index: str | Path, config_path: str | None = None) -> Path:
+    """An index path for ``--gallery``: an index folder as is, a gallery folder built (cached)."""
+    from pipeline.gallery.index import GalleryIndex
+
+    path = Path(gallery_or_index)
+    if (path / "index.json").is_file():
+        return path
+    if not path.is_dir():
+        raise UserError(f"gallery not found: {path}")
+    cfg, emb = _open_embedder(config_path)
+    cache = path.parent / f".{path.name}.index"
+    with emb:
+        try:
+            GalleryIndex.open(cache, emb.version).close()
+            if (path.stat().st_mtime_ns, _tree_stamp(path)) == _read_stamp(cache):
+                return cache
+        except Exception:
+            pass
+        bar = _Progress(f"building index of {path.name}")
+        GalleryIndex.build(path, cache, emb, emb.version, views=cfg.gallery.views, progress=bar.update).close()
+        bar.close()
+    (cache / "source.stamp").write_text(json.dumps([path.stat().st_mtime_ns, _tree_stamp(path)]))
+    return cache
+
+
+def _tree_stamp(folder: Path) -> int:
+    return sum(p.stat().st_mtime_ns + p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _read_stamp(cache: Path) -> tuple[int, int] | None:
+    try:
+        a, b = json.loads((cache / "source.stamp").read_text())
+        return (a, b)
+    except (OSError, ValueError):
+        return None
+
+
+# --- replay --------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A progress bar on stderr (tqdm where the terminal is interactive, log lines otherwise)."""
+
+    def __init__(self, label: str, total: float | None = None, position: int = 0, unit: str = "it") -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=label, position=position, unit=unit, leave=True,
+                        file=sys.stderr, dynamic_ncols=True,
+                        # Without a terminal (CI, logs) a line every few seconds is enough.
+                        mininterval=0.5 if sys.stderr.isatty() else 5.0)
+
+    def update(self, done: float, total: float | None = None) -> None:
+        if total is not None and self.bar.total != total:
+            self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pipeline.alerts import EvidenceWriter, JsonlSink, SqliteStore
+    from pipeline.config import Config
+    from pipeline.ingest.probe import probe
+    from pipeline.ingest.source import FFmpegSource, Sampling
+    from pipeline.spine import Spine, run_sources
+
+    cfg = Config.load(args.config)
+    try:
+        sampling = Sampling.from_arg(args.sample or cfg.ingest.sample)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    index = resolve_index(args.gallery, args.config)
+    alerts_path = Path(args.alerts)
+    evidence_dir = Path(args.evidence) if args.evidence else alerts_path.with_name(alerts_path.stem + "_evidence")
+    sinks = [JsonlSink(alerts_path), SqliteStore(alerts_path.with_suffix(".sqlite"))]
+    videos = [Path(v) for v in args.videos]
+    sources = []
+    durations: dict[str, float | None] = {}
+    results = {}
+    bars: dict[str, _Progress] = {}
+    failed_early: dict[str, str] = {}
+    for n, video in enumerate(videos):
+        stream = video.stem if video.stem not in durations else f"{video.stem}-{n}"
+        if not video.is_file():
+            failed_early[stream] = f"{video}: file not found"
+            continue
+        durations[stream] = probe(video).duration
+        sources.append(FFmpegSource(video, stream, sampling))
+        bars[stream] = _Progress(stream, durations[stream], position=len(bars), unit="s")
+    t0 = time.perf_counter()
+    stop = threading.Event()
+    with Spine.from_config(cfg, index, sinks, EvidenceWriter(evidence_dir)) as spine:
+        try:
+            results = run_sources(
+                spine, sources, policy="block",
+                on_frame=lambda f: bars[f.stream].update(round(f.t, 1)), stop=stop,
+            )
+        except KeyboardInterrupt:
+            stop.set()
+            for bar in bars.values():
+                bar.close()
+            print(f"\ninterrupted: alerts written so far are in {alerts_path}", file=sys.stderr)
+            return 130
+    wall = time.perf_counter() - t0
+    for bar in bars.values():
+        bar.close()
+    return _summary(results, failed_early, durations, wall, alerts_path, evidence_dir)
+
+
+def _summary(results, failed_early, durations, wall, alerts_path, evidence_dir) -> int:  # type: ignore[no-untyped-def]
+    from pipeline.alerts import read_alerts
+
+    rows = []
+    failed = 0
+    for stream, msg in failed_early.items():
+        print(f"fakewatch: error: {msg}", file=sys.stderr)
+        rows.append((stream, "-", "-", "-", "failed"))
+        failed += 1
+    media_total = 0.0
+    for stream, res in results.items():
+        media = durations.get(stream) or res.media_seconds
+        media_total += media or 0
+        if res.error:
+            print(f"fakewatch: error: {res.error}", file=sys.stderr)
+            failed += 1
+        rows.append((stream, str(res.frames), str(res.alerts), f"{media:.1f}s" if media else "-",
+                     "failed" if res.error else "ok"))
+    print()
+    header = ("stream", "frames", "alerts", "media", "status")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
+    for r in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
+    speed = media_total / wall if wall > 0 else 0
+    print(f"\n{len(rows)} file(s), {sum(r.frames for r in results.values())} frames, "
+          f"{sum(r.alerts for r in results.values())} alert(s) in {wall:.1f}s: {speed:.1f}x real time")
+    if alerts_path.exists():
+        for a in read_alerts(alerts_path)[-20:]:
+            print(f"  {a.stream} t={a.t:.1f}s frame {a.frame}: suspected fake of {a.brand} "
+                  f"(score {a.score:.2f}) evidence {a.evidence}")
+    print(f"alerts: {alerts_path}  evidence: {evidence_dir}")
+    return 1 if failed else 0
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fakewatch", description="Flag suspected counterfeit marks in livestream video.")
+    p.add_argument("--version", action="version", version=f"fakewatch {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("replay", help="replay recorded streams and write alerts")
+    r.add_argument("videos", nargs="+", help="video files")
+    r.add_argument("--gallery", required=True, help="gallery folder or built index folder")
+    r.add_argument("--alerts", required=True, help="JSON Lines file the alerts are appended to")
+    r.add_argument("--sample", help="'keyframes', 'all' or frames per second (default: config)")
+    r.add_argument("--evidence", help="folder for evidence JPEGs (default: beside the alerts file)")
+    r.add_argument("--config", help="configuration YAML (default: configs/fakewatch.yaml)")
+    r.set_defaults(func=cmd_replay)
+
+    g = sub.add_parser("gallery", help="build and change gallery indexes")
+    gs = g.add_subparsers(dest="action", required=True)
+    b = gs.add_parser("build", help="embed a gallery folder into a new index")
+    b.add_argument("gallery")
+    b.add_argument("--out", required=True)
+    b.add_argument("--config")
+    a = gs.add_parser("add", help="enrol brand folders into an index")
+    a.add_argument("index")
+    a.add_argument("brand_dirs", nargs="+")
+    a.add_argument("--config")
+    rm = gs.add_parser("remove", help="remove brands from an index")
+    rm.add_argument("index")
+    rm.add_argument("brands", nargs="+")
+    rm.add_argument("--config")
+    st = gs.add_parser("stats", help="show what an index holds")
+    st.add_argument("index")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--config")
+    g.set_defaults(func=cmd_gallery)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.alerts import AlertFormatError
+    from pipeline.config import ConfigError
+    from pipeline.gallery.index import GalleryError
+    from pipeline.infer.models import ModelError
+    from pipeline.ingest.source import IngestError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ConfigError, GalleryError, ModelError, IngestError, AlertFormatError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Typed configuration, loaded from ``configs/fakewatch.yaml`` (every key documented there)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from pipeline.verdict import VerdictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "configs" / "fakewatch.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    detector: str = "models/detector.onnx"
+    embedder: str = "models/embedder.onnx"
+    providers: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    threshold: float = 0.3
+    iou: float = 0.5
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    size: int = 8
+    deadline_ms: float = 50.0
+    queue: int = 32
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    neighbours: int = 24
+    views: int = 12
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    sample: str = "2"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole runtime configuration."""
+
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
+
+    def model_path(self, name: str) -> Path:
+        """A model path from the config, relative paths taken from the repository root."""
+        p = Path(getattr(self.models, name))
+        return p if p.is_absolute() else ROOT / p
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+        """Load ``path`` (default: configs/fakewatch.yaml), then a calibration file beside it."""
+        path = Path(path) if path else DEFAULT_CONFIG
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        calib = data.pop("calibration", None)
+        if calib:
+            cpath = Path(calib) if Path(calib).is_absolute() else path.parent / calib
+            if cpath.is_file():
+                extra = yaml.safe_load(cpath.read_text()) or {}
+                data.setdefault("verdict", {}).update(extra.get("verdict", {}))
+        for key, value in (overrides or {}).items():
+            section, _, name = key.partition(".")
+            data.setdefault(section, {})[name] = value
+        _env_overrides(data)
+        return _build(cls, data, "")
+
+
+def _env_overrides(data: dict) -> None:
+    """``FAKEWATCH_SECTION__KEY=value`` overrides ``section.key`` (YAML-parsed value)."""
+    for name, value in os.environ.items():
+        if name.startswith("FAKEWATCH_") and "__" in name:
+            section, key = name[len("FAKEWATCH_") :].lower().split("__", 1)
+            data.setdefault(section, {})[key] = yaml.safe_load(value)
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Any, where: str) -> T:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        f = fields[name]
+        key = f"{where}.{name}" if where else name
+        default = (f.default_factory() if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+                   else f.default)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, key)
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value) if isinstance(value, list | tuple) else (value,)
+        elif isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a mapping")
+            kwargs[name] = {str(k): float(v) for k, v in value.items()}
+        elif isinstance(default, bool) or isinstance(default, str):
+            kwargs[name] = type(default)(value)
+        elif isinstance(default, int | float):
+            try:
+                kwargs[name] = type(default)(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,394 @@
+"""The gallery index: reference vectors in FAISS, their metadata in SQLite, on disk atomically.
+
+An index folder holds ``vectors.faiss``, ``meta.sqlite`` and ``index.json`` (model version,
+counts, the index kind and the checksums of the other two files). It is derived from a gallery
+folder (formats.md section 1) and can always be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import faiss
+import numpy as np
+
+from pipeline.gallery.references import reference_views
+from pipeline.infer.embedder import Embedder
+
+INDEX_FORMAT = "fakewatch-index/1"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+
+# Exact search while the gallery is small; an inverted file with 8-bit scalar codes beyond,
+# which keeps 1M vectors of 128 dims near 130 MB and searches a few lists per query.
+EXACT_LIMIT = 100_000
+
+
+class GalleryError(RuntimeError):
+    """A gallery or index is unusable; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Search results for Q queries and K neighbours."""
+
+    similarity: np.ndarray  # (Q, K) float32 cosine similarity, best first
+    brand: np.ndarray  # (Q, K) object array of brand ids ("" where no neighbour)
+    ref: np.ndarray  # (Q, K) int64 reference ids (-1 where no neighbour)
+
+    def __post_init__(self) -> None:
+        if self.similarity.shape != self.brand.shape or self.similarity.shape != self.ref.shape:
+            raise ValueError(
+                f"expected equal (Q, K) arrays, got {self.similarity.shape}, {self.brand.shape}, {self.ref.shape}"
+            )
+
+
+class Gallery(Protocol):
+    """Finds the nearest authentic references of query vectors."""
+
+    model_version: str
+
+    def search(self, vectors: np.ndarray, k: int) -> Neighbours: ...
+
+    def threshold(self, brand: str) -> float: ...
+
+    def reference_image(self, ref: int) -> np.ndarray | None: ...
+
+
+def make_faiss_index(dim: int, count: int, train: np.ndarray | None = None) -> faiss.Index:
+    """An empty index suited to ``count`` vectors: exact below EXACT_LIMIT, IVF-SQ8 above."""
+    if count <= EXACT_LIMIT:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    nlist = int(min(65536, max(1024, 4 * np.sqrt(count))))
+    quantiser = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFScalarQuantizer(quantiser, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                          faiss.METRIC_INNER_PRODUCT)
+    if train is None:
+        raise ValueError("an approximate index needs training vectors")
+    index.train(np.ascontiguousarray(train[: max(nlist * 40, 100_000)], dtype=np.float32))
+    index.nprobe = 24
+    return index
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def gallery_images(folder: Path) -> list[tuple[str, Path]]:
+    """(brand, image path) for every image of a gallery folder, sorted; raises on a bad layout."""
+    if not folder.is_dir():
+        raise GalleryError(f"gallery folder not found: {folder}")
+    items = []
+    for brand_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        brand = brand_dir.name
+        if not all(c.islower() or c.isdigit() or c in "_-" for c in brand):
+            raise GalleryError(f"{brand_dir}: brand folder names must match [a-z0-9_-]+")
+        for img in sorted(brand_dir.iterdir()):
+            if img.suffix.lower() in IMAGE_SUFFIXES:
+                items.append((brand, img))
+    if not items:
+        raise GalleryError(f"{folder}: no brand folders with .png/.jpg/.jpeg/.webp images")
+    return items
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 RGB, flattening alpha onto white."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise GalleryError(f"{path}: not a readable image")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        alpha = img[:, :, 3:4].astype(np.float32) / 255
+        img = (img[:, :, :3].astype(np.float32) * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+class GalleryIndex:
+    """An opened index folder: FAISS vectors plus SQLite metadata.
+
+    Open with ``GalleryIndex.open(path, model_version)``; a version mismatch is refused.
+    """
+
+    def __init__(self, path: Path, index: faiss.Index, db: sqlite3.Connection, info: dict) -> None:
+        self.path = path
+        self.index = index
+        self.db = db
+        self.info = info
+        self.model_version: str = info["model"]
+        self._refresh()
+
+    def _refresh(self) -> None:
+        rows = self.db.execute("SELECT id, brand FROM refs").fetchall()
+        self._brand_of = {int(i): b for i, b in rows}
+        self._thresholds = dict(self.db.execute("SELECT brand, threshold FROM brands").fetchall())
+
+    # --- building -----------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        gallery: str | Path,
+        out: str | Path,
+        embedder: Embedder,
+        model_version: str,
+        views: int = 12,
+        quantile: float = 0.02,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> GalleryIndex:
+        """Embed every image of ``gallery`` (with camera views) into a new index at ``out``.
+
+        The folder is written next to ``out`` and renamed into place, so a failed build
+        leaves any previous index untouched.
+        """
+        gallery, out = Path(gallery), Path(out)
+        items = gallery_images(gallery)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent if out.parent.exists() else None))
+        try:
+            db = _create_db(tmp / "meta.sqlite")
+            vectors, ids = [], []
+            next_id = 0
+            for n, (brand, path) in enumerate(items):
+                vecs = _embed_image(embedder, read_rgb(path), views, seed=n)
+                rows = [(next_id + k, brand, str(path.relative_to(gallery)), k) for k in range(len(vecs))]
+                db.executemany("INSERT INTO refs (id, brand, image, view) VALUES (?, ?, ?, ?)", rows)
+                vectors.append(vecs)
+                ids.append(np.arange(next_id, next_id + len(vecs), dtype=np.int64))
+                next_id += len(vecs)
+                if progress:
+                    progress(n + 1, len(items))
+            for brand in sorted({b for b, _ in items}):
+                meta = gallery / brand / "brand.json"
+                title = json.loads(meta.read_text()).get("title", brand) if meta.is_file() else brand
+                db.execute("INSERT INTO brands (brand, title, threshold) VALUES (?, ?, 0)", (brand, title))
+            all_vecs = np.concatenate(vectors)
+            all_ids = np.concatenate(ids)
+            index = make_faiss_index(all_vecs.shape[1], len(all_vecs), all_vecs)
+            index.add_with_ids(all_vecs, all_ids)
+            _calibrate(db, all_vecs, all_ids, quantile)
+            db.execute("INSERT INTO settings (key, value) VALUES ('gallery', ?)", (str(gallery.resolve()),))
+            db.commit()
+            db.close()
+            _write_index(tmp, index, {"model": model_version, "dim": int(all_vecs.shape[1]), "views": views,
+                                      "quantile": quantile})
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls.open(out, model_version)
+
+    # --- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, model_version: str | None = None) -> GalleryIndex:
+        """Open an index folder, checking its files' checksums and the model version."""
+        path = Path(path)
+        info_path = path / "index.json"
+        if not info_path.is_file():
+            raise GalleryError(f"{path}: not a gallery index (no index.json); build one with "
+                               f"'fakewatch gallery build GALLERY --out {path}'")
+        info = json.loads(info_path.read_text())
+        if info.get("format") != INDEX_FORMAT:
+            raise GalleryError(f"{path}: unknown index format {info.get('format')!r}")
+        for name in ("vectors.faiss", "meta.sqlite"):
+            if _sha256(path / name) != info["sha256"][name]:
+                raise GalleryError(f"{path / name}: checksum mismatch; the index is damaged, rebuild it")
+        if model_version is not None and info["model"] != model_version:
+            raise GalleryError(
+                f"{path}: built with embedder {info['model']}, but the loaded embedder is {model_version}; "
+                f"rebuild the index with 'fakewatch gallery build'"
+            )
+        index = faiss.read_index(str(path / "vectors.faiss"))
+        db = sqlite3.connect(str(path / "meta.sqlite"), check_same_thread=False)
+        return cls(path, index, db, info)
+
+    # --- queries ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def brands(self) -> list[str]:
+        return sorted(self._thresholds)
+
+    def search(self, vectors: np.ndarray, k: int = 16) -> Neighbours:
+        """The ``k`` nearest references of each (Q, D) query vector."""
+        q = np.ascontiguousarray(vectors, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.info["dim"]:
+            raise ValueError(f"expected (Q, {self.info['dim']}) vectors, got {q.shape}")
+        if len(q) == 0 or len(self) == 0:
+            empty = np.zeros((len(q), 0))
+            return Neighbours(empty.astype(np.float32), empty.astype(object), empty.astype(np.int64))
+        sim, ids = self.index.search(q, min(k, len(self)))
+        brands = np.vectorize(lambda i: self._brand_of.get(int(i), ""), otypes=[object])(ids)
+        return Neighbours(sim.astype(np.float32), brands, ids.astype(np.int64))
+
+    def threshold(self, brand: str) -> float:
+        """The similarity below which a mark of ``brand`` no longer looks authentic."""
+        return float(self._thresholds.get(brand, 1.0))
+
+    def title(self, brand: str) -> str:
+        row = self.db.execute("SELECT title FROM brands WHERE brand = ?", (brand,)).fetchone()
+        return row[0] if row else brand
+
+    def reference_image(self, ref: int) -> np.ndarray | None:
+        """The gallery image a reference came from, when the gallery folder is still there."""
+        row = self.db.execute("SELECT image FROM refs WHERE id = ?", (int(ref),)).fetchone()
+        gal = self.db.execute("SELECT value FROM settings WHERE key = 'gallery'").fetchone()
+        if row is None or gal is None:
+            return None
+        path = Path(gal[0]) / row[0]
+        return read_rgb(path) if path.is_file() else None
+
+    def stats(self) -> dict:
+        """Counts and settings, for ``fakewatch gallery stats``."""
+        per_brand = self.db.execute(
+            "SELECT brand, COUNT(DISTINCT image), COUNT(*) FROM refs GROUP BY brand ORDER BY brand"
+        ).fetchall()
+        return {
+            "path": str(self.path), "model": self.model_version, "kind": self.info["kind"],
+            "vectors": len(self), "brands": len(self._thresholds),
+            "images": sum(r[1] for r in per_brand),
+            "per_brand": {b: {"images": i, "vectors": v, "threshold": round(self.threshold(b), 4)}
+                          for b, i, v in per_brand},
+        }
+
+    # --- changes --------------------------------------------------------------------------
+
+    def add_brand(self, brand_dir: Path, embedder: Embedder) -> int:
+        """Enrol (or re-enrol) one brand folder without a full rebuild; returns vectors added."""
+        brand = brand_dir.name
+        images = [p for p in sorted(brand_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not images:
+            raise GalleryError(f"{brand_dir}: no .png/.jpg/.jpeg/.webp images")
+        self.remove_brand(brand, missing_ok=True, save=False)
+        start = int(self.db.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM refs").fetchone()[0])
+        vecs_all, ids_all = [], []
+        for n, path in enumerate(images):
+            vecs = _embed_image(embedder, read_rgb(path), self.info["views"], seed=start + n)
+            ids = np.arange(start, start + len(vecs), dtype=np.int64)
+            self.db.executemany("INSERT INTO refs (id, brand, image, view) VALUES (?, ?, ?, ?)",
+                                [(int(i), brand, str(path.resolve()), k) for k, i in enumerate(ids)])
+            vecs_all.append(vecs)
+            ids_all.append(ids)
+            start += len(vecs)
+        meta = brand_dir / "brand.json"
+        title = json.loads(meta.read_text()).get("title", brand) if meta.is_file() else brand
+        vecs, ids = np.concatenate(vecs_all), np.concatenate(ids_all)
+        self.index.add_with_ids(vecs, ids)
+        self.db.execute("INSERT INTO brands (brand, title, threshold) VALUES (?, ?, 0)", (brand, title))
+        _calibrate(self.db, vecs, ids, self.info["quantile"])
+        self.save()
+        return len(vecs)
+
+    def remove_brand(self, brand: str, missing_ok: bool = False, save: bool = True) -> int:
+        """Remove a brand's references; returns how many vectors went."""
+        ids = np.array([r[0] for r in self.db.execute("SELECT id FROM refs WHERE brand = ?", (brand,))], np.int64)
+        if len(ids) == 0 and not missing_ok:
+            raise GalleryError(f"brand {brand!r} is not in the index {self.path}")
+        if len(ids):
+            self.index.remove_ids(ids)
+        self.db.execute("DELETE FROM refs WHERE brand = ?", (brand,))
+        self.db.execute("DELETE FROM brands WHERE brand = ?", (brand,))
+        if save:
+            self.save()
+        return len(ids)
+
+    def save(self) -> None:
+        """Write the changed index back atomically (a copy renamed over the old folder)."""
+        self.db.commit()
+        tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=self.path.parent))
+        try:
+            dst = sqlite3.connect(str(tmp / "meta.sqlite"))
+            self.db.backup(dst)
+            dst.close()
+            _write_index(tmp, self.index, {k: self.info[k] for k in ("model", "dim", "views", "quantile")})
+            old = self.path.with_name(self.path.name + ".old")
+            os.replace(self.path, old)
+            os.replace(tmp, self.path)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.db.close()
+        self.db = sqlite3.connect(str(self.path / "meta.sqlite"), check_same_thread=False)
+        self.info = json.loads((self.path / "index.json").read_text())
+        self._refresh()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> GalleryIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _create_db(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path))
+    db.executescript(
+        """
+        CREATE TABLE refs (id INTEGER PRIMARY KEY, brand TEXT NOT NULL, image TEXT NOT NULL, view INTEGER NOT NULL);
+        CREATE INDEX refs_brand ON refs (brand);
+        CREATE TABLE brands (brand TEXT PRIMARY KEY, title TEXT, threshold REAL NOT NULL);
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT);
+        """
+    )
+    return db
+
+
+def _embed_image(embedder: Embedder, image: np.ndarray, views: int, seed: int) -> np.ndarray:
+    return embedder.embed(reference_views(image, views, seed=seed))
+
+
+def _calibrate(db: sqlite3.Connection, vectors: np.ndarray, ids: np.ndarray, quantile: float) -> None:
+    """Per-brand authenticity threshold from the brand's own references only.
+
+    Each camera view is compared with the brand's other references: how similar an authentic
+    mark seen by a camera is to the nearest reference. A low quantile of that spread is where
+    "no longer authentic" begins, so a new brand needs no counterfeit examples.
+    """
+    owners = dict(db.execute("SELECT id, brand FROM refs").fetchall())
+    views = dict(db.execute("SELECT id, view FROM refs").fetchall())
+    brand_of = np.array([owners[int(i)] for i in ids], dtype=object)
+    for brand in sorted(set(brand_of)):
+        sel = brand_of == brand
+        v = vectors[sel]
+        camera = np.array([views[int(i)] > 0 for i in ids[sel]])
+        sims = v @ v.T
+        np.fill_diagonal(sims, -np.inf)
+        nearest = sims.max(axis=1)[camera] if camera.any() else sims.max(axis=1)
+        nearest = nearest[np.isfinite(nearest)]
+        thr = float(np.quantile(nearest, quantile)) if len(nearest) else 1.0
+        db.execute("UPDATE brands SET threshold = ? WHERE brand = ?", (thr, brand))
+
+
+def _write_index(folder: Path, index: faiss.Index, info: dict) -> None:
+    faiss.write_index(index, str(folder / "vectors.faiss"))
+    kind = "exact" if isinstance(index, faiss.IndexIDMap2) else "ivf-sq8"
+    full = {"format": INDEX_FORMAT, **info, "kind": kind, "vectors": int(index.ntotal),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "sha256": {n: _sha256(folder / n) for n in ("vectors.faiss", "meta.sqlite")}}
+    (folder / "index.json").write_text(json.dumps(full, indent=2) + "\n")
+
+
+def iter_brand_dirs(folder: Path) -> Iterable[Path]:
+    """Brand sub-folders of a gallery folder."""
+    return sorted(p for p in folder.iterdir() if p.is_dir())

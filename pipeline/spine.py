@@ -1,0 +1,339 @@
+"""The spine: the one place where the stages are wired together.
+
+``Spine.process`` takes a micro-batch of frames (from any number of streams) through detection,
+cropping, embedding, gallery search and per-stream verdicts, and hands alerts to the sinks.
+``run_sources`` feeds it from decoders through one bounded queue. Replay, evaluation, the daemon
+and Ray workers all call these two and wire nothing themselves.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.alerts import Alert, AlertSink, EvidenceWriter, evidence_image
+from pipeline.boxes import cut_crops
+from pipeline.config import Config
+from pipeline.gallery.index import Gallery, GalleryIndex
+from pipeline.infer.detector import Detector, OnnxDetector
+from pipeline.infer.embedder import Embedder, OnnxEmbedder
+from pipeline.ingest.source import IngestError, Source
+from pipeline.types import MARK, Frame
+from pipeline.verdict import MarkSample, StreamVerdicts, Verdict
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage, and batch sizes seen (for metrics and benchmarks)."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
+    batches: list[int] = field(default_factory=list)
+
+
+class Spine:
+    """Detector, embedder and gallery, with per-stream verdicts and alert sinks."""
+
+    def __init__(
+        self,
+        config: Config,
+        detector: Detector,
+        embedder: Embedder,
+        gallery: Gallery,
+        sinks: Sequence[AlertSink] = (),
+        evidence: EvidenceWriter | None = None,
+        model_version: str = "",
+    ) -> None:
+        self.config = config
+        self.detector = detector
+        self.embedder = embedder
+        self.gallery = gallery
+        self.sinks = list(sinks)
+        self.evidence = evidence
+        self.model_version = model_version
+        self.streams: dict[str, StreamVerdicts] = {}
+        self.times = StageTimes()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        index: str | Path,
+        sinks: Sequence[AlertSink] = (),
+        evidence: EvidenceWriter | None = None,
+    ) -> Spine:
+        """Load the configured models and open a gallery index built with the same embedder."""
+        m = config.models
+        detector = OnnxDetector(config.model_path("detector"), m.providers, config.detector.threshold,
+                                config.detector.iou, m.threads)
+        embedder = OnnxEmbedder(config.model_path("embedder"), m.providers, threads=m.threads)
+        gallery = GalleryIndex.open(index, embedder.version)
+        return cls(config, detector, embedder, gallery, sinks, evidence,
+                   model_version=f"{detector.version}+{embedder.version}+{gallery.path.name}")
+
+    def close(self) -> None:
+        """Close models, gallery and sinks."""
+        for part in (self.detector, self.embedder, self.gallery, *self.sinks):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> Spine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the stages ---------------------------------------------------------------------
+
+    def samples(self, frames: Sequence[Frame]) -> list[list[MarkSample]]:
+        """Detect, crop, embed and search: one list of judged marks per frame."""
+        t0 = time.perf_counter()
+        detections = self.detector.detect([f.image for f in frames])
+        t1 = time.perf_counter()
+        vc = self.config.verdict
+        per_frame_marks, crops = [], []
+        for frame, det in zip(frames, detections, strict=True):
+            marks = det.of_class(MARK)
+            keep = marks.scores >= vc.min_detection
+            boxes, scores = marks.boxes[keep], marks.scores[keep]
+            per_frame_marks.append((boxes, scores))
+            if len(boxes):
+                crops.append(cut_crops(frame.image, boxes))
+        t2 = time.perf_counter()
+        all_crops = np.concatenate(crops) if crops else np.zeros((0, 64, 64, 3), np.uint8)
+        vectors = self.embedder.embed(all_crops)
+        t3 = time.perf_counter()
+        nb = self.gallery.search(vectors, self.config.gallery.neighbours)
+        t4 = time.perf_counter()
+        out: list[list[MarkSample]] = []
+        row = 0
+        for frame, (boxes, scores) in zip(frames, per_frame_marks, strict=True):
+            found = []
+            for box, score in zip(boxes, scores, strict=True):
+                found.append(self._judge(frame, box, float(score), nb.similarity[row], nb.brand[row],
+                                         nb.ref[row], all_crops[row]))
+                row += 1
+            out.append(found)
+        t5 = time.perf_counter()
+        with self._lock:
+            s = self.times.seconds
+            s["detect"] += t1 - t0
+            s["crop"] += t2 - t1
+            s["embed"] += t3 - t2
+            s["search"] += t4 - t3
+            s["judge"] += t5 - t4
+            self.times.batches.append(len(frames))
+        return out
+
+    def _judge(self, frame: Frame, box: np.ndarray, score: float, sims: np.ndarray, brands: np.ndarray,
+               refs: np.ndarray, crop: np.ndarray) -> MarkSample:
+        if len(sims) == 0 or not brands[0]:
+            return MarkSample(frame.stream, frame.index, frame.t, box, score, "", 0.0, 0.0, 1.0, -1, crop=crop)
+        best = str(brands[0])
+        other = [float(s) for s, b in zip(sims, brands, strict=True) if b and b != best]
+        # No other brand among the neighbours: it is at most as near as the farthest retrieved.
+        runner_up = other[0] if other else float(sims[-1]) if len(sims) > 1 else 0.0
+        seen: dict[str, tuple[int, float]] = {}
+        for s, b, r in zip(sims, brands, refs, strict=True):
+            if b and b not in seen:
+                seen[str(b)] = (int(r), float(s))
+        matches = tuple((b, r, s) for b, (r, s) in list(seen.items())[:3])
+        return MarkSample(frame.stream, frame.index, frame.t, box.astype(np.float32), score, best,
+                          float(sims[0]), runner_up, self.gallery.threshold(best), int(refs[0]),
+                          matches=matches, crop=crop)
+
+    def process(self, frames: Sequence[Frame]) -> list[Alert]:
+        """Run one micro-batch through every stage; returns the alerts raised (already sunk)."""
+        if not frames:
+            return []
+        alerts = []
+        for frame, found in zip(frames, self.samples(frames), strict=True):
+            verdicts = self.stream(frame.stream).update(frame.t, found)
+            for v in verdicts:
+                alerts.append(self._alert(v))
+        return alerts
+
+    def stream(self, stream: str) -> StreamVerdicts:
+        """The verdict state of one stream (created on first use)."""
+        with self._lock:
+            if stream not in self.streams:
+                self.streams[stream] = StreamVerdicts(stream, self.config.verdict)
+            return self.streams[stream]
+
+    def end_stream(self, stream: str) -> None:
+        """Forget a stream's tracks (it ended or was removed)."""
+        with self._lock:
+            self.streams.pop(stream, None)
+
+    def _alert(self, verdict: Verdict) -> Alert:
+        s = verdict.sample
+        alert = Alert(
+            stream=s.stream, t=s.t, frame=s.frame, brand=verdict.brand,
+            box=tuple(float(v) for v in s.box),  # type: ignore[arg-type]
+            score=round(verdict.score, 4), track=verdict.track,
+            matches=tuple({"brand": b, "ref": r, "similarity": round(sim, 4)} for b, r, sim in s.matches),
+            model=self.model_version or None,
+        )
+        if self.evidence is not None and s.crop is not None:
+            ref = self.gallery.reference_image(s.ref) if s.ref >= 0 else None
+            img = evidence_image(s.crop, ref, verdict.brand, verdict.score, s.similarity, f"{s.stream} t={s.t:.1f}s")
+            path = self.evidence.write(alert.id, img)
+            alert = Alert(**{**alert.__dict__, "evidence": str(path)})
+        for sink in self.sinks:
+            sink.write(alert)
+        return alert
+
+
+# --- feeding the spine --------------------------------------------------------------------
+
+_END = object()
+
+
+class FrameQueue:
+    """A bounded queue of frames with a named overflow policy.
+
+    ``block``: producers wait (replay: nothing is skipped). ``drop_oldest``: the oldest queued
+    frame is discarded and counted per stream (live: never fall behind).
+    """
+
+    def __init__(self, size: int, policy: str = "block") -> None:
+        if policy not in ("block", "drop_oldest"):
+            raise ValueError(f"unknown overflow policy {policy!r}")
+        self.policy = policy
+        self._q: queue.Queue[object] = queue.Queue(maxsize=size)
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def put(self, item: Frame | object) -> None:
+        if self.policy == "block" or item is _END:
+            self._q.put(item)
+            return
+        with self._lock:
+            while True:
+                try:
+                    self._q.put_nowait(item)
+                    return
+                except queue.Full:
+                    try:
+                        old = self._q.get_nowait()
+                    except queue.Empty:
+                        continue
+                    if isinstance(old, Frame):
+                        self.dropped[old.stream] += 1
+                    else:  # never drop an end marker: put it back and drop the newcomer instead
+                        self._q.put_nowait(old)
+                        if isinstance(item, Frame):
+                            self.dropped[item.stream] += 1
+                        return
+
+    def get(self, timeout: float | None = None) -> object:
+        return self._q.get(timeout=timeout)
+
+    def qsize(self) -> int:
+        return self._q.qsize()
+
+
+@dataclass
+class SourceResult:
+    """What happened to one source in a run."""
+
+    stream: str
+    frames: int = 0
+    alerts: int = 0
+    error: str | None = None
+    media_seconds: float = 0.0
+
+
+def run_sources(
+    spine: Spine,
+    sources: Iterable[Source],
+    policy: str = "block",
+    on_frame: Callable[[Frame], None] | None = None,
+    on_alert: Callable[[Alert], None] | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, SourceResult]:
+    """Decode every source on its own thread and run their frames through ``spine`` in micro-batches.
+
+    Returns one result per stream; a failing source is reported there and the others go on.
+    """
+    cfg = spine.config.batch
+    frames_q = FrameQueue(cfg.queue, policy)
+    stop = stop or threading.Event()
+    results: dict[str, SourceResult] = {}
+    threads = []
+
+    def decode(src: Source) -> None:
+        res = results[src.stream]
+        try:
+            with src:  # type: ignore[attr-defined]
+                for frame in src:
+                    if stop.is_set():
+                        break
+                    frames_q.put(frame)
+        except IngestError as exc:
+            res.error = str(exc)
+        except Exception as exc:  # one bad source never takes the run down
+            res.error = f"{getattr(src, 'url', src.stream)}: {exc}"
+        finally:
+            frames_q.put(_END)
+
+    for src in sources:
+        results[src.stream] = SourceResult(src.stream)
+        th = threading.Thread(target=decode, args=(src,), name=f"decode-{src.stream}", daemon=True)
+        threads.append(th)
+    for th in threads:
+        th.start()
+    remaining = len(threads)
+    try:
+        while remaining:
+            batch: list[Frame] = []
+            deadline = None
+            while remaining and len(batch) < cfg.size:
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    item = frames_q.get(timeout=timeout if batch else 0.5)
+                except queue.Empty:
+                    if batch:
+                        break
+                    if stop.is_set():
+                        remaining = 0
+                    continue
+                if item is _END:
+                    remaining -= 1
+                    continue
+                assert isinstance(item, Frame)
+                batch.append(item)
+                if deadline is None:
+                    deadline = time.monotonic() + cfg.deadline_ms / 1000
+            if not batch:
+                continue
+            batch.sort(key=lambda f: (f.stream, f.t))
+            for alert in spine.process(batch):
+                results[alert.stream].alerts += 1
+                if on_alert:
+                    on_alert(alert)
+            for frame in batch:
+                res = results[frame.stream]
+                res.frames += 1
+                res.media_seconds = max(res.media_seconds, frame.t)
+                if on_frame:
+                    on_frame(frame)
+    finally:
+        stop.set()
+        # Unblock decoders waiting on a full queue, then join them.
+        while any(th.is_alive() for th in threads):
+            try:
+                frames_q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        for th in threads:
+            th.join()
+    return results

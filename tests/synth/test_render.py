@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.synth.render import (
+    MARK,
+    PRODUCT,
+    Pose,
+    SceneItem,
+    busy_background,
+    gallery_image,
+    random_scene,
+    render_frame,
+    render_mark_crop,
+)
+
+
+def _ink_box(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(np.abs(after.astype(int) - before.astype(int)).sum(2) > 60)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+
+
+@pytest.mark.parametrize("angle", [0.0, 20.0, -35.0])
+@pytest.mark.parametrize("size", [24.0, 80.0])
+def test_mark_box_matches_rendered_ink(library, angle, size):
+    """Without camera effects, the labelled mark box is where the ink landed."""
+    rng = np.random.default_rng(1)
+    mark = library.get("stripe")
+    item = SceneItem(mark.mask, (0, 0, 0), (255, 255, 255), 0, (0.5, 0.5, 0.5, 0.5), 1)
+    pose = Pose(160, 90, size, angle)
+    bg = np.full((180, 320, 3), 255, np.uint8)
+    blank = SceneItem(np.zeros_like(mark.mask), (0, 0, 0), (255, 255, 255), 0, (0.5, 0.5, 0.5, 0.5), 1)
+    product_only, _ = render_frame(bg, [blank], [pose], rng, effects=0.0)
+    frame, anns = render_frame(bg, [item], [pose], rng, effects=0.0)
+    marks = [a for a in anns if a.category == MARK]
+    assert len(marks) == 1
+    np.testing.assert_allclose(marks[0].box, _ink_box(product_only, frame), atol=1.5)
+
+
+def test_random_scene_boxes_inside_frame(library):
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        frame, boxes, classes = random_scene(rng, [(m.mask, m.colour) for m in library[:3]], 320, 180)
+        assert frame.shape == (180, 320, 3) and frame.dtype == np.uint8
+        assert boxes.shape == (len(classes), 4)
+        assert set(classes.tolist()) <= {MARK, PRODUCT}
+        assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 320).all()
+        assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+
+
+def test_empty_scene_has_no_boxes():
+    frame, boxes, classes = random_scene(np.random.default_rng(0), [], 64, 48)
+    assert boxes.shape == (0, 4) and classes.shape == (0,)
+
+
+def test_hidden_mark_is_not_labelled(library):
+    """A product drawn over a mark hides it: no box for a mark nobody can see."""
+    mark = library[0]
+    item = SceneItem(mark.mask, (0, 0, 0), (255, 255, 255), 0, (0.2, 0.2, 0.2, 0.2), 1)
+    cover = SceneItem(np.zeros((8, 8), np.uint8), (0, 0, 0), (90, 90, 90), 0, (3.0, 3.0, 3.0, 3.0), 2)
+    bg = busy_background(np.random.default_rng(0), 180, 320)
+    _, anns = render_frame(bg, [item, cover], [Pose(160, 90, 40), Pose(160, 90, 40)], np.random.default_rng(0), effects=0)
+    assert [a for a in anns if a.category == MARK and a.item == 0] == []
+
+
+def test_crop_and_gallery_image(library):
+    crop = render_mark_crop(np.random.default_rng(0), library[0].mask, library[0].colour)
+    assert crop is not None and crop.shape == (64, 64, 3)
+    img = gallery_image(library[0].mask, library[0].colour)
+    assert img.shape == (256, 256, 3) and img.dtype == np.uint8

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.boxes import as_boxes, cut_crops, iou_matrix, nms, square_boxes
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ([[0, 0, 10, 10]], [[0, 0, 10, 10]], 1.0),
+        ([[0, 0, 10, 10]], [[5, 0, 15, 10]], 50 / 150),
+        ([[0, 0, 10, 10]], [[10, 10, 20, 20]], 0.0),
+        ([[0, 0, 0, 0]], [[0, 0, 0, 0]], 0.0),
+    ],
+)
+def test_iou(a, b, expected):
+    assert iou_matrix(np.array(a), np.array(b))[0, 0] == pytest.approx(expected)
+
+
+def test_iou_empty():
+    assert iou_matrix(np.zeros((0, 4)), np.ones((3, 4))).shape == (0, 3)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((3, 5)), np.zeros(4), np.zeros((2, 2, 4))])
+def test_as_boxes_rejects_other_shapes(bad):
+    with pytest.raises(ValueError, match=r"expected \(N, 4\) boxes"):
+        as_boxes(bad)
+
+
+@pytest.mark.parametrize(
+    ("boxes", "scores", "keep"),
+    [
+        ([], [], []),
+        ([[0, 0, 10, 10]], [0.5], [0]),
+        ([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], [0.6, 0.9, 0.1], [1, 2]),
+    ],
+)
+def test_nms(boxes, scores, keep):
+    assert nms(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32)).tolist() == keep
+
+
+def test_square_boxes_keep_centre_and_pad_longer_side():
+    sq = square_boxes(np.array([[10, 20, 30, 60]]), pad=1.0)
+    assert sq.tolist() == [[0.0, 20.0, 40.0, 60.0]]
+
+
+@pytest.mark.parametrize("box", [[10, 10, 50, 30], [-20, -20, 15, 15], [90, 40, 130, 70]])
+def test_cut_crops_shape_and_border(box):
+    frame = np.zeros((80, 120, 3), np.uint8)
+    frame[:, :, 0] = 200
+    crops = cut_crops(frame, np.array([box], np.float32), size=32)
+    assert crops.shape == (1, 32, 32, 3) and crops.dtype == np.uint8
+    # Outside the frame the border is replicated, never black.
+    assert (crops[..., 0] == 200).all()

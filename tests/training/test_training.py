@@ -1,0 +1,97 @@
+"""A few real training steps of both models, and ONNX export checked against torch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from models.training import export as export_mod  # noqa: E402
+from models.training import train_detector, train_embedder  # noqa: E402
+from models.training.detector import MarkDetector, make_targets  # noqa: E402
+from pipeline.infer.models import ModelError, verify_model  # noqa: E402
+from pipeline.synth.datasets import crop_set, write_detector_set  # noqa: E402
+from tests.conftest import SAMPLE_MARKS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def detector_ckpt(tmp_path_factory):
+    root = tmp_path_factory.mktemp("det")
+    write_detector_set(SAMPLE_MARKS, root / "data", frames=8, seed=0, width=320, height=180)
+    train_detector.main(["--data", str(root / "data"), "--out", str(root / "run"), "--epochs", "1",
+                         "--batch", "4", "--threads", "2"])
+    return root / "run" / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def embedder_ckpt(tmp_path_factory, library):
+    root = tmp_path_factory.mktemp("emb")
+    data = crop_set(list(library)[:6], authentic=3, counterfeit=2, seed=0)
+    np.savez(root / "crops.npz", **data)
+    train_embedder.main(["--data", str(root / "crops.npz"), "--out", str(root / "run"), "--epochs", "2",
+                         "--batch", "8", "--threads", "2"])
+    return root / "run" / "last.pt"
+
+
+def test_detector_trains_and_resumes(detector_ckpt):
+    state = torch.load(detector_ckpt, weights_only=False)
+    assert state["epoch"] == 0
+    for v in state["model"].values():
+        assert torch.isfinite(v.float()).all()
+
+
+def test_embedder_trains(embedder_ckpt):
+    state = torch.load(embedder_ckpt, weights_only=False)
+    assert state["epoch"] == 1
+
+
+@pytest.mark.parametrize("kind", ["detector", "embedder"])
+def test_onnx_matches_torch(kind, detector_ckpt, embedder_ckpt, tmp_path):
+    ckpt = detector_ckpt if kind == "detector" else embedder_ckpt
+    model = export_mod.load_model(kind, ckpt)
+    path = export_mod.export(kind, model, tmp_path / f"{kind}.onnx")
+    assert export_mod.max_relative_error(kind, model, path) <= 1e-4
+    export_mod.record(tmp_path / "manifest.json", path, kind)
+    info = verify_model(path)
+    assert info.kind == kind
+
+
+def test_loader_refuses_tampered_model(tmp_path):
+    model = export_mod.load_model("embedder", None)
+    path = export_mod.export("embedder", model, tmp_path / "embedder.onnx")
+    export_mod.record(tmp_path / "manifest.json", path, "embedder")
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        verify_model(path)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [(None, "no manifest"), ({}, "not listed"), ("{broken", "not valid JSON")],
+)
+def test_loader_refuses_unlisted(tmp_path, manifest, message):
+    path = tmp_path / "embedder.onnx"
+    path.write_bytes(b"onnx")
+    if manifest is not None:
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(ModelError, match=message):
+        verify_model(path)
+
+
+def test_targets_peak_at_every_box():
+    boxes = torch.tensor([[10.0, 10.0, 20.0, 18.0], [100.0, 50.0, 200.0, 150.0]])
+    heat, dist, weight = make_targets(boxes, torch.tensor([0, 1]), 28, 48)
+    assert heat[0].max() == 1.0 and heat[1].max() == 1.0
+    assert (weight > 0).sum() >= 2
+    assert (dist >= 1.0).all()
+
+
+def test_detector_output_shapes():
+    boxes, scores = MarkDetector().eval()(torch.zeros(2, 100, 200, 3, dtype=torch.uint8))
+    assert boxes.shape[0] == 2 and boxes.shape[2] == 4 and scores.shape[2] == 2
