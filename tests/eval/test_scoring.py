@@ -1,0 +1,135 @@
+"""One case per scoring rule of formats.md section 4, with hand-made labels and alerts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.alerts import Alert, AlertFormatError, read_alerts
+from pipeline.eval.scoring import Clip, LabelError, LabelledObject, load_clip, score
+
+FPS = 10.0
+
+
+def obj(id_, brand, authentic, first=10, last=30, box=(100, 100, 200, 200)):
+    frames = np.arange(first, last + 1)
+    return LabelledObject(id_, brand, authentic, frames, np.tile(np.array(box, np.float32), (len(frames), 1)))
+
+
+def clip(*objects, stream="s1", frames=100):
+    return Clip(stream, None, FPS, frames, (640, 360), tuple(objects))  # type: ignore[arg-type]
+
+
+def alert(t, brand="acme", box=(100, 100, 200, 200), stream="s1"):
+    return Alert(stream=stream, t=t, frame=int(t * FPS), brand=brand, box=box, score=0.9)
+
+
+FAKE = obj(1, "acme", False)
+REAL = obj(2, "acme", True, box=(400, 100, 500, 200))
+UNENROLLED = obj(3, "nobrand", False, box=(300, 250, 360, 300))
+
+
+@pytest.mark.parametrize(
+    ("objects", "alerts", "caught", "true_alerts"),
+    [
+        pytest.param([FAKE], [alert(2.0)], 1, 1, id="caught"),
+        pytest.param([REAL], [alert(2.0, box=(400, 100, 500, 200))], 0, 0, id="alert-on-authentic"),
+        pytest.param([FAKE, UNENROLLED], [alert(2.0, brand="acme", box=(300, 250, 360, 300))], 0, 0,
+                     id="alert-on-unenrolled-mark"),
+        pytest.param([FAKE], [alert(2.0, brand="other")], 0, 0, id="wrong-brand"),
+        # IoU of [100,100,200,200] with a shifted box: 0.29 vs 0.31
+        pytest.param([FAKE], [alert(2.0, box=(155, 100, 255, 200))], 0, 0, id="iou-just-under"),
+        pytest.param([FAKE], [alert(2.0, box=(152, 100, 252, 200))], 1, 1, id="iou-just-over"),
+        pytest.param([FAKE], [alert(1.0 - 0.5 + 0.01)], 1, 1, id="just-inside-before"),
+        pytest.param([FAKE], [alert(1.0 - 0.5 - 0.01)], 0, 0, id="just-outside-before"),
+        pytest.param([FAKE], [alert(3.0 + 2.0 - 0.01)], 1, 1, id="just-inside-after"),
+        pytest.param([FAKE], [alert(3.0 + 2.0 + 0.01)], 0, 0, id="just-outside-after"),
+        pytest.param([FAKE], [alert(1.5), alert(2.5)], 1, 2, id="two-alerts-one-counterfeit"),
+        pytest.param([], [], 0, 0, id="no-objects"),
+        pytest.param([FAKE], [alert(2.0, stream="unknown")], 0, 0, id="stream-not-in-labels"),
+    ],
+)
+def test_rules(objects, alerts, caught, true_alerts):
+    result = score([clip(*objects)], alerts)
+    assert result.caught == caught
+    assert result.true_alerts == true_alerts
+    assert result.false_alerts == len(alerts) - true_alerts
+
+
+def test_ratios_and_time_to_first_alert():
+    result = score([clip(FAKE, REAL)], [alert(1.5), alert(2.5), alert(2.0, box=(400, 100, 500, 200))])
+    d = result.to_dict()
+    assert d["event_recall"] == 1.0
+    assert d["alert_precision"] == pytest.approx(2 / 3, abs=1e-4)
+    assert d["median_time_to_first_alert_s"] == pytest.approx(0.5)
+    assert d["alerts_per_caught_counterfeit"] == 2.0
+    assert d["false_alerts_per_stream_hour"] == pytest.approx(1 / (10 / 3600), rel=1e-3)
+
+
+def test_no_alerts_no_objects_has_undefined_ratios():
+    d = score([clip()], []).to_dict()
+    assert d["event_recall"] is None and d["alert_precision"] is None
+
+
+GOOD = {"format": "fakewatch-labels/1", "video": "a.mp4", "fps": 30, "frames": 60, "size": [320, 180],
+        "objects": [{"id": 1, "brand": "acme", "authentic": False, "boxes": [[0, 10, 10, 50, 50]]}]}
+
+
+def _with(**changes):
+    d = json.loads(json.dumps(GOOD))
+    for k, v in changes.items():
+        if v is None:
+            d.pop(k)
+        else:
+            d[k] = v
+    return d
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_with(format="fakewatch-labels/9"), "unknown format"),
+        (_with(fps=None), "missing field 'fps'"),
+        (_with(objects=[{"id": 1, "brand": "a", "boxes": [[0, 1, 1, 5, 5]]}]), "missing field 'authentic'"),
+        (_with(objects=[{"id": 1, "brand": "a", "authentic": True, "boxes": [[0, 1, 1, 500, 5]]}]), "outside"),
+        (_with(objects=[{"id": 1, "brand": "a", "authentic": True, "boxes": [[0, 1, 1, 5]]}]), "5 numbers"),
+        (_with(objects=[{"id": 1, "brand": "a", "authentic": True, "boxes": [[99, 1, 1, 5, 5]]}]), "frame numbers"),
+        ("{not json", "not JSON"),
+    ],
+)
+def test_malformed_labels_name_the_file(tmp_path, data, message):
+    path = tmp_path / "a.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    with pytest.raises(LabelError, match=message) as err:
+        load_clip(path)
+    assert str(path) in str(err.value)
+
+
+def test_good_label(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(GOOD))
+    c = load_clip(path)
+    assert c.stream == "a" and len(c.counterfeits) == 1 and c.seconds == 2.0
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{oops", "not JSON"),
+        ('{"stream": "s", "t": 1}', "missing field"),
+        ('{"stream": "s", "t": 1, "frame": 1, "brand": "b", "box": [1, 2, 3], "score": 0.5, "kind": "suspected_fake"}',
+         "bad field"),
+        ('{"stream": "s", "t": "x", "frame": 1, "brand": "b", "box": [1, 2, 3, 4], "score": 0.5, "kind": "k"}',
+         "bad field"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_malformed_alert_lines_name_file_and_line(tmp_path, line, message):
+    path = tmp_path / "alerts.jsonl"
+    good = json.dumps(alert(1.0).to_json())
+    path.write_text(good + "\n" + line + "\n")
+    with pytest.raises(AlertFormatError, match=message) as err:
+        read_alerts(path)
+    assert f"{path}:2" in str(err.value)
