@@ -71,7 +71,7 @@ class Sampling:
 _FRAME_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:(\S+).*?\bs:(\d+)x(\d+)")
 _CONFIG_RE = re.compile(r"config in time_base:\s*(\d+)/(\d+), frame_rate:\s*(\d+)/(\d+)")
 _START_RE = re.compile(r"Duration: [^,]+, start: (-?[\d.]+)")
-_LEVEL_RE = re.compile(r"^\[(\w+)\]\s*(.*)$")
+_LEVEL_RE = re.compile(r"\[(trace|debug|verbose|info|warning|error|fatal|panic)\]\s*")
 
 
 @dataclass
@@ -125,10 +125,10 @@ class FFmpegSource:
             in_args["re"] = None  # type: ignore[assignment]
         stream = ffmpeg.input(self.url, **in_args).video
         if self.sampling.mode == "fps":
-            # Keep a frame once at least 1/rate has passed since the last kept one; the small
-            # slack absorbs rounding in the timestamps of 29.97 fps and similar rates.
-            gap = 1.0 / self.sampling.rate - 1e-3
-            stream = stream.filter("select", f"isnan(prev_selected_t)+gte(t-prev_selected_t,{gap:.6f})")
+            # Keep the first frame of every 1/rate slot of media time: the average rate is exact
+            # even where it does not divide the source rate (7.5 of 25 fps).
+            r = f"{self.sampling.rate:.9g}"
+            stream = stream.filter("select", f"isnan(prev_selected_t)+gt(floor(t*{r}+1e-6),floor(prev_selected_t*{r}+1e-6))")
         stream = stream.filter("showinfo", checksum=0)
         out = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
         out = out.global_args("-nostdin", "-hide_banner", "-loglevel", "level+info")
@@ -154,9 +154,9 @@ class FFmpegSource:
         try:
             for raw in self._proc.stderr:
                 line = raw.decode("utf-8", "replace").rstrip()
-                m = _LEVEL_RE.match(line)
-                level, text = (m.group(1), m.group(2)) if m else ("info", line)
-                if "showinfo" in text:
+                m = _LEVEL_RE.search(line)
+                level, text = (m.group(1), line[m.end() :]) if m else ("info", line)
+                if "Parsed_showinfo" in line:
                     if (f := _FRAME_RE.search(text)) is not None:
                         info.frames.put((int(f.group(2)), int(f.group(4)), int(f.group(5))))
                     elif (c := _CONFIG_RE.search(text)) is not None:
@@ -208,14 +208,14 @@ class FFmpegSource:
             self._reader.join(timeout=5)
         errors = [e for e in self._info.errors if e and not e.startswith("Error while filtering")]
         text = " ".join(errors).lower()
-        if "invalid data found" in text or "moov atom not found" in text:
-            return "not a readable video (empty, truncated or not a media file)"
         if "matches no streams" in text or "does not contain any stream" in text:
             return "no video stream in the file"
-        if "decoder" in text and ("not found" in text or "unknown" in text) or "unsupported codec" in text:
+        if ("decoder" in text and ("not found" in text or "unknown" in text)) or "unsupported codec" in text:
             return f"unsupported codec ({errors[-1]})"
-        if "partial file" in text or "truncat" in text or "invalid nal" in text or "error while decoding" in text:
+        if "partial file" in text or "nal unit" in text or "error while decoding" in text:
             return f"truncated or corrupt video ({errors[0]})"
+        if "invalid data found" in text or "moov atom not found" in text:
+            return "not a readable video (empty, truncated or not a media file)"
         if errors:
             return errors[-1]
         return f"ffmpeg exited with status {code}"

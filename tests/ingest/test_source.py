@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from pipeline.ingest.source import FFmpegSource, IngestError, Sampling, read_frames
+from tests.ingest.conftest import make_video
+
+
+def ffprobe_frames(path, keyframes_only=False):
+    """(presentation index, pts_time) of every frame per ffprobe."""
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        pytest.skip("ffprobe not installed")
+    args = [exe, "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time,key_frame",
+            "-of", "json"]
+    if keyframes_only:
+        args[1:1] = ["-skip_frame", "nokey"]
+    out = json.loads(subprocess.run([*args, str(path)], capture_output=True, text=True, check=True).stdout)
+    return [(float(f["pts_time"]), int(f["key_frame"])) for f in out["frames"]]
+
+
+@pytest.mark.parametrize("fixture", ["clip_30fps", "clip_25fps"])
+@pytest.mark.parametrize("sample", ["all", "keyframes", "2", "1", "7.5"])
+def test_index_and_time_match_ffprobe(request, fixture, sample):
+    path = request.getfixturevalue(fixture)
+    probed = ffprobe_frames(path)
+    fps = 30 if fixture == "clip_30fps" else 25
+    times = [t for t, _ in probed]
+    frames = read_frames(path, Sampling.from_arg(sample))
+    assert frames, "no frames decoded"
+    for f in frames:
+        # Every decoded frame is the source frame whose presentation time ffprobe reports.
+        assert f.t == pytest.approx(times[f.index] - times[0], abs=1e-3)
+        assert f.stream == path.stem
+    idx = [f.index for f in frames]
+    if sample == "all":
+        assert idx == list(range(len(probed)))
+    elif sample == "keyframes":
+        assert idx == [i for i, (_, key) in enumerate(probed) if key]
+    else:
+        # The first frame of each 1/rate slot of media time.
+        step = fps / float(sample)
+        expected = [math.ceil(k * step - 1e-6) for k in range(math.ceil(len(probed) / step - 1e-6))]
+        assert idx == expected
+
+
+def test_frames_are_rgb_arrays(clip_30fps):
+    frames = read_frames(clip_30fps, Sampling("keyframes"))
+    assert frames[0].image.shape == (180, 320, 3) and frames[0].image.dtype == np.uint8
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _truncated(tmp_path, clip):
+    data = clip.read_bytes()
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _no_moov(tmp_path, clip):
+    path = tmp_path / "nomoov.mp4"
+    subprocess.run(["cp", str(clip), str(path)], check=True)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"moov", b"xxxx"))
+    return path
+
+
+def _unsupported_codec(tmp_path, _clip):
+    avi = make_video(tmp_path / "mjpeg.avi", seconds=1, codec="mjpeg")
+    data = avi.read_bytes().replace(b"MJPG", b"ZZZZ")
+    path = tmp_path / "unknown_codec.avi"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp, clip: tmp / "missing.mp4", "file not found"),
+        (lambda tmp, clip: _write(tmp / "empty.mp4", b""), "not a readable video"),
+        (lambda tmp, clip: _write(tmp / "notes.mp4", b"just text, no video\n" * 50), "not a readable video"),
+        (_truncated, "truncated or corrupt"),
+        (_no_moov, "not a readable video"),
+        (_unsupported_codec, "codec"),
+    ],
+    ids=["missing", "empty", "not-a-video", "truncated", "corrupt", "unsupported-codec"],
+)
+def test_bad_inputs_give_one_clear_error(tmp_path, clip_30fps, make, message):
+    path = make(tmp_path, clip_30fps)
+    with pytest.raises(IngestError, match=message) as err:
+        read_frames(path, Sampling("fps", 2))
+    assert str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
+
+    path = tmp_path / "tone.m4a"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=1",
+                    str(path)], check=True)
+    with pytest.raises(IngestError, match="no video stream"):
+        read_frames(path)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("keyframes", Sampling("keyframes")), ("2", Sampling("fps", 2.0)),
+                                                 ("ALL", Sampling("all")), (0.5, Sampling("fps", 0.5))])
+def test_sampling_from_arg(text, expected):
+    assert Sampling.from_arg(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["fast", "0", "-1", "nan"])
+def test_sampling_rejects(bad):
+    with pytest.raises(ValueError):
+        Sampling.from_arg(bad)
+
+
+def test_closing_early_stops_ffmpeg(clip_30fps):
+    src = FFmpegSource(clip_30fps, sampling=Sampling("all"))
+    with src:
+        first = next(iter(src))
+        proc = src._proc
+    assert first.index == 0
+    assert proc is not None and proc.poll() is not None
