@@ -1,0 +1,106 @@
+"""Gallery index: build, search, add, remove, checksums and model version, with a fake embedder.
+
+The embedder here is a deterministic stand-in (colour histogram), because this module's job is
+storage and search; the real ONNX embedder is exercised by the pipeline tests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.gallery.index import GalleryError, GalleryIndex, make_faiss_index
+from pipeline.synth.clips import write_gallery
+from tests.conftest import HistogramEmbedder
+
+
+@pytest.fixture
+def gallery(tmp_path, library):
+    return write_gallery(list(library)[:5], tmp_path / "gallery")
+
+
+@pytest.fixture
+def index(tmp_path, gallery):
+    return GalleryIndex.build(gallery, tmp_path / "index", HistogramEmbedder(), "emb-test", views=3)
+
+
+def test_build_and_search(index, library):
+    assert len(index.brands) == 5 and len(index) == 15
+    stats = index.stats()
+    assert stats["kind"] == "exact" and stats["images"] == 5
+    ref_vecs = np.stack([index.index.reconstruct(i) for i in range(3)])
+    nb = index.search(ref_vecs, k=2)
+    assert nb.similarity.shape == (3, 2)
+    assert set(nb.brand[:, 0]) == {library[0].slug}
+
+
+def test_search_empty_queries(index):
+    nb = index.search(np.zeros((0, HistogramEmbedder.dim), np.float32))
+    assert nb.similarity.shape[0] == 0
+
+
+def test_search_rejects_wrong_dim(index):
+    with pytest.raises(ValueError, match=r"expected \(Q, "):
+        index.search(np.zeros((2, 5), np.float32))
+
+
+def test_other_model_version_is_refused(tmp_path, index):
+    index.close()
+    with pytest.raises(GalleryError, match="built with embedder emb-test"):
+        GalleryIndex.open(tmp_path / "index", "emb-other")
+
+
+def test_damaged_index_is_refused(tmp_path, index):
+    index.close()
+    (tmp_path / "index" / "meta.sqlite").write_bytes(b"garbage")
+    with pytest.raises(GalleryError, match="checksum mismatch"):
+        GalleryIndex.open(tmp_path / "index")
+
+
+def test_add_and_remove_without_rebuild(tmp_path, index, library):
+    extra = write_gallery([library[10]], tmp_path / "more")
+    added = index.add_brand(extra / library[10].slug, HistogramEmbedder())
+    assert added == 3 and library[10].slug in index.brands and len(index) == 18
+    reopened = GalleryIndex.open(tmp_path / "index", "emb-test")
+    assert len(reopened) == 18
+    assert index.remove_brand(library[0].slug) == 3
+    assert library[0].slug not in index.brands and len(index) == 15
+    with pytest.raises(GalleryError, match="not in the index"):
+        index.remove_brand("nope")
+
+
+@pytest.mark.parametrize("layout", ["empty", "bad-name", "missing"])
+def test_bad_gallery_layout(tmp_path, layout):
+    folder = tmp_path / "g"
+    if layout != "missing":
+        folder.mkdir()
+    if layout == "bad-name":
+        (folder / "Bad Brand").mkdir()
+        (folder / "Bad Brand" / "a.png").write_bytes(b"x")
+    with pytest.raises(GalleryError):
+        GalleryIndex.build(folder, tmp_path / "idx", HistogramEmbedder(), "v")
+
+
+def test_failed_build_keeps_previous_index(tmp_path, index, gallery):
+    index.close()
+    before = json.loads((tmp_path / "index" / "index.json").read_text())
+    (gallery / "broken").mkdir()
+    (gallery / "broken" / "ref.png").write_bytes(b"not a png")
+    with pytest.raises(GalleryError, match="not a readable image"):
+        GalleryIndex.build(gallery, tmp_path / "index", HistogramEmbedder(), "emb-test", views=3)
+    assert json.loads((tmp_path / "index" / "index.json").read_text()) == before
+
+
+def test_thresholds_are_calibrated_per_brand(index, library):
+    for brand in index.brands:
+        assert -1.0 <= index.threshold(brand) <= 1.0
+    assert index.threshold("unknown-brand") == 1.0
+
+
+def test_large_galleries_use_an_approximate_index():
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(2000, 16)).astype(np.float32)
+    idx = make_faiss_index(16, 200_000, vecs)
+    assert "IVF" in type(idx).__name__
