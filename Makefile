@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MARKS ?= ../shared/data/logos
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo data train train-detector train-embedder export validate bench clean
+.PHONY: venv sysdeps test lint demo data train train-detector train-embedder export validate bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# System programs the tests use: ffprobe (checks decoded frame times). The main job itself needs
+# none: it falls back to the ffmpeg bundled with imageio-ffmpeg.
+sysdeps:
+	@command -v ffprobe >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	  else echo "make: install ffmpeg (for ffprobe) to run every test" >&2; fi; }
+
+test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

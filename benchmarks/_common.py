@@ -24,3 +24,36 @@ def rate(fn: Callable[[], int], min_seconds: float = 3.0, warmup: int = 2) -> fl
 def report(figure: dict) -> None:
     """Print the benchmark's result as one JSON line."""
     print(json.dumps(figure, sort_keys=True))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / "work" / "bench"
+
+
+def bench_clip(seconds: float = 20.0, seed: int = 7) -> Path:
+    """A 720p30 H.264 clip with a 2 s GOP from the generator, made once and cached."""
+    from pipeline.synth.clips import plan_clip, render_clip
+    from pipeline.synth.marks import MarkLibrary
+
+    name = f"bench_{int(seconds)}s_{seed}"
+    path = BENCH_DIR / f"{name}.mp4"
+    if not path.exists():
+        import numpy as np
+
+        lib = list(MarkLibrary.from_folder(ROOT / "data" / "marks"))
+        spec = plan_clip(name, np.random.default_rng(seed), lib[:40], lib[40:], seconds=seconds, objects=3,
+                         min_mark=60, max_mark=220)
+        render_clip(spec, BENCH_DIR)
+    return path
+
+
+def bench_index() -> Path:
+    """A gallery index of the sample marks (built once per embedder version)."""
+    from pipeline.cli import resolve_index
+    from pipeline.synth.clips import write_gallery
+    from pipeline.synth.marks import MarkLibrary
+
+    gallery = BENCH_DIR / "gallery"
+    if not gallery.exists():
+        write_gallery(list(MarkLibrary.from_folder(ROOT / "data" / "marks"))[:40], gallery)
+    return resolve_index(gallery)

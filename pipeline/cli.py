@@ -252,12 +252,25 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.add_argument("--config")
     g.set_defaults(func=cmd_gallery)
+    e = sub.add_parser("eval", help="evaluate on labelled clips (same as scripts/evaluate.py)")
+    from pipeline.eval.cli import add_arguments
+
+    add_arguments(e)
+    e.set_defaults(func=cmd_eval)
     return p
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pipeline.eval.cli import evaluate
+
+    print(json.dumps(evaluate(args), indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline.alerts import AlertFormatError
     from pipeline.config import ConfigError
+    from pipeline.eval.scoring import LabelError
     from pipeline.gallery.index import GalleryError
     from pipeline.infer.models import ModelError
     from pipeline.ingest.source import IngestError
@@ -265,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ConfigError, GalleryError, ModelError, IngestError, AlertFormatError) as exc:
+    except (UserError, ConfigError, GalleryError, ModelError, IngestError, AlertFormatError, LabelError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130

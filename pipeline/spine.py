@@ -49,8 +49,10 @@ class Spine:
         sinks: Sequence[AlertSink] = (),
         evidence: EvidenceWriter | None = None,
         model_version: str = "",
+        observer: Callable[[Frame, list[MarkSample]], None] | None = None,
     ) -> None:
         self.config = config
+        self.observer = observer
         self.detector = detector
         self.embedder = embedder
         self.gallery = gallery
@@ -156,6 +158,8 @@ class Spine:
             return []
         alerts = []
         for frame, found in zip(frames, self.samples(frames), strict=True):
+            if self.observer is not None:
+                self.observer(frame, found)
             verdicts = self.stream(frame.stream).update(frame.t, found)
             for v in verdicts:
                 alerts.append(self._alert(v))

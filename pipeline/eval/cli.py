@@ -1,4 +1,4 @@
-"""``scripts/evaluate.py`` and ``fakewatch eval``: replay labelled clips, score, report."""
+"""``scripts/evaluate.py`` and ``fakewatch eval``: replay labelled clips, score, report, calibrate."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from pipeline.alerts import AlertFormatError, read_alerts
-from pipeline.config import Config, ConfigError
-from pipeline.eval.scoring import Clip, LabelError, load_clips, score
+from pipeline.config import DEFAULT_CONFIG, Config, ConfigError
+from pipeline.eval.scoring import Clip, LabelError, Score, load_clips, score
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evaluate", description=__doc__)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clips", required=True, help="folder of labelled clips (video + .json)")
     p.add_argument("--gallery", help="gallery folder or built index")
     p.add_argument("--alerts", help="score this alerts file instead of running the pipeline")
@@ -23,10 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", help="'keyframes', 'all' or frames per second (default: config)")
     p.add_argument("--config", help="configuration YAML (default: configs/fakewatch.yaml)")
     p.add_argument("--concurrency", type=int, default=4, help="clips decoded at once")
-    return p
+    p.add_argument("--calibrate", action="store_true",
+                   help="choose alert score thresholds that meet --target-precision and write them")
+    p.add_argument("--target-precision", type=float, default=0.95)
+    p.add_argument("--calibration-out", help="where --calibrate writes (default: configs/calibration.yaml)")
+    p.add_argument("--no-report", action="store_true", help="skip report.html (faster)")
 
 
-def write_clips_csv(path: Path, clips: list[Clip], result) -> None:  # type: ignore[no-untyped-def]
+def write_clips_csv(path: Path, clips: list[Clip], result: Score) -> None:
+    """One row per clip with its counts."""
     per = {c.stream: {"clip": c.stream, "seconds": round(c.seconds, 2), "objects": len(c.objects),
                       "counterfeits": len(c.counterfeits), "caught": 0, "alerts": 0, "false_alerts": 0}
            for c in clips}
@@ -37,58 +43,90 @@ def write_clips_csv(path: Path, clips: list[Clip], result) -> None:  # type: ign
             per[stream]["alerts"] += 1
             per[stream]["false_alerts"] += int(not hit)
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(next(iter(per.values())).keys()))
+        w = csv.DictWriter(f, fieldnames=["clip", "seconds", "objects", "counterfeits", "caught", "alerts",
+                                          "false_alerts"])
         w.writeheader()
         w.writerows(per.values())
 
 
-def main(argv: list[str] | None = None) -> int:
+def evaluate(args: argparse.Namespace) -> dict:
+    """Run (or read) alerts for the clips and write every output; returns the metrics."""
     from pipeline.cli import UserError, resolve_index
+    from pipeline.eval.report import calibrate, plot_pr_curve, pr_curve, write_report
     from pipeline.ingest.source import Sampling
 
-    args = build_parser().parse_args(argv)
+    clips = load_clips(args.clips)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    extra: dict = {}
+    cfg = Config.load(args.config)
+    gallery_dir: Path | None = None
+    if args.alerts:
+        alerts = read_alerts(args.alerts)
+    else:
+        if not args.gallery:
+            raise UserError("give --gallery to run the pipeline, or --alerts to score existing alerts")
+        sampling = Sampling.from_arg(args.sample or cfg.ingest.sample)
+        index = resolve_index(args.gallery, args.config)
+        gallery_dir = Path(args.gallery) if not (Path(args.gallery) / "index.json").is_file() else None
+        from tqdm import tqdm
+
+        from pipeline.eval.runner import FrameLog, run_clips
+        from pipeline.gallery.index import GalleryIndex
+
+        with GalleryIndex.open(index) as idx:
+            enrolled = set(idx.brands)
+        bar = tqdm(total=round(sum(c.seconds for c in clips)), desc="evaluating", unit="s", file=sys.stderr,
+                   mininterval=0.5 if sys.stderr.isatty() else 10.0)
+        done: dict[str, float] = {}
+
+        def on_frame(frame) -> None:  # type: ignore[no-untyped-def]
+            done[frame.stream] = frame.t
+            bar.n = round(sum(done.values()))
+            bar.refresh()
+
+        log = FrameLog()
+        alerts, results = run_clips(clips, index, cfg, out, sampling, args.concurrency, on_frame, log)
+        bar.close()
+        failed = {s: r.error for s, r in results.items() if r.error}
+        for err in failed.values():
+            print(f"evaluate: error: {err}", file=sys.stderr)
+        extra = {"sampling": str(sampling), "frames": sum(r.frames for r in results.values()),
+                 "failed_clips": sorted(failed), **log.detection_figures(clips, enrolled)}
+    result = score(clips, alerts)
+    operating = cfg.verdict.alert_threshold
+    extra["alert_threshold"] = operating
+    extra["seconds"] = round(time.perf_counter() - t0, 1)
+    metrics = result.to_dict() | extra
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_clips_csv(out / "clips.csv", clips, result)
+    curve = pr_curve(clips, alerts)
+    plot_pr_curve(curve, operating, out / "pr_curve.png")
+    if args.calibrate:
+        chosen = calibrate(clips, alerts, args.target_precision)
+        target = Path(args.calibration_out) if args.calibration_out else DEFAULT_CONFIG.parent / "calibration.yaml"
+        text = ("# Written by scripts/evaluate.py --calibrate: alert score thresholds that reached\n"
+                f"# alert precision >= {args.target_precision} on {args.clips}.\n"
+                + yaml.safe_dump({"verdict": chosen}, sort_keys=True))
+        target.write_text(text)
+        metrics["calibration"] = {"file": str(target), **chosen}
+        print(f"calibration written to {target}", file=sys.stderr)
+    if not args.no_report:
+        write_report(out / "report.html", metrics, out / "pr_curve.png", clips, alerts, result, gallery_dir)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.cli import UserError
+
+    p = argparse.ArgumentParser(prog="evaluate", description="Evaluate fakewatch on labelled clips.")
+    add_arguments(p)
+    args = p.parse_args(argv)
     try:
-        clips = load_clips(args.clips)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        extra: dict = {}
-        if args.alerts:
-            alerts = read_alerts(args.alerts)
-        else:
-            if not args.gallery:
-                raise UserError("give --gallery to run the pipeline, or --alerts to score existing alerts")
-            cfg = Config.load(args.config)
-            sampling = Sampling.from_arg(args.sample or cfg.ingest.sample)
-            index = resolve_index(args.gallery, args.config)
-            from pipeline.eval.runner import run_clips
-
-            total = sum(c.seconds for c in clips)
-            from tqdm import tqdm
-
-            bar = tqdm(total=round(total), desc="evaluating", unit="s", file=sys.stderr,
-                       mininterval=0.5 if sys.stderr.isatty() else 10.0)
-            done: dict[str, float] = {}
-
-            def on_frame(frame) -> None:  # type: ignore[no-untyped-def]
-                done[frame.stream] = frame.t
-                bar.n = round(sum(done.values()))
-                bar.refresh()
-
-            alerts, results = run_clips(clips, index, cfg, out, sampling, args.concurrency, on_frame)
-            bar.close()
-            failed = {s: r.error for s, r in results.items() if r.error}
-            for s, err in failed.items():
-                print(f"evaluate: error: {err}", file=sys.stderr)
-            extra = {"sampling": str(sampling), "frames": sum(r.frames for r in results.values()),
-                     "failed_clips": sorted(failed)}
-        result = score(clips, alerts)
-        extra["seconds"] = round(time.perf_counter() - t0, 1)
-        data = result.to_dict() | extra
-        (out / "metrics.json").write_text(json.dumps(data, indent=2) + "\n")
-        write_clips_csv(out / "clips.csv", clips, result)
-        print(json.dumps(data, indent=2))
-        return 0
+        metrics = evaluate(args)
     except (LabelError, AlertFormatError, ConfigError, UserError, ValueError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
+    print(json.dumps(metrics, indent=2))
+    return 0

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.alerts import Alert, EvidenceWriter, JsonlSink, read_alerts
 from pipeline.config import Config
-from pipeline.eval.scoring import Clip, Score, score
+from pipeline.boxes import iou_matrix
+from pipeline.eval.metrics import average_precision
+from pipeline.eval.scoring import Clip
 from pipeline.ingest.source import FFmpegSource, Sampling
 from pipeline.spine import SourceResult, Spine, run_sources
+from pipeline.types import Frame
+from pipeline.verdict import MarkSample
 
 
 def run_clips(
@@ -21,6 +26,7 @@ def run_clips(
     sampling: Sampling,
     concurrency: int = 4,
     on_frame: Callable[..., None] | None = None,
+    observer: Callable[..., None] | None = None,
 ) -> tuple[list[Alert], dict[str, SourceResult]]:
     """Replay every clip through the spine; alerts go to ``out/alerts.jsonl`` and evidence."""
     out.mkdir(parents=True, exist_ok=True)
@@ -28,6 +34,7 @@ def run_clips(
     alerts_path.unlink(missing_ok=True)
     results: dict[str, SourceResult] = {}
     with Spine.from_config(config, index, [JsonlSink(alerts_path)], EvidenceWriter(out / "evidence")) as spine:
+        spine.observer = observer
         for i in range(0, len(clips), concurrency):
             group = clips[i : i + concurrency]
             sources = [FFmpegSource(c.video, c.stream, sampling) for c in group]
@@ -37,8 +44,42 @@ def run_clips(
     return read_alerts(alerts_path) if alerts_path.exists() else [], results
 
 
-def write_metrics(path: Path, result: Score, extra: dict | None = None) -> dict:
-    """Write metrics.json: the section-4 figures with their counts."""
-    data = result.to_dict() | (extra or {})
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return data
+class FrameLog:
+    """Collects what the detector and gallery said on every sampled frame, for AP50 and brand top-1."""
+
+    def __init__(self) -> None:
+        self.frames: dict[tuple[str, int], list[MarkSample]] = {}
+
+    def __call__(self, frame: Frame, samples: list[MarkSample]) -> None:
+        self.frames[(frame.stream, frame.index)] = samples
+
+    def detection_figures(self, clips: Sequence[Clip], enrolled: set[str]) -> dict:
+        """Mark AP50 over the sampled frames and brand top-1 on detected marks of enrolled brands."""
+        by_stream = {c.stream: c for c in clips}
+        preds, truths = [], []
+        right = total = 0
+        for (stream, index), samples in sorted(self.frames.items()):
+            clip = by_stream.get(stream)
+            if clip is None:
+                continue
+            gt, owners = [], []
+            for obj in clip.objects:
+                hit = np.nonzero(obj.frames == index)[0]
+                if len(hit):
+                    gt.append(obj.boxes[hit[0]])
+                    owners.append(obj)
+            gt_arr = np.asarray(gt, np.float32).reshape(-1, 4)
+            boxes = np.asarray([s.box for s in samples], np.float32).reshape(-1, 4)
+            preds.append((boxes, np.asarray([s.detection for s in samples], np.float32)))
+            truths.append(gt_arr)
+            if len(samples) and len(gt_arr):
+                ious = iou_matrix(gt_arr, boxes)
+                for i, obj in enumerate(owners):
+                    j = int(np.argmax(ious[i]))
+                    if obj.brand in enrolled and ious[i, j] >= 0.5:
+                        total += 1
+                        right += int(samples[j].brand == obj.brand)
+        ap = average_precision(preds, truths) if truths else float("nan")
+        return {"detection_ap50": None if np.isnan(ap) else round(ap, 4),
+                "brand_top1_on_detected": round(right / total, 4) if total else None,
+                "sampled_frames": len(preds), "detected_enrolled_marks": total}

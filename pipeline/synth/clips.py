@@ -86,30 +86,52 @@ def plan_clip(
     min_mark: float = 60.0,
     max_mark: float = 220.0,
 ) -> ClipSpec:
-    """Draw a clip's objects: brands, authenticity, timing and motion."""
-    width, height = size
-    n_frames = round(seconds * fps)
+    """Draw a clip's objects at random: brands, authenticity, timing and motion."""
     count = objects if objects is not None else int(rng.integers(1, 4))
-    objs: list[ClipObject] = []
-    for k in range(count):
+    script: list[tuple[Mark, str | None]] = []
+    for _ in range(count):
         roll = rng.random()
         if roll < unenrolled_rate and unenrolled:
             mark = unenrolled[int(rng.integers(len(unenrolled)))]
-            authentic, family = bool(rng.random() < 0.5), None
+            family = None if rng.random() < 0.5 else str(rng.choice(FAMILIES))
         else:
             mark = enrolled[int(rng.integers(len(enrolled)))]
-            authentic, family = bool(roll > unenrolled_rate + fake_rate), None
-        mask = mark.mask
-        if not authentic:
-            for _ in range(len(FAMILIES)):
-                family = str(rng.choice(FAMILIES))
-                other = enrolled[int(rng.integers(len(enrolled)))].mask
-                fake = make_counterfeit(mark.mask, family, rng, other=other)
+            family = str(rng.choice(FAMILIES)) if roll <= unenrolled_rate + fake_rate else None
+        script.append((mark, family))
+    return plan_scripted_clip(name, rng, script, enrolled, seconds, fps, size, min_mark, max_mark)
+
+
+def plan_scripted_clip(
+    name: str,
+    rng: np.random.Generator,
+    script: Sequence[tuple[Mark, str | None]],
+    pool: Sequence[Mark],
+    seconds: float = 20.0,
+    fps: int = 30,
+    size: tuple[int, int] = (1280, 720),
+    min_mark: float = 60.0,
+    max_mark: float = 220.0,
+) -> ClipSpec:
+    """A clip showing the given marks one after another.
+
+    Args:
+        script: per object, its brand's mark and a counterfeit family (None = authentic).
+        pool: marks a spliced counterfeit may borrow from.
+    """
+    width, height = size
+    n_frames = round(seconds * fps)
+    count = len(script)
+    objs: list[ClipObject] = []
+    for k, (mark, wanted) in enumerate(script):
+        mask, family = mark.mask, None
+        if wanted is not None:
+            # A family that cannot fake this mark (mirroring a symmetric one) gives way to another.
+            for fam in [wanted, *[f for f in FAMILIES if f != wanted]]:
+                other = pool[int(rng.integers(len(pool)))].mask
+                fake = make_counterfeit(mark.mask, fam, rng, other=other)
                 if fake is not None:
-                    mask = fake
+                    mask, family = fake, fam
                     break
-            else:
-                authentic, family = True, None
         # Objects take turns on screen, with some overlap, as a seller shows one product after another.
         slot = n_frames / count
         length = int(rng.uniform(0.55, 0.95) * slot + rng.uniform(0, 0.3) * slot)
@@ -121,7 +143,7 @@ def plan_clip(
         b = Pose(a.cx + (b.cx - a.cx) * 0.4, a.cy + (b.cy - a.cy) * 0.4, b.size, b.angle, b.tilt)
         objs.append(
             ClipObject(
-                brand=mark.slug, authentic=authentic, family=family,
+                brand=mark.slug, authentic=family is None, family=family,
                 item=SceneItem.make(rng, mask, mark.colour), start=start, end=end, path=(a, b),
                 hand=float(rng.uniform(0.05, 0.25)) if rng.random() < 0.3 else 0.0,
                 wobble=float(rng.uniform(0, 6.28)),

@@ -1,0 +1,226 @@
+"""What a reviewer reads after an evaluation: the precision/recall curve, calibration of the
+alert threshold, and a self-contained HTML report with pictures of every miss and false alert.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.alerts import Alert
+from pipeline.boxes import cut_crops
+from pipeline.eval.scoring import Clip, Score, score
+from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    threshold: float
+    precision: float
+    recall: float
+    alerts: int
+
+
+def pr_curve(clips: Sequence[Clip], alerts: Sequence[Alert]) -> list[CurvePoint]:
+    """Alert precision and event recall as the alert score threshold sweeps over the alerts' scores."""
+    thresholds = sorted({0.0, *(round(a.score, 4) for a in alerts)})
+    points = []
+    for thr in thresholds:
+        kept = [a for a in alerts if a.score >= thr]
+        s = score(clips, kept)
+        points.append(CurvePoint(thr, s.true_alerts / s.alerts if s.alerts else 1.0,
+                                 s.caught / s.counterfeits if s.counterfeits else 0.0, s.alerts))
+    return points
+
+
+def calibrate(
+    clips: Sequence[Clip], alerts: Sequence[Alert], target_precision: float, min_brand_alerts: int = 5
+) -> dict:
+    """The lowest score thresholds that reach ``target_precision``: global, and per brand where a
+    brand has at least ``min_brand_alerts`` alerts.
+
+    Returns ``{"alert_threshold": float, "brand_thresholds": {brand: float}}``.
+    """
+    def lowest(sub_alerts: Sequence[Alert], sub_clips: Sequence[Clip]) -> float | None:
+        for p in pr_curve(sub_clips, sub_alerts):
+            if p.alerts and p.precision >= target_precision:
+                return p.threshold
+        return None
+
+    glob = lowest(alerts, clips)
+    result: dict = {"alert_threshold": 1.0 if glob is None else glob, "brand_thresholds": {}}
+    brands = sorted({a.brand for a in alerts})
+    for brand in brands:
+        mine = [a for a in alerts if a.brand == brand]
+        if len(mine) < min_brand_alerts:
+            continue
+        thr = lowest(mine, clips)
+        if thr is not None and thr != result["alert_threshold"]:
+            result["brand_thresholds"][brand] = thr
+    return result
+
+
+def plot_pr_curve(points: Sequence[CurvePoint], operating: float, path: Path) -> None:
+    """Write the precision/recall curve as a PNG with the operating threshold marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    r = [p.recall for p in points]
+    pr = [p.precision for p in points]
+    ax.plot(r, pr, "-o", ms=3, color="#2b6cb0", label="alert score threshold sweep")
+    op = min(points, key=lambda p: abs(p.threshold - operating)) if points else None
+    if op is not None:
+        ax.plot([op.recall], [op.precision], "*", ms=16, color="#d53f8c",
+                label=f"operating point (score >= {op.threshold:.2f})")
+    ax.set_xlabel("event recall")
+    ax.set_ylabel("alert precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    ax.set_title("Alert precision against event recall")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def grab_frame(video: Path, index: int) -> np.ndarray | None:
+    """Decode one frame (by presentation index) as RGB, or None."""
+    out = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(video), "-vf", f"select=eq(n\\,{index})",
+         "-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "-"],
+        capture_output=True, timeout=60,
+    )
+    if out.returncode != 0 or not out.stdout:
+        return None
+    img = cv2.imdecode(np.frombuffer(out.stdout, np.uint8), cv2.IMREAD_COLOR)
+    return None if img is None else np.ascontiguousarray(img[:, :, ::-1])
+
+
+def _data_uri(image_rgb: np.ndarray) -> str:
+    ok, buf = cv2.imencode(".jpg", image_rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
+
+
+def _file_uri(path: Path) -> str:
+    data = path.read_bytes()
+    kind = "png" if path.suffix.lower() == ".png" else "jpeg"
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode()
+
+
+def _gallery_image(gallery: Path | None, brand: str) -> np.ndarray | None:
+    if gallery is None or not (gallery / brand).is_dir():
+        return None
+    for p in sorted((gallery / brand).iterdir()):
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is not None:
+                return np.ascontiguousarray(img[:, :, ::-1])
+    return None
+
+
+def _side_by_side(crop: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+    side = 200
+    left = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
+    right = np.full((side, side, 3), 235, np.uint8)
+    if ref is not None:
+        h, w = ref.shape[:2]
+        s = side / max(h, w)
+        r = cv2.resize(ref, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        y0, x0 = (side - r.shape[0]) // 2, (side - r.shape[1]) // 2
+        right[y0 : y0 + r.shape[0], x0 : x0 + r.shape[1]] = r
+    return np.concatenate([left, np.full((side, 4, 3), 40, np.uint8), right], axis=1)
+
+
+def write_report(
+    path: Path,
+    metrics: dict,
+    curve_png: Path,
+    clips: Sequence[Clip],
+    alerts: Sequence[Alert],
+    result: Score,
+    gallery: Path | None,
+    max_items: int = 200,
+) -> None:
+    """One self-contained HTML page: headline figures, the curve, then misses and false alerts."""
+    by_stream = {c.stream: c for c in clips}
+    esc = html.escape
+    rows = "".join(
+        f"<tr><th>{esc(k.replace('_', ' '))}</th><td class='num'>{'-' if v is None else v}</td></tr>"
+        for k, v in metrics.items() if not isinstance(v, dict | list)
+    )
+    counts = "".join(f"<tr><th>{esc(k)}</th><td class='num'>{v}</td></tr>"
+                     for k, v in metrics.get("counts", {}).items())
+    missed_cards = []
+    for r in [o for o in result.objects if not o.caught][:max_items]:
+        clip = by_stream[r.stream]
+        obj = r.object
+        mid = int(obj.frames[len(obj.frames) // 2])
+        frame = grab_frame(clip.video, mid) if clip.video else None
+        if frame is None:
+            continue
+        crop = cut_crops(frame, obj.box_near(mid)[None], 128)[0]
+        img = _side_by_side(crop, _gallery_image(gallery, obj.brand))
+        missed_cards.append(
+            f"<figure class='card miss'><img alt='missed {esc(obj.brand)}' src='{_data_uri(img)}'>"
+            f"<figcaption><b>missed</b> fake of <b>{esc(obj.brand)}</b> ({esc(obj.family or 'counterfeit')})"
+            f"<br>clip {esc(r.stream)}, t={mid / clip.fps:.1f}s (frame {mid})</figcaption></figure>"
+        )
+    false_cards = []
+    for a, hit in zip(alerts, result.alert_hits, strict=True):
+        if hit or len(false_cards) >= max_items:
+            continue
+        src = ""
+        if a.evidence and Path(a.evidence).is_file():
+            src = _file_uri(Path(a.evidence))
+        else:
+            clip = by_stream.get(a.stream)
+            frame = grab_frame(clip.video, a.frame) if clip else None
+            if frame is not None:
+                crop = cut_crops(frame, np.asarray([a.box], np.float32), 128)[0]
+                src = _data_uri(_side_by_side(crop, _gallery_image(gallery, a.brand)))
+        if not src:
+            continue
+        false_cards.append(
+            f"<figure class='card false'><img alt='false alert {esc(a.brand)}' src='{src}'>"
+            f"<figcaption><b>false alert</b>: {esc(a.brand)}, score {a.score:.2f}"
+            f"<br>clip {esc(a.stream)}, t={a.t:.1f}s (frame {a.frame})</figcaption></figure>"
+        )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>fakewatch evaluation</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #1a202c; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ padding: .3em .8em; border-bottom: 1px solid #e2e8f0; text-align: left; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+.grid {{ display: flex; flex-wrap: wrap; gap: 1em; }}
+.card {{ margin: 0; border: 1px solid #cbd5e0; padding: .4em; border-radius: 6px; }}
+.card img {{ display: block; }}
+figcaption {{ font-size: .85em; margin-top: .3em; }}
+.miss {{ border-color: #dd6b20; }} .false {{ border-color: #c53030; }}
+</style></head><body>
+<h1>fakewatch evaluation</h1>
+<p>{len(clips)} clips, {metrics.get('counts', {}).get('hours', 0) * 60:.1f} minutes of video.
+Each picture shows the stream crop (left) beside the nearest authentic gallery image (right).</p>
+<h2>Headline figures</h2>
+<table id="metrics">{rows}</table>
+<h2>Counts</h2><table id="counts">{counts}</table>
+<h2>Precision and recall</h2>
+<img id="pr-curve" alt="precision/recall curve" src="{_file_uri(curve_png)}">
+<h2 id="missed">Missed counterfeits ({len([o for o in result.objects if not o.caught])})</h2>
+<div class="grid">{''.join(missed_cards) or '<p>None.</p>'}</div>
+<h2 id="false-alerts">False alerts ({result.false_alerts})</h2>
+<div class="grid">{''.join(false_cards) or '<p>None.</p>'}</div>
+</body></html>
+"""
+    path.write_text(page, encoding="utf-8")

@@ -1,0 +1,107 @@
+"""End to end: generated clips replayed through `fakewatch replay` with the shipped models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.alerts import read_alerts
+from pipeline.boxes import iou_matrix
+from pipeline.cli import main
+from pipeline.eval.scoring import load_clip
+from pipeline.synth.clips import plan_scripted_clip, render_clip, write_gallery
+
+ENROLLED = 40  # the first 40 sample marks are in the gallery, the rest are not
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory, library):
+    return write_gallery(list(library)[:ENROLLED], tmp_path_factory.mktemp("g") / "gallery")
+
+
+def _clip(tmp_path, library, script, name, seed=0):
+    marks = list(library)
+    spec = plan_scripted_clip(name, np.random.default_rng(seed), [(marks[i], fam) for i, fam in script],
+                              marks[:ENROLLED], seconds=8, size=(640, 360), min_mark=90, max_mark=120)
+    render_clip(spec, tmp_path)
+    return tmp_path / f"{name}.mp4", load_clip(tmp_path / f"{name}.json")
+
+
+def _replay(tmp_path, gallery, *videos, sample="2"):
+    alerts = tmp_path / "out" / "alerts.jsonl"
+    code = main(["replay", *map(str, videos), "--gallery", str(gallery), "--alerts", str(alerts),
+                 "--sample", sample])
+    return code, (read_alerts(alerts) if alerts.exists() else [])
+
+
+def test_counterfeit_raises_one_alert_with_brand_time_and_box(tmp_path, library, gallery):
+    video, clip = _clip(tmp_path, library, [(3, "mirror")], "fake_one")
+    code, alerts = _replay(tmp_path, gallery, video)
+    assert code == 0
+    fake = clip.objects[0]
+    assert not fake.authentic
+    assert len(alerts) == 1, [a.to_json() for a in alerts]
+    a = alerts[0]
+    assert a.brand == fake.brand and a.stream == "fake_one" and a.kind == "suspected_fake"
+    first, last = fake.first_frame() / clip.fps, fake.last_frame() / clip.fps
+    assert first - 0.5 <= a.t <= last + 2.0
+    assert a.frame == round(a.t * clip.fps)
+    assert iou_matrix(np.array([a.box]), fake.box_near(a.frame)[None])[0, 0] >= 0.3
+    assert a.evidence and (tmp_path / "out").exists()
+    from pathlib import Path
+
+    assert Path(a.evidence).is_file()
+    store = tmp_path / "out" / "alerts.sqlite"
+    assert store.is_file()
+
+
+@pytest.mark.parametrize(
+    ("script", "name"),
+    [
+        ([(5, None), (12, None)], "authentic_only"),
+        ([(41, None), (44, "warp")], "unenrolled_only"),
+    ],
+)
+def test_no_alert(tmp_path, library, gallery, script, name):
+    video, clip = _clip(tmp_path, library, script, name, seed=1)
+    code, alerts = _replay(tmp_path, gallery, video)
+    assert code == 0
+    assert alerts == [], [a.to_json() for a in alerts]
+
+
+def test_bad_input_fails_alone(tmp_path, library, gallery, capsys):
+    video, _ = _clip(tmp_path, library, [(5, None)], "fine")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 1000)
+    code, _ = _replay(tmp_path, gallery, video, broken, tmp_path / "missing.mp4")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "broken.mp4: not a readable video" in err and "missing.mp4: file not found" in err
+    assert "Traceback" not in err
+
+
+def test_index_from_other_model_is_refused(tmp_path, gallery, capsys):
+    from pipeline.gallery.index import GalleryIndex
+    from tests.conftest import HistogramEmbedder
+
+    GalleryIndex.build(gallery, tmp_path / "idx", HistogramEmbedder(), "embedder-000000000000", views=2).close()
+    code, _ = _replay(tmp_path, tmp_path / "idx", tmp_path / "whatever.mp4")
+    assert code == 2
+    assert "rebuild the index" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sample", ["fast", "-2"])
+def test_bad_sample_argument(tmp_path, gallery, capsys, sample):
+    code, _ = _replay(tmp_path, gallery, tmp_path / "x.mp4", sample=sample)
+    assert code == 2 and "--sample" in capsys.readouterr().err
+
+
+def test_alert_lines_follow_the_format(tmp_path):
+    from pipeline.alerts import Alert
+
+    a = Alert(stream="s", t=1.23456, frame=37, brand="acme", box=(1, 2, 3, 4), score=0.5, track=2)
+    obj = json.loads(json.dumps(a.to_json()))
+    assert {"stream", "t", "frame", "brand", "box", "score", "kind", "id"} <= set(obj)
+    assert obj["kind"] == "suspected_fake" and obj["t"] == 1.235
