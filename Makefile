@@ -30,6 +30,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check pipeline models scripts tests benchmarks
 	$(BIN)/mypy pipeline
 
+# The main job on committed demo data: replay the demo clips against the demo gallery.
+demo: $(STAMP)
+	rm -f out/demo/alerts.jsonl out/demo/alerts.sqlite
+	$(BIN)/fakewatch replay demo/clips/*.mp4 --gallery demo/gallery --alerts out/demo/alerts.jsonl
+
 # Training data from the brand marks (training brands only; held-out frames for validation).
 data: $(STAMP)
 	$(BIN)/python scripts/make_training_data.py detector --marks $(MARKS) --out work/det_train --frames 8000 --seed 1 --workers 2

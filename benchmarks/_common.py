@@ -41,8 +41,9 @@ def bench_clip(seconds: float = 20.0, seed: int = 7) -> Path:
         import numpy as np
 
         lib = list(MarkLibrary.from_folder(ROOT / "data" / "marks"))
-        spec = plan_clip(name, np.random.default_rng(seed), lib[:40], lib[40:], seconds=seconds, objects=3,
-                         min_mark=60, max_mark=220)
+        spec = plan_clip(
+            name, np.random.default_rng(seed), lib[:40], lib[40:], seconds=seconds, objects=3, min_mark=60, max_mark=220
+        )
         render_clip(spec, BENCH_DIR)
     return path
 

@@ -12,9 +12,9 @@ import numpy as np
 from _common import rate, report
 
 from pipeline.infer.detector import OnnxDetector
+from pipeline.infer.models import MODELS_DIR
 from pipeline.synth.marks import MarkLibrary
 from pipeline.synth.render import random_scene
-from pipeline.infer.models import MODELS_DIR
 
 
 def main() -> None:
@@ -38,9 +38,18 @@ def main() -> None:
 
         base = rate(graph_only, args.seconds)
         fps = rate(full, args.seconds)
-        report({"benchmark": "detector_speed", "input": "640x360", "threads": 1, "batch": args.batch,
-                "frames_per_s": round(fps, 1), "baseline_graph_only_frames_per_s": round(base, 1),
-                "floor": 40, "model": det.version})
+        report(
+            {
+                "benchmark": "detector_speed",
+                "input": "640x360",
+                "threads": 1,
+                "batch": args.batch,
+                "frames_per_s": round(fps, 1),
+                "baseline_graph_only_frames_per_s": round(base, 1),
+                "floor": 40,
+                "model": det.version,
+            }
+        )
 
 
 if __name__ == "__main__":

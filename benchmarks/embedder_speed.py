@@ -31,9 +31,18 @@ def main() -> None:
 
         base = rate(single, args.seconds)
         cps = rate(batched, args.seconds)
-        report({"benchmark": "embedder_speed", "crop": "64x64", "threads": 1, "batch": args.batch,
-                "crops_per_s": round(cps, 1), "baseline_unbatched_crops_per_s": round(base, 1),
-                "floor": 500, "model": emb.version})
+        report(
+            {
+                "benchmark": "embedder_speed",
+                "crop": "64x64",
+                "threads": 1,
+                "batch": args.batch,
+                "crops_per_s": round(cps, 1),
+                "baseline_unbatched_crops_per_s": round(base, 1),
+                "floor": 500,
+                "model": emb.version,
+            }
+        )
 
 
 if __name__ == "__main__":

@@ -91,15 +91,25 @@ def main() -> None:
     approx_mb, approx = resident(approx)
     approx_qps, approx_top = qps(approx, q)
     recall = float(np.mean(approx_top == exact_top))
-    report({
-        "benchmark": "gallery_search", "vectors": args.vectors, "dim": args.dim, "threads": args.threads,
-        "index": type(approx).__name__, "nlist": int(approx.nlist), "nprobe": int(approx.nprobe),
-        "queries_per_s": round(approx_qps), "recall_at_1_vs_exact": round(recall, 4),
-        "index_memory_mb": round(approx_mb, 1), "build_s": round(build_s, 1),
-        "baseline_exact_queries_per_s": round(exact_qps), "baseline_exact_memory_mb": round(exact_mb, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "floors": {"queries_per_s": 5000, "recall_at_1": 0.95, "index_memory_mb": 1024},
-    })
+    report(
+        {
+            "benchmark": "gallery_search",
+            "vectors": args.vectors,
+            "dim": args.dim,
+            "threads": args.threads,
+            "index": type(approx).__name__,
+            "nlist": int(approx.nlist),
+            "nprobe": int(approx.nprobe),
+            "queries_per_s": round(approx_qps),
+            "recall_at_1_vs_exact": round(recall, 4),
+            "index_memory_mb": round(approx_mb, 1),
+            "build_s": round(build_s, 1),
+            "baseline_exact_queries_per_s": round(exact_qps),
+            "baseline_exact_memory_mb": round(exact_mb, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "floors": {"queries_per_s": 5000, "recall_at_1": 0.95, "index_memory_mb": 1024},
+        }
+    )
 
 
 if __name__ == "__main__":

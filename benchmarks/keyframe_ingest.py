@@ -22,8 +22,22 @@ def main() -> None:
     clip = bench_clip(args.seconds)
     t0 = time.perf_counter()
     for _ in range(args.repeat):
-        subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-skip_frame", "nokey", "-i", str(clip),
-                        "-f", "null", "-"], check=True)
+        subprocess.run(
+            [
+                ffmpeg_exe(),
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-skip_frame",
+                "nokey",
+                "-i",
+                str(clip),
+                "-f",
+                "null",
+                "-",
+            ],
+            check=True,
+        )
     base = (time.perf_counter() - t0) / args.repeat
     t0 = time.perf_counter()
     frames = 0
@@ -31,9 +45,18 @@ def main() -> None:
         with FFmpegSource(clip, sampling=Sampling("keyframes")) as src:
             frames += sum(1 for _ in src)
     ours = (time.perf_counter() - t0) / args.repeat
-    report({"benchmark": "keyframe_ingest", "clip": "1280x720 30fps H.264 GOP 2s", "clip_s": args.seconds,
-            "keyframes": frames // args.repeat, "ingest_s": round(ours, 4),
-            "baseline_ffmpeg_null_s": round(base, 4), "relative_speed": round(base / ours, 3), "floor": 0.8})
+    report(
+        {
+            "benchmark": "keyframe_ingest",
+            "clip": "1280x720 30fps H.264 GOP 2s",
+            "clip_s": args.seconds,
+            "keyframes": frames // args.repeat,
+            "ingest_s": round(ours, 4),
+            "baseline_ffmpeg_null_s": round(base, 4),
+            "relative_speed": round(base / ours, 3),
+            "floor": 0.8,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,24 @@ def main() -> None:
     i = select.index("-filter_complex")
     t0 = time.perf_counter()
     for _ in range(args.repeat):
-        subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(clip), "-filter_complex",
-                        select[i + 1].replace(";[s0]showinfo=checksum=0[s1]", "").replace("[s0]", "[s1]"),
-                        "-map", "[s1]", "-f", "null", "-"], check=True)
+        subprocess.run(
+            [
+                ffmpeg_exe(),
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                str(clip),
+                "-filter_complex",
+                select[i + 1].replace(";[s0]showinfo=checksum=0[s1]", "").replace("[s0]", "[s1]"),
+                "-map",
+                "[s1]",
+                "-f",
+                "null",
+                "-",
+            ],
+            check=True,
+        )
     decode_x = media * args.repeat / (time.perf_counter() - t0)
     cfg = Config.load()
     with Spine.from_config(cfg, index) as spine:
@@ -48,11 +63,19 @@ def main() -> None:
             frames += sum(r.frames for r in res.values())
         wall = time.perf_counter() - t0
         stages = {k: round(v, 2) for k, v in spine.times.seconds.items()}
-    report({"benchmark": "replay_speed", "clip": "1280x720 30fps H.264 GOP 2s", "sampling": str(sampling),
-            "media_s": round(media * args.repeat, 1), "frames": frames,
+    report(
+        {
+            "benchmark": "replay_speed",
+            "clip": "1280x720 30fps H.264 GOP 2s",
+            "sampling": str(sampling),
+            "media_s": round(media * args.repeat, 1),
+            "frames": frames,
             "speed_x_realtime": round(media * args.repeat / wall, 2),
             "baseline_ffmpeg_decode_only_x_realtime": round(decode_x, 2),
-            "stage_seconds": stages, "floor_x": 15})
+            "stage_seconds": stages,
+            "floor_x": 15,
+        }
+    )
 
 
 if __name__ == "__main__":

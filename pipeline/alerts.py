@@ -77,9 +77,17 @@ class Alert:
             if len(box) != 4:
                 raise ValueError
             known = {k: obj[k] for k in ("id", "track", "evidence", "model", "created_at") if k in obj}
-            return cls(stream=str(obj["stream"]), t=float(obj["t"]), frame=int(obj["frame"]),
-                       brand=str(obj["brand"]), box=box, score=float(obj["score"]),  # type: ignore[arg-type]
-                       kind=str(obj["kind"]), matches=tuple(obj.get("matches", ())), **known)
+            return cls(
+                stream=str(obj["stream"]),
+                t=float(obj["t"]),
+                frame=int(obj["frame"]),
+                brand=str(obj["brand"]),
+                box=box,
+                score=float(obj["score"]),  # type: ignore[arg-type]
+                kind=str(obj["kind"]),
+                matches=tuple(obj.get("matches", ())),
+                **known,
+            )
         except (TypeError, ValueError) as exc:
             raise AlertFormatError(f"{where}: bad field value ({exc or 'box must be 4 numbers'})") from None
 
@@ -153,7 +161,8 @@ class SqliteStore:
     def write(self, alert: Alert) -> None:
         assert self.db is not None, "store is closed"
         self.db.execute(
-            "INSERT OR IGNORE INTO alerts (id, stream, t, brand, score, record, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO alerts (id, stream, t, brand, score, record, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (alert.id, alert.stream, alert.t, alert.brand, alert.score, json.dumps(alert.to_json()), alert.created_at),
         )
         self.db.commit()

@@ -41,17 +41,22 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(stats, indent=2))
         else:
-            print(f"{stats['path']}: {stats['brands']} brands, {stats['images']} images, "
-                  f"{stats['vectors']} vectors ({stats['kind']}), model {stats['model']}")
+            print(
+                f"{stats['path']}: {stats['brands']} brands, {stats['images']} images, "
+                f"{stats['vectors']} vectors ({stats['kind']}), model {stats['model']}"
+            )
             for brand, s in stats["per_brand"].items():
-                print(f"  {brand:<24} {s['images']:>4} images {s['vectors']:>6} vectors  threshold {s['threshold']:.3f}")
+                print(
+                    f"  {brand:<24} {s['images']:>4} images {s['vectors']:>6} vectors  threshold {s['threshold']:.3f}"
+                )
         return 0
     cfg, emb = _open_embedder(args.config)
     with emb:
         if args.action == "build":
             bar = _Progress("embedding gallery images")
-            idx = GalleryIndex.build(args.gallery, args.out, emb, emb.version, views=cfg.gallery.views,
-                                     progress=bar.update)
+            idx = GalleryIndex.build(
+                args.gallery, args.out, emb, emb.version, views=cfg.gallery.views, progress=bar.update
+            )
             bar.close()
             print(f"built {args.out}: {len(idx.brands)} brands, {len(idx)} vectors ({idx.info['kind']})")
             idx.close()
@@ -117,10 +122,17 @@ class _Progress:
     def __init__(self, label: str, total: float | None = None, position: int = 0, unit: str = "it") -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=label, position=position, unit=unit, leave=True,
-                        file=sys.stderr, dynamic_ncols=True,
-                        # Without a terminal (CI, logs) a line every few seconds is enough.
-                        mininterval=0.5 if sys.stderr.isatty() else 5.0)
+        self.bar = tqdm(
+            total=total,
+            desc=label,
+            position=position,
+            unit=unit,
+            leave=True,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            # Without a terminal (CI, logs) a line every few seconds is enough.
+            mininterval=0.5 if sys.stderr.isatty() else 5.0,
+        )
 
     def update(self, done: float, total: float | None = None) -> None:
         if total is not None and self.bar.total != total:
@@ -133,7 +145,7 @@ class _Progress:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from pipeline.alerts import EvidenceWriter, JsonlSink, SqliteStore
+    from pipeline.alerts import AlertSink, EvidenceWriter, JsonlSink, SqliteStore
     from pipeline.config import Config
     from pipeline.ingest.probe import probe
     from pipeline.ingest.source import FFmpegSource, Sampling
@@ -147,7 +159,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     index = resolve_index(args.gallery, args.config)
     alerts_path = Path(args.alerts)
     evidence_dir = Path(args.evidence) if args.evidence else alerts_path.with_name(alerts_path.stem + "_evidence")
-    sinks = [JsonlSink(alerts_path), SqliteStore(alerts_path.with_suffix(".sqlite"))]
+    sinks: list[AlertSink] = [JsonlSink(alerts_path), SqliteStore(alerts_path.with_suffix(".sqlite"))]
     videos = [Path(v) for v in args.videos]
     sources = []
     durations: dict[str, float | None] = {}
@@ -167,8 +179,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     with Spine.from_config(cfg, index, sinks, EvidenceWriter(evidence_dir)) as spine:
         try:
             results = run_sources(
-                spine, sources, policy="block",
-                on_frame=lambda f: bars[f.stream].update(round(f.t, 1)), stop=stop,
+                spine,
+                sources,
+                policy="block",
+                on_frame=lambda f: bars[f.stream].update(round(f.t, 1)),
+                stop=stop,
             )
         except KeyboardInterrupt:
             stop.set()
@@ -198,20 +213,31 @@ def _summary(results, failed_early, durations, wall, alerts_path, evidence_dir) 
         if res.error:
             print(f"fakewatch: error: {res.error}", file=sys.stderr)
             failed += 1
-        rows.append((stream, str(res.frames), str(res.alerts), f"{media:.1f}s" if media else "-",
-                     "failed" if res.error else "ok"))
+        rows.append(
+            (
+                stream,
+                str(res.frames),
+                str(res.alerts),
+                f"{media:.1f}s" if media else "-",
+                "failed" if res.error else "ok",
+            )
+        )
     print()
     header = ("stream", "frames", "alerts", "media", "status")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     for r in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
     speed = media_total / wall if wall > 0 else 0
-    print(f"\n{len(rows)} file(s), {sum(r.frames for r in results.values())} frames, "
-          f"{sum(r.alerts for r in results.values())} alert(s) in {wall:.1f}s: {speed:.1f}x real time")
+    print(
+        f"\n{len(rows)} file(s), {sum(r.frames for r in results.values())} frames, "
+        f"{sum(r.alerts for r in results.values())} alert(s) in {wall:.1f}s: {speed:.1f}x real time"
+    )
     if alerts_path.exists():
         for a in read_alerts(alerts_path)[-20:]:
-            print(f"  {a.stream} t={a.t:.1f}s frame {a.frame}: suspected fake of {a.brand} "
-                  f"(score {a.score:.2f}) evidence {a.evidence}")
+            print(
+                f"  {a.stream} t={a.t:.1f}s frame {a.frame}: suspected fake of {a.brand} "
+                f"(score {a.score:.2f}) evidence {a.evidence}"
+            )
     print(f"alerts: {alerts_path}  evidence: {evidence_dir}")
     return 1 if failed else 0
 

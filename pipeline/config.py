@@ -111,12 +111,15 @@ def _build(cls: type[T], data: Any, where: str) -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{where or 'config'}: unknown key(s) {', '.join(unknown)}")
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for name, value in data.items():
         f = fields[name]
         key = f"{where}.{name}" if where else name
-        default = (f.default_factory() if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
-                   else f.default)
+        default = (
+            f.default_factory()
+            if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+            else f.default
+        )
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, key)
         elif isinstance(default, tuple):
@@ -125,7 +128,7 @@ def _build(cls: type[T], data: Any, where: str) -> T:
             if not isinstance(value, dict):
                 raise ConfigError(f"{key}: expected a mapping")
             kwargs[name] = {str(k): float(v) for k, v in value.items()}
-        elif isinstance(default, bool) or isinstance(default, str):
+        elif isinstance(default, (bool, str)):
             kwargs[name] = type(default)(value)
         elif isinstance(default, int | float):
             try:

@@ -9,6 +9,7 @@ and Ray workers all call these two and wire nothing themselves.
 from __future__ import annotations
 
 import collections
+import contextlib
 import queue
 import threading
 import time
@@ -73,12 +74,20 @@ class Spine:
     ) -> Spine:
         """Load the configured models and open a gallery index built with the same embedder."""
         m = config.models
-        detector = OnnxDetector(config.model_path("detector"), m.providers, config.detector.threshold,
-                                config.detector.iou, m.threads)
+        detector = OnnxDetector(
+            config.model_path("detector"), m.providers, config.detector.threshold, config.detector.iou, m.threads
+        )
         embedder = OnnxEmbedder(config.model_path("embedder"), m.providers, threads=m.threads)
         gallery = GalleryIndex.open(index, embedder.version)
-        return cls(config, detector, embedder, gallery, sinks, evidence,
-                   model_version=f"{detector.version}+{embedder.version}+{gallery.path.name}")
+        return cls(
+            config,
+            detector,
+            embedder,
+            gallery,
+            sinks,
+            evidence,
+            model_version=f"{detector.version}+{embedder.version}+{gallery.path.name}",
+        )
 
     def close(self) -> None:
         """Close models, gallery and sinks."""
@@ -120,8 +129,11 @@ class Spine:
         for frame, (boxes, scores) in zip(frames, per_frame_marks, strict=True):
             found = []
             for box, score in zip(boxes, scores, strict=True):
-                found.append(self._judge(frame, box, float(score), nb.similarity[row], nb.brand[row],
-                                         nb.ref[row], all_crops[row]))
+                found.append(
+                    self._judge(
+                        frame, box, float(score), nb.similarity[row], nb.brand[row], nb.ref[row], all_crops[row]
+                    )
+                )
                 row += 1
             out.append(found)
         t5 = time.perf_counter()
@@ -135,8 +147,16 @@ class Spine:
             self.times.batches.append(len(frames))
         return out
 
-    def _judge(self, frame: Frame, box: np.ndarray, score: float, sims: np.ndarray, brands: np.ndarray,
-               refs: np.ndarray, crop: np.ndarray) -> MarkSample:
+    def _judge(
+        self,
+        frame: Frame,
+        box: np.ndarray,
+        score: float,
+        sims: np.ndarray,
+        brands: np.ndarray,
+        refs: np.ndarray,
+        crop: np.ndarray,
+    ) -> MarkSample:
         if len(sims) == 0 or not brands[0]:
             return MarkSample(frame.stream, frame.index, frame.t, box, score, "", 0.0, 0.0, 1.0, -1, crop=crop)
         best = str(brands[0])
@@ -148,9 +168,20 @@ class Spine:
             if b and b not in seen:
                 seen[str(b)] = (int(r), float(s))
         matches = tuple((b, r, s) for b, (r, s) in list(seen.items())[:3])
-        return MarkSample(frame.stream, frame.index, frame.t, box.astype(np.float32), score, best,
-                          float(sims[0]), runner_up, self.gallery.threshold(best), int(refs[0]),
-                          matches=matches, crop=crop)
+        return MarkSample(
+            frame.stream,
+            frame.index,
+            frame.t,
+            box.astype(np.float32),
+            score,
+            best,
+            float(sims[0]),
+            runner_up,
+            self.gallery.threshold(best),
+            int(refs[0]),
+            matches=matches,
+            crop=crop,
+        )
 
     def process(self, frames: Sequence[Frame]) -> list[Alert]:
         """Run one micro-batch through every stage; returns the alerts raised (already sunk)."""
@@ -180,9 +211,13 @@ class Spine:
     def _alert(self, verdict: Verdict) -> Alert:
         s = verdict.sample
         alert = Alert(
-            stream=s.stream, t=s.t, frame=s.frame, brand=verdict.brand,
+            stream=s.stream,
+            t=s.t,
+            frame=s.frame,
+            brand=verdict.brand,
             box=tuple(float(v) for v in s.box),  # type: ignore[arg-type]
-            score=round(verdict.score, 4), track=verdict.track,
+            score=round(verdict.score, 4),
+            track=verdict.track,
             matches=tuple({"brand": b, "ref": r, "similarity": round(sim, 4)} for b, r, sim in s.matches),
             model=self.model_version or None,
         )
@@ -299,7 +334,7 @@ def run_sources(
     try:
         while remaining:
             batch: list[Frame] = []
-            deadline = None
+            deadline: float | None = None
             while remaining and len(batch) < cfg.size:
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
@@ -334,10 +369,8 @@ def run_sources(
         stop.set()
         # Unblock decoders waiting on a full queue, then join them.
         while any(th.is_alive() for th in threads):
-            try:
+            with contextlib.suppress(queue.Empty):
                 frames_q.get(timeout=0.05)
-            except queue.Empty:
-                pass
         for th in threads:
             th.join()
     return results

@@ -56,8 +56,8 @@ class MarkSample:
 
     def imitates(self, cfg: VerdictConfig) -> bool:
         """Whether the mark is clearly one enrolled brand's (authentic or not)."""
-        return bool(self.brand) and self.similarity >= cfg.match_floor and (
-            self.similarity - self.runner_up >= cfg.margin
+        return (
+            bool(self.brand) and self.similarity >= cfg.match_floor and (self.similarity - self.runner_up >= cfg.margin)
         )
 
     def suspicion(self, cfg: VerdictConfig) -> float:
@@ -108,8 +108,11 @@ class StreamVerdicts:
         """Associate this frame's marks with tracks and return newly confirmed verdicts."""
         cfg = self.cfg
         self.tracks = [tr for tr in self.tracks if t - tr.last_t <= cfg.max_gap]
-        usable = [s for s in samples if s.detection >= cfg.min_detection
-                  and max(s.box[2] - s.box[0], s.box[3] - s.box[1]) >= cfg.min_size]
+        usable = [
+            s
+            for s in samples
+            if s.detection >= cfg.min_detection and max(s.box[2] - s.box[0], s.box[3] - s.box[1]) >= cfg.min_size
+        ]
         assigned = self._associate(usable)
         verdicts = []
         for sample, track in zip(usable, assigned, strict=True):

@@ -17,8 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.synth.clips import plan_clip, render_clip, write_gallery  # noqa: E402
-from pipeline.synth.marks import MarkLibrary  # noqa: E402
+from pipeline.synth.clips import plan_clip, render_clip, write_gallery
+from pipeline.synth.marks import MarkLibrary
 
 
 def unenrolled(slug: str) -> bool:
@@ -52,8 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     write_gallery(enrolled, args.out / "gallery")
     rng = np.random.default_rng(args.seed)
     for k in range(args.clips):
-        spec = plan_clip(f"{args.prefix}_{k:03d}", rng, enrolled, outside, seconds=args.seconds,
-                         size=(width, height), min_mark=height / 12, max_mark=height / 3.3)
+        spec = plan_clip(
+            f"{args.prefix}_{k:03d}",
+            rng,
+            enrolled,
+            outside,
+            seconds=args.seconds,
+            size=(width, height),
+            min_mark=height / 12,
+            max_mark=height / 3.3,
+        )
         render_clip(spec, args.out / "clips")
         print(f"\rclips: {k + 1}/{args.clips}", end="", flush=True)
     print(f"\nwrote {args.clips} clips and a gallery of {len(enrolled)} brands to {args.out}")

@@ -18,8 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.synth.datasets import crop_set, write_detector_set  # noqa: E402
-from pipeline.synth.marks import MarkLibrary  # noqa: E402
+from pipeline.synth.datasets import crop_set, write_detector_set
+from pipeline.synth.marks import MarkLibrary
 
 
 def split_folder(marks: Path, split: str) -> Path:

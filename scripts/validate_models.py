@@ -1,6 +1,6 @@
 """Measure the shipped models on held-out brands and print the model card's figures as JSON.
 
-    python scripts/validate_models.py --marks ../shared/data/logos --det-val work/det_val
+python scripts/validate_models.py --marks ../shared/data/logos --det-val work/det_val
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.eval.model_check import detector_ap50, embedder_report  # noqa: E402
-from pipeline.infer.detector import OnnxDetector  # noqa: E402
-from pipeline.infer.embedder import OnnxEmbedder  # noqa: E402
-from pipeline.infer.models import DETECTOR_FILE, EMBEDDER_FILE, MODELS_DIR  # noqa: E402
-from pipeline.synth.datasets import load_coco  # noqa: E402
-from pipeline.synth.marks import MarkLibrary  # noqa: E402
-from pipeline.types import MARK  # noqa: E402
+from pipeline.eval.model_check import detector_ap50, embedder_report
+from pipeline.infer.detector import OnnxDetector
+from pipeline.infer.embedder import OnnxEmbedder
+from pipeline.infer.models import DETECTOR_FILE, EMBEDDER_FILE, MODELS_DIR
+from pipeline.synth.datasets import load_coco
+from pipeline.synth.marks import MarkLibrary
+from pipeline.types import MARK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,9 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         frames = [cv2.imread(str(path))[:, :, ::-1].copy() for path, _, _ in items]
         truths = [b[c == MARK] for _, b, c in items]
         with OnnxDetector(args.detector) as det:
-            result["detector"] = {"frames": len(frames), "marks": int(sum(len(t) for t in truths)),
-                                  "mark_ap50": round(detector_ap50(det, frames, truths), 4),
-                                  "version": det.version}
+            result["detector"] = {
+                "frames": len(frames),
+                "marks": int(sum(len(t) for t in truths)),
+                "mark_ap50": round(detector_ap50(det, frames, truths), 4),
+                "version": det.version,
+            }
         print(json.dumps(result["detector"]), file=sys.stderr)
     _, held = MarkLibrary.from_folder(args.marks).split()
     marks = list(held)[: args.brands or None]

@@ -27,6 +27,9 @@ class HistogramEmbedder:
 
         q = (crops // 64).reshape(len(crops), -1, 3).astype(np.int64)
         codes = q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]
-        hist = np.stack([np.bincount(c, minlength=64) for c in codes]).astype(np.float32) if len(crops) else \
-            np.zeros((0, 64), np.float32)
+        hist = (
+            np.stack([np.bincount(c, minlength=64) for c in codes]).astype(np.float32)
+            if len(crops)
+            else np.zeros((0, 64), np.float32)
+        )
         return hist / np.maximum(np.linalg.norm(hist, axis=1, keepdims=True), 1e-6)

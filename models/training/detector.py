@@ -77,7 +77,7 @@ class MarkDetector(nn.Module):
         """Frames in, (B, N, 4) boxes in source pixels and (B, N, C) scores out."""
         height, width = frames_u8.shape[1], frames_u8.shape[2]
         logits, reg = self.features(self.normalise(frames_u8))
-        b, _, gh, gw = logits.shape
+        _b, _, gh, gw = logits.shape
         scores = torch.sigmoid(logits).flatten(2).transpose(1, 2)
         dist = torch.exp(reg.clamp(max=6.0)).flatten(2).transpose(1, 2) * STRIDE
         ys = (torch.arange(gh, dtype=torch.float32) + 0.5) * STRIDE

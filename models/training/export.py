@@ -8,10 +8,10 @@ the manifest with their SHA-256.
 from __future__ import annotations
 
 import argparse
-import warnings
 import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,14 +52,24 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
         # The TorchScript exporter is deprecated but writes the plain opsets onnxruntime reads.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            model, (example,), str(tmp), input_names=names_in, output_names=names_out,
-            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            model,
+            (example,),
+            str(tmp),
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
         )
     proto = onnx.load(str(tmp))
     proto.ir_version = IR_VERSION
     proto.producer_name = "fakewatch"
-    meta = {"kind": kind, "input": f"{INPUT_W}x{INPUT_H}" if kind == "detector" else f"{CROP}x{CROP}",
-            "dim": str(DIM) if kind == "embedder" else "", "exported": time.strftime("%Y-%m-%d")}
+    meta = {
+        "kind": kind,
+        "input": f"{INPUT_W}x{INPUT_H}" if kind == "detector" else f"{CROP}x{CROP}",
+        "dim": str(DIM) if kind == "embedder" else "",
+        "exported": time.strftime("%Y-%m-%d"),
+    }
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v

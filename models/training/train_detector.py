@@ -1,6 +1,6 @@
 """Train the mark detector on a generated COCO set; resumable from its checkpoint.
 
-    python -m models.training.train_detector --data work/det_train --out runs/detector
+python -m models.training.train_detector --data work/det_train --out runs/detector
 """
 
 from __future__ import annotations
@@ -95,10 +95,15 @@ def train(args: argparse.Namespace) -> None:
             sched.step()
             losses.append(loss.item())
             if step % 50 == 0:
-                print(f"epoch {epoch} step {step}/{len(loader)} loss {np.mean(losses[-50:]):.3f} "
-                      f"({time.time() - t0:.0f}s)", flush=True)
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "epoch": epoch}, ckpt.with_suffix(".tmp"))
+                print(
+                    f"epoch {epoch} step {step}/{len(loader)} loss {np.mean(losses[-50:]):.3f} "
+                    f"({time.time() - t0:.0f}s)",
+                    flush=True,
+                )
+        torch.save(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch},
+            ckpt.with_suffix(".tmp"),
+        )
         ckpt.with_suffix(".tmp").replace(ckpt)
         print(f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s", flush=True)
         if args.max_minutes and time.time() - t0 > args.max_minutes * 60:

@@ -1,6 +1,6 @@
 """Train the crop embedder on generated crops; resumable from its checkpoint.
 
-    python -m models.training.train_embedder --data work/crops_train.npz --out runs/embedder
+python -m models.training.train_embedder --data work/crops_train.npz --out runs/embedder
 """
 
 from __future__ import annotations
@@ -71,10 +71,18 @@ def train(args: argparse.Namespace) -> None:
             la_hist.append(loss_a.item())
             lf_hist.append(loss_f.item())
             if step % 50 == 0:
-                print(f"epoch {epoch} step {step}/{steps_per_epoch} authentic {np.mean(la_hist[-50:]):.3f} "
-                      f"fake {np.mean(lf_hist[-50:]):.3f} ({time.time() - t0:.0f}s)", flush=True)
-        state = {"model": model.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
-                 "sched": sched.state_dict(), "epoch": epoch}
+                print(
+                    f"epoch {epoch} step {step}/{steps_per_epoch} authentic {np.mean(la_hist[-50:]):.3f} "
+                    f"fake {np.mean(lf_hist[-50:]):.3f} ({time.time() - t0:.0f}s)",
+                    flush=True,
+                )
+        state = {
+            "model": model.state_dict(),
+            "head": head.state_dict(),
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+            "epoch": epoch,
+        }
         torch.save(state, ckpt.with_suffix(".tmp"))
         ckpt.with_suffix(".tmp").replace(ckpt)
         print(f"epoch {epoch} done ({time.time() - t0:.0f}s)", flush=True)

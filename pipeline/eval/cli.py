@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -24,8 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample", help="'keyframes', 'all' or frames per second (default: config)")
     p.add_argument("--config", help="configuration YAML (default: configs/fakewatch.yaml)")
     p.add_argument("--concurrency", type=int, default=4, help="clips decoded at once")
-    p.add_argument("--calibrate", action="store_true",
-                   help="choose alert score thresholds that meet --target-precision and write them")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="choose alert score thresholds that meet --target-precision and write them",
+    )
     p.add_argument("--target-precision", type=float, default=0.95)
     p.add_argument("--calibration-out", help="where --calibrate writes (default: configs/calibration.yaml)")
     p.add_argument("--no-report", action="store_true", help="skip report.html (faster)")
@@ -33,9 +37,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def write_clips_csv(path: Path, clips: list[Clip], result: Score) -> None:
     """One row per clip with its counts."""
-    per = {c.stream: {"clip": c.stream, "seconds": round(c.seconds, 2), "objects": len(c.objects),
-                      "counterfeits": len(c.counterfeits), "caught": 0, "alerts": 0, "false_alerts": 0}
-           for c in clips}
+    per: dict[str, dict[str, Any]] = {
+        c.stream: {
+            "clip": c.stream,
+            "seconds": round(c.seconds, 2),
+            "objects": len(c.objects),
+            "counterfeits": len(c.counterfeits),
+            "caught": 0,
+            "alerts": 0,
+            "false_alerts": 0,
+        }
+        for c in clips
+    }
     for o in result.objects:
         per[o.stream]["caught"] += int(o.caught)
     for stream, hit in zip(result.alert_streams, result.alert_hits, strict=True):
@@ -43,8 +56,9 @@ def write_clips_csv(path: Path, clips: list[Clip], result: Score) -> None:
             per[stream]["alerts"] += 1
             per[stream]["false_alerts"] += int(not hit)
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["clip", "seconds", "objects", "counterfeits", "caught", "alerts",
-                                          "false_alerts"])
+        w = csv.DictWriter(
+            f, fieldnames=["clip", "seconds", "objects", "counterfeits", "caught", "alerts", "false_alerts"]
+        )
         w.writeheader()
         w.writerows(per.values())
 
@@ -77,8 +91,13 @@ def evaluate(args: argparse.Namespace) -> dict:
 
         with GalleryIndex.open(index) as idx:
             enrolled = set(idx.brands)
-        bar = tqdm(total=round(sum(c.seconds for c in clips)), desc="evaluating", unit="s", file=sys.stderr,
-                   mininterval=0.5 if sys.stderr.isatty() else 10.0)
+        bar = tqdm(
+            total=round(sum(c.seconds for c in clips)),
+            desc="evaluating",
+            unit="s",
+            file=sys.stderr,
+            mininterval=0.5 if sys.stderr.isatty() else 10.0,
+        )
         done: dict[str, float] = {}
 
         def on_frame(frame) -> None:  # type: ignore[no-untyped-def]
@@ -92,8 +111,12 @@ def evaluate(args: argparse.Namespace) -> dict:
         failed = {s: r.error for s, r in results.items() if r.error}
         for err in failed.values():
             print(f"evaluate: error: {err}", file=sys.stderr)
-        extra = {"sampling": str(sampling), "frames": sum(r.frames for r in results.values()),
-                 "failed_clips": sorted(failed), **log.detection_figures(clips, enrolled)}
+        extra = {
+            "sampling": str(sampling),
+            "frames": sum(r.frames for r in results.values()),
+            "failed_clips": sorted(failed),
+            **log.detection_figures(clips, enrolled),
+        }
     result = score(clips, alerts)
     operating = cfg.verdict.alert_threshold
     extra["alert_threshold"] = operating
@@ -106,9 +129,11 @@ def evaluate(args: argparse.Namespace) -> dict:
     if args.calibrate:
         chosen = calibrate(clips, alerts, args.target_precision)
         target = Path(args.calibration_out) if args.calibration_out else DEFAULT_CONFIG.parent / "calibration.yaml"
-        text = ("# Written by scripts/evaluate.py --calibrate: alert score thresholds that reached\n"
-                f"# alert precision >= {args.target_precision} on {args.clips}.\n"
-                + yaml.safe_dump({"verdict": chosen}, sort_keys=True))
+        text = (
+            "# Written by scripts/evaluate.py --calibrate: alert score thresholds that reached\n"
+            f"# alert precision >= {args.target_precision} on {args.clips}.\n"
+            + yaml.safe_dump({"verdict": chosen}, sort_keys=True)
+        )
         target.write_text(text)
         metrics["calibration"] = {"file": str(target), **chosen}
         print(f"calibration written to {target}", file=sys.stderr)

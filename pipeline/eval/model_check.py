@@ -31,15 +31,19 @@ class EmbedderReport:
 
     def to_dict(self) -> dict:
         return {
-            "gallery_brands": self.brands, "references": self.references,
-            "authentic_queries": self.authentic_queries, "counterfeit_queries": self.counterfeit_queries,
-            "brand_top1": round(self.top1, 4), "counterfeit_auc": round(self.auc, 4),
+            "gallery_brands": self.brands,
+            "references": self.references,
+            "authentic_queries": self.authentic_queries,
+            "counterfeit_queries": self.counterfeit_queries,
+            "brand_top1": round(self.top1, 4),
+            "counterfeit_auc": round(self.auc, 4),
             "counterfeit_auc_by_family": {k: round(v, 4) for k, v in self.auc_by_family.items()},
         }
 
 
-def detector_ap50(detector: Detector, frames: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                  batch: int = 8) -> float:
+def detector_ap50(
+    detector: Detector, frames: Sequence[np.ndarray], truths: Sequence[np.ndarray], batch: int = 8
+) -> float:
     """Mark AP50 of ``detector`` over frames with their (M, 4) mark boxes."""
     preds = []
     for i in range(0, len(frames), batch):
@@ -49,8 +53,9 @@ def detector_ap50(detector: Detector, frames: Sequence[np.ndarray], truths: Sequ
     return average_precision(preds, truths, 0.5)
 
 
-def build_reference_set(embedder: Embedder, marks: Sequence[Mark], views: int, seed: int = 0
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def build_reference_set(
+    embedder: Embedder, marks: Sequence[Mark], views: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Embed ``views`` references per brand from one gallery image each; (vectors, brand index)."""
     vecs, owners = [], []
     for b, mark in enumerate(marks):
@@ -87,8 +92,9 @@ def query_set(marks: Sequence[Mark], authentic: int, seed: int) -> tuple[np.ndar
     return np.stack(crops), np.asarray(brand), np.asarray(family)
 
 
-def embedder_report(embedder: Embedder, marks: Sequence[Mark], views: int = 8, authentic: int = 3,
-                    seed: int = 1000) -> EmbedderReport:
+def embedder_report(
+    embedder: Embedder, marks: Sequence[Mark], views: int = 8, authentic: int = 3, seed: int = 1000
+) -> EmbedderReport:
     """Brand top-1 and counterfeit ROC-AUC (similarity to the nearest reference of the brand)."""
     refs, owners = build_reference_set(embedder, marks, views)
     crops, brand, family = query_set(marks, authentic, seed)
@@ -103,7 +109,11 @@ def embedder_report(embedder: Embedder, marks: Sequence[Mark], views: int = 8, a
         if (family == f).any():
             by_family[name] = roc_auc(own[sel], auth[sel])
     return EmbedderReport(
-        brands=len(marks), references=len(refs), authentic_queries=int(auth.sum()),
-        counterfeit_queries=int((~auth).sum()), top1=float(np.mean(top1_brand[auth] == brand[auth])),
-        auc=roc_auc(own, auth), auc_by_family=by_family,
+        brands=len(marks),
+        references=len(refs),
+        authentic_queries=int(auth.sum()),
+        counterfeit_queries=int((~auth).sum()),
+        top1=float(np.mean(top1_brand[auth] == brand[auth])),
+        auc=roc_auc(own, auth),
+        auc_by_family=by_family,
     )

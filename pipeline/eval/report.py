@@ -35,8 +35,14 @@ def pr_curve(clips: Sequence[Clip], alerts: Sequence[Alert]) -> list[CurvePoint]
     for thr in thresholds:
         kept = [a for a in alerts if a.score >= thr]
         s = score(clips, kept)
-        points.append(CurvePoint(thr, s.true_alerts / s.alerts if s.alerts else 1.0,
-                                 s.caught / s.counterfeits if s.counterfeits else 0.0, s.alerts))
+        points.append(
+            CurvePoint(
+                thr,
+                s.true_alerts / s.alerts if s.alerts else 1.0,
+                s.caught / s.counterfeits if s.counterfeits else 0.0,
+                s.alerts,
+            )
+        )
     return points
 
 
@@ -48,6 +54,7 @@ def calibrate(
 
     Returns ``{"alert_threshold": float, "brand_thresholds": {brand: float}}``.
     """
+
     def lowest(sub_alerts: Sequence[Alert], sub_clips: Sequence[Clip]) -> float | None:
         for p in pr_curve(sub_clips, sub_alerts):
             if p.alerts and p.precision >= target_precision:
@@ -80,8 +87,14 @@ def plot_pr_curve(points: Sequence[CurvePoint], operating: float, path: Path) ->
     ax.plot(r, pr, "-o", ms=3, color="#2b6cb0", label="alert score threshold sweep")
     op = min(points, key=lambda p: abs(p.threshold - operating)) if points else None
     if op is not None:
-        ax.plot([op.recall], [op.precision], "*", ms=16, color="#d53f8c",
-                label=f"operating point (score >= {op.threshold:.2f})")
+        ax.plot(
+            [op.recall],
+            [op.precision],
+            "*",
+            ms=16,
+            color="#d53f8c",
+            label=f"operating point (score >= {op.threshold:.2f})",
+        )
     ax.set_xlabel("event recall")
     ax.set_ylabel("alert precision")
     ax.set_xlim(0, 1.02)
@@ -97,9 +110,25 @@ def plot_pr_curve(points: Sequence[CurvePoint], operating: float, path: Path) ->
 def grab_frame(video: Path, index: int) -> np.ndarray | None:
     """Decode one frame (by presentation index) as RGB, or None."""
     out = subprocess.run(
-        [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(video), "-vf", f"select=eq(n\\,{index})",
-         "-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "-"],
-        capture_output=True, timeout=60,
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            str(video),
+            "-vf",
+            f"select=eq(n\\,{index})",
+            "-frames:v",
+            "1",
+            "-f",
+            "image2pipe",
+            "-vcodec",
+            "png",
+            "-",
+        ],
+        capture_output=True,
+        timeout=60,
     )
     if out.returncode != 0 or not out.stdout:
         return None
@@ -157,10 +186,12 @@ def write_report(
     esc = html.escape
     rows = "".join(
         f"<tr><th>{esc(k.replace('_', ' '))}</th><td class='num'>{'-' if v is None else v}</td></tr>"
-        for k, v in metrics.items() if not isinstance(v, dict | list)
+        for k, v in metrics.items()
+        if not isinstance(v, dict | list)
     )
-    counts = "".join(f"<tr><th>{esc(k)}</th><td class='num'>{v}</td></tr>"
-                     for k, v in metrics.get("counts", {}).items())
+    counts = "".join(
+        f"<tr><th>{esc(k)}</th><td class='num'>{v}</td></tr>" for k, v in metrics.get("counts", {}).items()
+    )
     missed_cards = []
     for r in [o for o in result.objects if not o.caught][:max_items]:
         clip = by_stream[r.stream]
@@ -176,7 +207,7 @@ def write_report(
             f"<figcaption><b>missed</b> fake of <b>{esc(obj.brand)}</b> ({esc(obj.family or 'counterfeit')})"
             f"<br>clip {esc(r.stream)}, t={mid / clip.fps:.1f}s (frame {mid})</figcaption></figure>"
         )
-    false_cards = []
+    false_cards: list[str] = []
     for a, hit in zip(alerts, result.alert_hits, strict=True):
         if hit or len(false_cards) >= max_items:
             continue
@@ -184,8 +215,8 @@ def write_report(
         if a.evidence and Path(a.evidence).is_file():
             src = _file_uri(Path(a.evidence))
         else:
-            clip = by_stream.get(a.stream)
-            frame = grab_frame(clip.video, a.frame) if clip else None
+            home = by_stream.get(a.stream)
+            frame = grab_frame(home.video, a.frame) if home else None
             if frame is not None:
                 crop = cut_crops(frame, np.asarray([a.box], np.float32), 128)[0]
                 src = _data_uri(_side_by_side(crop, _gallery_image(gallery, a.brand)))
@@ -210,7 +241,7 @@ figcaption {{ font-size: .85em; margin-top: .3em; }}
 .miss {{ border-color: #dd6b20; }} .false {{ border-color: #c53030; }}
 </style></head><body>
 <h1>fakewatch evaluation</h1>
-<p>{len(clips)} clips, {metrics.get('counts', {}).get('hours', 0) * 60:.1f} minutes of video.
+<p>{len(clips)} clips, {metrics.get("counts", {}).get("hours", 0) * 60:.1f} minutes of video.
 Each picture shows the stream crop (left) beside the nearest authentic gallery image (right).</p>
 <h2>Headline figures</h2>
 <table id="metrics">{rows}</table>
@@ -218,9 +249,9 @@ Each picture shows the stream crop (left) beside the nearest authentic gallery i
 <h2>Precision and recall</h2>
 <img id="pr-curve" alt="precision/recall curve" src="{_file_uri(curve_png)}">
 <h2 id="missed">Missed counterfeits ({len([o for o in result.objects if not o.caught])})</h2>
-<div class="grid">{''.join(missed_cards) or '<p>None.</p>'}</div>
+<div class="grid">{"".join(missed_cards) or "<p>None.</p>"}</div>
 <h2 id="false-alerts">False alerts ({result.false_alerts})</h2>
-<div class="grid">{''.join(false_cards) or '<p>None.</p>'}</div>
+<div class="grid">{"".join(false_cards) or "<p>None.</p>"}</div>
 </body></html>
 """
     path.write_text(page, encoding="utf-8")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.alerts import Alert, EvidenceWriter, JsonlSink, read_alerts
-from pipeline.config import Config
 from pipeline.boxes import iou_matrix
+from pipeline.config import Config
 from pipeline.eval.metrics import average_precision
 from pipeline.eval.scoring import Clip
 from pipeline.ingest.source import FFmpegSource, Sampling
@@ -80,6 +80,9 @@ class FrameLog:
                         total += 1
                         right += int(samples[j].brand == obj.brand)
         ap = average_precision(preds, truths) if truths else float("nan")
-        return {"detection_ap50": None if np.isnan(ap) else round(ap, 4),
-                "brand_top1_on_detected": round(right / total, 4) if total else None,
-                "sampled_frames": len(preds), "detected_enrolled_marks": total}
+        return {
+            "detection_ap50": None if np.isnan(ap) else round(ap, 4),
+            "brand_top1_on_detected": round(right / total, 4) if total else None,
+            "sampled_frames": len(preds),
+            "detected_enrolled_marks": total,
+        }

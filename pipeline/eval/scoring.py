@@ -109,16 +109,30 @@ def load_clip(label_path: str | Path) -> Clip:
         if arr.ndim != 2 or arr.shape[1] != 5:
             raise LabelError(f"{where}: expected boxes of 5 numbers [frame, x1, y1, x2, y2], got shape {arr.shape}")
         fr, bx = arr[:, 0], arr[:, 1:]
-        bad = ((bx[:, 0] < 0) | (bx[:, 1] < 0) | (bx[:, 2] > width) | (bx[:, 3] > height)
-               | (bx[:, 2] <= bx[:, 0]) | (bx[:, 3] <= bx[:, 1]))
+        bad = (
+            (bx[:, 0] < 0)
+            | (bx[:, 1] < 0)
+            | (bx[:, 2] > width)
+            | (bx[:, 3] > height)
+            | (bx[:, 2] <= bx[:, 0])
+            | (bx[:, 3] <= bx[:, 1])
+        )
         if bad.any():
             i = int(np.argmax(bad))
             raise LabelError(f"{where}: box {rows[i]} lies outside the {width}x{height} frame or is empty")
         if ((fr < 0) | (fr >= max(n_frames, 1))).any():
             raise LabelError(f"{where}: frame numbers must lie in [0, {n_frames})")
         order = np.argsort(fr, kind="stable")
-        objects.append(LabelledObject(int(obj["id"]), str(obj["brand"]), bool(obj["authentic"]),
-                                      fr[order].astype(np.int64), bx[order].astype(np.float32), obj.get("family")))
+        objects.append(
+            LabelledObject(
+                int(obj["id"]),
+                str(obj["brand"]),
+                bool(obj["authentic"]),
+                fr[order].astype(np.int64),
+                bx[order].astype(np.float32),
+                obj.get("family"),
+            )
+        )
     video = path.with_name(str(data["video"]))
     return Clip(path.stem, video, fps, n_frames, (width, height), tuple(objects))
 
@@ -192,8 +206,12 @@ class Score:
             "p90_time_to_first_alert_s": round(float(np.percentile(ttfa, 90)), 3) if ttfa else None,
             "alerts_per_caught_counterfeit": _ratio(self.true_alerts, self.caught),
             "counts": {
-                "clips": len(self.streams), "hours": round(self.hours, 4), "counterfeits": self.counterfeits,
-                "caught": self.caught, "alerts": self.alerts, "true_alerts": self.true_alerts,
+                "clips": len(self.streams),
+                "hours": round(self.hours, 4),
+                "counterfeits": self.counterfeits,
+                "caught": self.caught,
+                "alerts": self.alerts,
+                "true_alerts": self.true_alerts,
                 "false_alerts": self.false_alerts,
             },
         }
@@ -230,11 +248,11 @@ def score(clips: Sequence[Clip], alerts: Sequence[Alert]) -> Score:
             per_stream[clip.stream].append(r)
     hits = []
     for i, alert in enumerate(alerts):
-        clip = by_stream.get(alert.stream)
+        home = by_stream.get(alert.stream)
         hit = False
-        if clip is not None:
-            for r in per_stream[clip.stream]:
-                if catches(alert, r.object, clip.fps):
+        if home is not None:
+            for r in per_stream[home.stream]:
+                if catches(alert, r.object, home.fps):
                     hit = True
                     r.caught_by.append(i)
                     if r.first_alert_t is None or alert.t < r.first_alert_t:

@@ -71,8 +71,9 @@ def make_faiss_index(dim: int, count: int, train: np.ndarray | None = None) -> f
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     nlist = int(min(65536, max(1024, 4 * np.sqrt(count))))
     quantiser = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFScalarQuantizer(quantiser, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
-                                          faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexIVFScalarQuantizer(
+        quantiser, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
     if train is None:
         raise ValueError("an approximate index needs training vectors")
     index.train(np.ascontiguousarray(train[: max(nlist * 40, 100_000)], dtype=np.float32))
@@ -183,8 +184,11 @@ class GalleryIndex:
             db.execute("INSERT INTO settings (key, value) VALUES ('gallery', ?)", (str(gallery.resolve()),))
             db.commit()
             db.close()
-            _write_index(tmp, index, {"model": model_version, "dim": int(all_vecs.shape[1]), "views": views,
-                                      "quantile": quantile})
+            _write_index(
+                tmp,
+                index,
+                {"model": model_version, "dim": int(all_vecs.shape[1]), "views": views, "quantile": quantile},
+            )
             if out.exists():
                 shutil.rmtree(out)
             os.replace(tmp, out)
@@ -201,8 +205,10 @@ class GalleryIndex:
         path = Path(path)
         info_path = path / "index.json"
         if not info_path.is_file():
-            raise GalleryError(f"{path}: not a gallery index (no index.json); build one with "
-                               f"'fakewatch gallery build GALLERY --out {path}'")
+            raise GalleryError(
+                f"{path}: not a gallery index (no index.json); build one with "
+                f"'fakewatch gallery build GALLERY --out {path}'"
+            )
         info = json.loads(info_path.read_text())
         if info.get("format") != INDEX_FORMAT:
             raise GalleryError(f"{path}: unknown index format {info.get('format')!r}")
@@ -262,11 +268,15 @@ class GalleryIndex:
             "SELECT brand, COUNT(DISTINCT image), COUNT(*) FROM refs GROUP BY brand ORDER BY brand"
         ).fetchall()
         return {
-            "path": str(self.path), "model": self.model_version, "kind": self.info["kind"],
-            "vectors": len(self), "brands": len(self._thresholds),
+            "path": str(self.path),
+            "model": self.model_version,
+            "kind": self.info["kind"],
+            "vectors": len(self),
+            "brands": len(self._thresholds),
             "images": sum(r[1] for r in per_brand),
-            "per_brand": {b: {"images": i, "vectors": v, "threshold": round(self.threshold(b), 4)}
-                          for b, i, v in per_brand},
+            "per_brand": {
+                b: {"images": i, "vectors": v, "threshold": round(self.threshold(b), 4)} for b, i, v in per_brand
+            },
         }
 
     # --- changes --------------------------------------------------------------------------
@@ -283,8 +293,10 @@ class GalleryIndex:
         for n, path in enumerate(images):
             vecs = _embed_image(embedder, read_rgb(path), self.info["views"], seed=start + n)
             ids = np.arange(start, start + len(vecs), dtype=np.int64)
-            self.db.executemany("INSERT INTO refs (id, brand, image, view) VALUES (?, ?, ?, ?)",
-                                [(int(i), brand, str(path.resolve()), k) for k, i in enumerate(ids)])
+            self.db.executemany(
+                "INSERT INTO refs (id, brand, image, view) VALUES (?, ?, ?, ?)",
+                [(int(i), brand, str(path.resolve()), k) for k, i in enumerate(ids)],
+            )
             vecs_all.append(vecs)
             ids_all.append(ids)
             start += len(vecs)
@@ -303,7 +315,7 @@ class GalleryIndex:
         if len(ids) == 0 and not missing_ok:
             raise GalleryError(f"brand {brand!r} is not in the index {self.path}")
         if len(ids):
-            self.index.remove_ids(ids)
+            self.index.remove_ids(ids)  # type: ignore[arg-type]  # SWIG takes int64 arrays
         self.db.execute("DELETE FROM refs WHERE brand = ?", (brand,))
         self.db.execute("DELETE FROM brands WHERE brand = ?", (brand,))
         if save:
@@ -383,9 +395,14 @@ def _calibrate(db: sqlite3.Connection, vectors: np.ndarray, ids: np.ndarray, qua
 def _write_index(folder: Path, index: faiss.Index, info: dict) -> None:
     faiss.write_index(index, str(folder / "vectors.faiss"))
     kind = "exact" if isinstance(index, faiss.IndexIDMap2) else "ivf-sq8"
-    full = {"format": INDEX_FORMAT, **info, "kind": kind, "vectors": int(index.ntotal),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "sha256": {n: _sha256(folder / n) for n in ("vectors.faiss", "meta.sqlite")}}
+    full = {
+        "format": INDEX_FORMAT,
+        **info,
+        "kind": kind,
+        "vectors": int(index.ntotal),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sha256": {n: _sha256(folder / n) for n in ("vectors.faiss", "meta.sqlite")},
+    }
     (folder / "index.json").write_text(json.dumps(full, indent=2) + "\n")
 
 

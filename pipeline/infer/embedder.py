@@ -43,13 +43,13 @@ class OnnxEmbedder:
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """Embed (N, 64, 64, 3) uint8 crops into (N, dim) float32 unit vectors."""
         if crops.ndim != 4 or crops.shape[1:] != (CROP_SIZE, CROP_SIZE, 3) or crops.dtype != np.uint8:
-            raise ValueError(
-                f"expected (N, {CROP_SIZE}, {CROP_SIZE}, 3) uint8 crops, got {crops.shape} {crops.dtype}"
-            )
+            raise ValueError(f"expected (N, {CROP_SIZE}, {CROP_SIZE}, 3) uint8 crops, got {crops.shape} {crops.dtype}")
         if len(crops) == 0:
             return np.zeros((0, self.dim), np.float32)
-        parts = [self.session.run(np.ascontiguousarray(crops[i : i + self.batch]))[0]
-                 for i in range(0, len(crops), self.batch)]
+        parts = [
+            self.session.run(np.ascontiguousarray(crops[i : i + self.batch]))[0]
+            for i in range(0, len(crops), self.batch)
+        ]
         return np.concatenate(parts).astype(np.float32)
 
     def close(self) -> None:

@@ -27,9 +27,21 @@ def probe(path: str | Path) -> VideoInfo:
     exe = ffprobe_exe()
     if exe:
         out = subprocess.run(
-            [exe, "-v", "error", "-select_streams", "v:0", "-show_entries",
-             "stream=width,height,r_frame_rate:format=duration", "-of", "json", str(path)],
-            capture_output=True, text=True, timeout=30,
+            [
+                exe,
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=width,height,r_frame_rate:format=duration",
+                "-of",
+                "json",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         if out.returncode == 0:
             data = json.loads(out.stdout or "{}")
@@ -37,16 +49,20 @@ def probe(path: str | Path) -> VideoInfo:
             dur = data.get("format", {}).get("duration")
             rate = s.get("r_frame_rate")
             return VideoInfo(
-                float(dur) if dur not in (None, "N/A") else None, s.get("width"), s.get("height"),
+                float(dur) if dur not in (None, "N/A") else None,
+                s.get("width"),
+                s.get("height"),
                 float(Fraction(rate)) if rate and rate != "0/0" else None,
             )
-    text = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True,
-                          timeout=30).stderr
+    text = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=30
+    ).stderr
     dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
     size = re.search(r"Video: .*?(\d{2,5})x(\d{2,5})", text)
     fps = re.search(r"([\d.]+) fps", text)
     return VideoInfo(
         int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else None,
-        int(size.group(1)) if size else None, int(size.group(2)) if size else None,
+        int(size.group(1)) if size else None,
+        int(size.group(2)) if size else None,
         float(fps.group(1)) if fps else None,
     )

@@ -12,7 +12,7 @@ import queue
 import re
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -128,7 +128,9 @@ class FFmpegSource:
             # Keep the first frame of every 1/rate slot of media time: the average rate is exact
             # even where it does not divide the source rate (7.5 of 25 fps).
             r = f"{self.sampling.rate:.9g}"
-            stream = stream.filter("select", f"isnan(prev_selected_t)+gt(floor(t*{r}+1e-6),floor(prev_selected_t*{r}+1e-6))")
+            stream = stream.filter(
+                "select", f"isnan(prev_selected_t)+gt(floor(t*{r}+1e-6),floor(prev_selected_t*{r}+1e-6))"
+            )
         stream = stream.filter("showinfo", checksum=0)
         out = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
         out = out.global_args("-nostdin", "-hide_banner", "-loglevel", "level+info")
@@ -198,7 +200,7 @@ class FFmpegSource:
             t = float((pts - first_pts) * info.time_base)
             rate = info.frame_rate or Fraction(30)
             image = np.frombuffer(data, np.uint8).reshape(size[1], size[0], 3)
-            yield Frame(self.stream, int(round(t * rate)), t, image)
+            yield Frame(self.stream, round(t * rate), t, image)
         code = self._proc.wait()
         if code != 0 or info.errors:
             raise IngestError(f"{self.url}: {self._reason(code)}")
@@ -255,5 +257,3 @@ def read_frames(path: str | Path, sampling: Sampling = Sampling(), stream: str |
     """Decode a whole file into a list of frames (small files and tests)."""
     with FFmpegSource(path, stream, sampling) as src:
         return list(src)
-
-

@@ -143,8 +143,13 @@ def plan_scripted_clip(
         b = Pose(a.cx + (b.cx - a.cx) * 0.4, a.cy + (b.cy - a.cy) * 0.4, b.size, b.angle, b.tilt)
         objs.append(
             ClipObject(
-                brand=mark.slug, authentic=family is None, family=family,
-                item=SceneItem.make(rng, mask, mark.colour), start=start, end=end, path=(a, b),
+                brand=mark.slug,
+                authentic=family is None,
+                family=family,
+                item=SceneItem.make(rng, mask, mark.colour),
+                start=start,
+                end=end,
+                path=(a, b),
                 hand=float(rng.uniform(0.05, 0.25)) if rng.random() < 0.3 else 0.0,
                 wobble=float(rng.uniform(0, 6.28)),
             )
@@ -161,11 +166,39 @@ def render_clip(spec: ClipSpec, out_dir: str | Path, gop_seconds: float = 2.0, c
     rng = np.random.default_rng(spec.seed)
     background = busy_background(rng, spec.height, spec.width)
     cmd = [
-        ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
-        "-s", f"{spec.width}x{spec.height}", "-r", str(spec.fps), "-i", "pipe:",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
-        "-g", str(round(gop_seconds * spec.fps)), "-keyint_min", str(round(gop_seconds * spec.fps)),
-        "-sc_threshold", "0", "-movflags", "+faststart", "-f", "mp4", str(tmp_video),
+        ffmpeg_exe(),
+        "-y",
+        "-loglevel",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{spec.width}x{spec.height}",
+        "-r",
+        str(spec.fps),
+        "-i",
+        "pipe:",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        str(round(gop_seconds * spec.fps)),
+        "-keyint_min",
+        str(round(gop_seconds * spec.fps)),
+        "-sc_threshold",
+        "0",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        str(tmp_video),
     ]
     boxes: dict[int, list[list[float]]] = {i: [] for i in range(len(spec.objects))}
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
@@ -193,12 +226,21 @@ def render_clip(spec: ClipSpec, out_dir: str | Path, gop_seconds: float = 2.0, c
         raise
     tmp_video.replace(video)
     labels = {
-        "format": LABELS_FORMAT, "video": video.name, "fps": spec.fps, "frames": spec.frames,
+        "format": LABELS_FORMAT,
+        "video": video.name,
+        "fps": spec.fps,
+        "frames": spec.frames,
         "size": [spec.width, spec.height],
         "objects": [
-            {"id": i + 1, "brand": o.brand, "authentic": o.authentic, "boxes": boxes[i],
-             **({"family": o.family} if o.family else {})}
-            for i, o in enumerate(spec.objects) if boxes[i]
+            {
+                "id": i + 1,
+                "brand": o.brand,
+                "authentic": o.authentic,
+                "boxes": boxes[i],
+                **({"family": o.family} if o.family else {}),
+            }
+            for i, o in enumerate(spec.objects)
+            if boxes[i]
         ],
     }
     (out / f"{spec.name}.json").write_text(json.dumps(labels) + "\n")

@@ -123,10 +123,7 @@ def aspect(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Stretch one axis beyond what perspective explains."""
     h, w = mask.shape
     f = rng.uniform(1.4, 1.9)
-    if rng.random() < 0.5:
-        size = (round(w * f), h)
-    else:
-        size = (w, round(h * f))
+    size = (round(w * f), h) if rng.random() < 0.5 else (w, round(h * f))
     return cv2.resize(mask, size, interpolation=cv2.INTER_LINEAR)
 
 

@@ -41,8 +41,16 @@ def _detector_chunk(args: tuple[str, list[int], int, int, int]) -> list[dict]:
         frame, boxes, classes = random_scene(rng, chosen, width, height)
         name = f"{idx:06d}.jpg"
         cv2.imwrite(str(out_dir / "images" / name), frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-        records.append({"id": idx, "file_name": f"images/{name}", "width": width, "height": height,
-                        "boxes": boxes.tolist(), "classes": classes.tolist()})
+        records.append(
+            {
+                "id": idx,
+                "file_name": f"images/{name}",
+                "width": width,
+                "height": height,
+                "boxes": boxes.tolist(),
+                "classes": classes.tolist(),
+            }
+        )
     return records
 
 
@@ -82,16 +90,23 @@ def write_detector_set(
     coco: dict = {
         "info": {"description": "fakewatch synthetic livestream frames", "seed": seed},
         "categories": [{"id": i, "name": n} for i, n in enumerate(CLASS_NAMES)],
-        "images": [], "annotations": [],
+        "images": [],
+        "annotations": [],
     }
     ann_id = 0
     for rec in sorted(records, key=lambda r: r["id"]):
         coco["images"].append({k: rec[k] for k in ("id", "file_name", "width", "height")})
         for (x1, y1, x2, y2), c in zip(rec["boxes"], rec["classes"], strict=True):
-            coco["annotations"].append({
-                "id": ann_id, "image_id": rec["id"], "category_id": int(c),
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
-            })
+            coco["annotations"].append(
+                {
+                    "id": ann_id,
+                    "image_id": rec["id"],
+                    "category_id": int(c),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
             ann_id += 1
     path = out / "annotations.json"
     tmp = path.with_suffix(".tmp")

@@ -49,9 +49,7 @@ class Mark:
 
     def __post_init__(self) -> None:
         if self.mask.ndim != 2 or self.mask.dtype != np.uint8:
-            raise ValueError(
-                f"mark {self.slug!r}: expected a 2-D uint8 mask, got {self.mask.shape} {self.mask.dtype}"
-            )
+            raise ValueError(f"mark {self.slug!r}: expected a 2-D uint8 mask, got {self.mask.shape} {self.mask.dtype}")
 
 
 class MarkLibrary(Sequence[Mark]):

@@ -151,7 +151,7 @@ def _warp_into(
     x0, y0 = max(x0, 0), max(y0, 0)
     x1, y1 = min(x1, fw), min(y1, fh)
     if x1 <= x0 or y1 <= y0:
-        return np.zeros((0, 0) + image.shape[2:], image.dtype), (0, 0)
+        return np.zeros((0, 0, *image.shape[2:]), image.dtype), (0, 0)
     shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
     patch = cv2.warpPerspective(image, shift @ hmat, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR)
     return patch, (int(x0), int(y0))
@@ -180,9 +180,7 @@ def _box_of(alpha: np.ndarray, origin: tuple[int, int], threshold: float) -> np.
     return np.array([xs.min() + ox, ys.min() + oy, xs.max() + 1 + ox, ys.max() + 1 + oy], np.float32)
 
 
-def draw_item(
-    frame: np.ndarray, item: SceneItem, pose: Pose
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+def draw_item(frame: np.ndarray, item: SceneItem, pose: Pose) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Draw a product and its mark in place.
 
     Returns:
@@ -199,9 +197,7 @@ def draw_item(
         return None, prod_alpha, np.zeros((fh, fw), np.float32)
     cv2.fillPoly(prod_alpha, [np.round(pts * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
     ys, xs = np.nonzero(prod_alpha > 127)
-    product_box = (
-        np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32) if len(xs) else None
-    )
+    product_box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32) if len(xs) else None
     if product_box is not None:
         rng = np.random.default_rng(item.texture_seed)
         x0, y0, x1, y1 = product_box.astype(int)
@@ -264,20 +260,20 @@ def camera_effects(frame: np.ndarray, rng: np.random.Generator, strength: float 
     levels = np.arange(256, dtype=np.float32)
     luts = [255.0 * (np.clip(levels * gain * c + offset, 0, 255) / 255.0) ** gamma for c in cast]
     lut = np.clip(np.stack(luts, axis=1), 0, 255).astype(np.uint8)[:, None, :]
-    img = cv2.LUT(frame, lut)
+    img: np.ndarray = cv2.LUT(frame, lut)
     r = rng.random()
     if r < 0.3 * strength:
         k = int(rng.integers(3, 9))
         kernel = np.zeros((k, k), np.float32)
         kernel[k // 2, :] = 1.0 / k
         rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
-        kernel = cv2.warpAffine(kernel, rot, (k, k))
+        kernel = np.asarray(cv2.warpAffine(kernel, rot, (k, k)), np.float32)
         img = cv2.filter2D(img, -1, kernel / max(kernel.sum(), 1e-6))
     elif r < 0.7 * strength:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.4))
     sigma = rng.uniform(0, 6) * strength
     if sigma > 0.5:
-        noise = rng.normal(0, sigma, img.shape).astype(np.int16)
+        noise = np.asarray(rng.normal(0, sigma, img.shape)).astype(np.int16)
         img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     return img
 
@@ -286,7 +282,8 @@ def jpeg(frame: np.ndarray, rng: np.random.Generator, low: int = 35, high: int =
     """Round-trip through JPEG at a random quality (stands in for stream compression)."""
     q = int(rng.integers(low, high + 1))
     ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, q])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else frame
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    return frame if decoded is None else np.asarray(decoded)
 
 
 @dataclass(frozen=True)
@@ -320,7 +317,7 @@ def render_frame(
         raise ValueError(f"expected one pose per item, got {len(items)} items and {len(poses)} poses")
     frame = background.copy()
     annotations: list[Annotation] = []
-    alphas = []
+    alphas: list[np.ndarray] = []
     for i, (item, pose) in enumerate(zip(items, poses, strict=True)):
         product_box, product_alpha, alpha = draw_item(frame, item, pose)
         # A later product covers earlier marks.

@@ -23,16 +23,23 @@ def gallery(tmp_path_factory, library):
 
 def _clip(tmp_path, library, script, name, seed=0):
     marks = list(library)
-    spec = plan_scripted_clip(name, np.random.default_rng(seed), [(marks[i], fam) for i, fam in script],
-                              marks[:ENROLLED], seconds=8, size=(640, 360), min_mark=90, max_mark=120)
+    spec = plan_scripted_clip(
+        name,
+        np.random.default_rng(seed),
+        [(marks[i], fam) for i, fam in script],
+        marks[:ENROLLED],
+        seconds=8,
+        size=(640, 360),
+        min_mark=90,
+        max_mark=120,
+    )
     render_clip(spec, tmp_path)
     return tmp_path / f"{name}.mp4", load_clip(tmp_path / f"{name}.json")
 
 
 def _replay(tmp_path, gallery, *videos, sample="2"):
     alerts = tmp_path / "out" / "alerts.jsonl"
-    code = main(["replay", *map(str, videos), "--gallery", str(gallery), "--alerts", str(alerts),
-                 "--sample", sample])
+    code = main(["replay", *map(str, videos), "--gallery", str(gallery), "--alerts", str(alerts), "--sample", sample])
     return code, (read_alerts(alerts) if alerts.exists() else [])
 
 
@@ -65,7 +72,7 @@ def test_counterfeit_raises_one_alert_with_brand_time_and_box(tmp_path, library,
     ],
 )
 def test_no_alert(tmp_path, library, gallery, script, name):
-    video, clip = _clip(tmp_path, library, script, name, seed=1)
+    video, _ = _clip(tmp_path, library, script, name, seed=1)
     code, alerts = _replay(tmp_path, gallery, video)
     assert code == 0
     assert alerts == [], [a.to_json() for a in alerts]

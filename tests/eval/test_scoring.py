@@ -36,8 +36,13 @@ UNENROLLED = obj(3, "nobrand", False, box=(300, 250, 360, 300))
     [
         pytest.param([FAKE], [alert(2.0)], 1, 1, id="caught"),
         pytest.param([REAL], [alert(2.0, box=(400, 100, 500, 200))], 0, 0, id="alert-on-authentic"),
-        pytest.param([FAKE, UNENROLLED], [alert(2.0, brand="acme", box=(300, 250, 360, 300))], 0, 0,
-                     id="alert-on-unenrolled-mark"),
+        pytest.param(
+            [FAKE, UNENROLLED],
+            [alert(2.0, brand="acme", box=(300, 250, 360, 300))],
+            0,
+            0,
+            id="alert-on-unenrolled-mark",
+        ),
         pytest.param([FAKE], [alert(2.0, brand="other")], 0, 0, id="wrong-brand"),
         # IoU of [100,100,200,200] with a shifted box: 0.29 vs 0.31
         pytest.param([FAKE], [alert(2.0, box=(155, 100, 255, 200))], 0, 0, id="iou-just-under"),
@@ -73,8 +78,14 @@ def test_no_alerts_no_objects_has_undefined_ratios():
     assert d["event_recall"] is None and d["alert_precision"] is None
 
 
-GOOD = {"format": "fakewatch-labels/1", "video": "a.mp4", "fps": 30, "frames": 60, "size": [320, 180],
-        "objects": [{"id": 1, "brand": "acme", "authentic": False, "boxes": [[0, 10, 10, 50, 50]]}]}
+GOOD = {
+    "format": "fakewatch-labels/1",
+    "video": "a.mp4",
+    "fps": 30,
+    "frames": 60,
+    "size": [320, 180],
+    "objects": [{"id": 1, "brand": "acme", "authentic": False, "boxes": [[0, 10, 10, 50, 50]]}],
+}
 
 
 def _with(**changes):
@@ -119,10 +130,14 @@ def test_good_label(tmp_path):
     [
         ("{oops", "not JSON"),
         ('{"stream": "s", "t": 1}', "missing field"),
-        ('{"stream": "s", "t": 1, "frame": 1, "brand": "b", "box": [1, 2, 3], "score": 0.5, "kind": "suspected_fake"}',
-         "bad field"),
-        ('{"stream": "s", "t": "x", "frame": 1, "brand": "b", "box": [1, 2, 3, 4], "score": 0.5, "kind": "k"}',
-         "bad field"),
+        (
+            '{"stream": "s", "t": 1, "frame": 1, "brand": "b", "box": [1, 2, 3], "score": 0.5, "kind": "k"}',
+            "bad field",
+        ),
+        (
+            '{"stream": "s", "t": "x", "frame": 1, "brand": "b", "box": [1, 2, 3, 4], "score": 0.5, "kind": "k"}',
+            "bad field",
+        ),
         ("[1, 2]", "expected a JSON object"),
     ],
 )

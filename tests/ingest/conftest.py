@@ -10,10 +10,31 @@ import pytest
 from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
 
 
-def make_video(path: Path, seconds: float = 4.0, fps: int = 30, gop: int = 30, size: str = "320x180",
-               codec: str = "libx264", bframes: bool = True) -> Path:
-    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
-           "-t", str(seconds), "-c:v", codec, "-pix_fmt", "yuv420p"]
+def make_video(
+    path: Path,
+    seconds: float = 4.0,
+    fps: int = 30,
+    gop: int = 30,
+    size: str = "320x180",
+    codec: str = "libx264",
+    bframes: bool = True,
+) -> Path:
+    cmd = [
+        ffmpeg_exe(),
+        "-y",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate={fps}",
+        "-t",
+        str(seconds),
+        "-c:v",
+        codec,
+        "-pix_fmt",
+        "yuv420p",
+    ]
     if codec == "libx264":
         cmd += ["-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
         if not bframes:

@@ -17,8 +17,7 @@ def ffprobe_frames(path, keyframes_only=False):
     exe = shutil.which("ffprobe")
     if exe is None:
         pytest.skip("ffprobe not installed")
-    args = [exe, "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time,key_frame",
-            "-of", "json"]
+    args = [exe, "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time,key_frame", "-of", "json"]
     if keyframes_only:
         args[1:1] = ["-skip_frame", "nokey"]
     out = json.loads(subprocess.run([*args, str(path)], capture_output=True, text=True, check=True).stdout)
@@ -107,14 +106,22 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
     from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
 
     path = tmp_path / "tone.m4a"
-    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=1",
-                    str(path)], check=True)
+    subprocess.run(
+        [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=1", str(path)], check=True
+    )
     with pytest.raises(IngestError, match="no video stream"):
         read_frames(path)
 
 
-@pytest.mark.parametrize(("text", "expected"), [("keyframes", Sampling("keyframes")), ("2", Sampling("fps", 2.0)),
-                                                 ("ALL", Sampling("all")), (0.5, Sampling("fps", 0.5))])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("keyframes", Sampling("keyframes")),
+        ("2", Sampling("fps", 2.0)),
+        ("ALL", Sampling("all")),
+        (0.5, Sampling("fps", 0.5)),
+    ],
+)
 def test_sampling_from_arg(text, expected):
     assert Sampling.from_arg(text) == expected
 

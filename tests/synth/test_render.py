@@ -50,7 +50,7 @@ def test_random_scene_boxes_inside_frame(library):
 
 
 def test_empty_scene_has_no_boxes():
-    frame, boxes, classes = random_scene(np.random.default_rng(0), [], 64, 48)
+    _frame, boxes, classes = random_scene(np.random.default_rng(0), [], 64, 48)
     assert boxes.shape == (0, 4) and classes.shape == (0,)
 
 
@@ -60,7 +60,9 @@ def test_hidden_mark_is_not_labelled(library):
     item = SceneItem(mark.mask, (0, 0, 0), (255, 255, 255), 0, (0.2, 0.2, 0.2, 0.2), 1)
     cover = SceneItem(np.zeros((8, 8), np.uint8), (0, 0, 0), (90, 90, 90), 0, (3.0, 3.0, 3.0, 3.0), 2)
     bg = busy_background(np.random.default_rng(0), 180, 320)
-    _, anns = render_frame(bg, [item, cover], [Pose(160, 90, 40), Pose(160, 90, 40)], np.random.default_rng(0), effects=0)
+    _, anns = render_frame(
+        bg, [item, cover], [Pose(160, 90, 40), Pose(160, 90, 40)], np.random.default_rng(0), effects=0
+    )
     assert [a for a in anns if a.category == MARK and a.item == 0] == []
 
 

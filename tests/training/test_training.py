@@ -21,8 +21,9 @@ from tests.conftest import SAMPLE_MARKS  # noqa: E402
 def detector_ckpt(tmp_path_factory):
     root = tmp_path_factory.mktemp("det")
     write_detector_set(SAMPLE_MARKS, root / "data", frames=8, seed=0, width=320, height=180)
-    train_detector.main(["--data", str(root / "data"), "--out", str(root / "run"), "--epochs", "1",
-                         "--batch", "4", "--threads", "2"])
+    train_detector.main(
+        ["--data", str(root / "data"), "--out", str(root / "run"), "--epochs", "1", "--batch", "4", "--threads", "2"]
+    )
     return root / "run" / "last.pt"
 
 
@@ -31,8 +32,20 @@ def embedder_ckpt(tmp_path_factory, library):
     root = tmp_path_factory.mktemp("emb")
     data = crop_set(list(library)[:6], authentic=3, counterfeit=2, seed=0)
     np.savez(root / "crops.npz", **data)
-    train_embedder.main(["--data", str(root / "crops.npz"), "--out", str(root / "run"), "--epochs", "2",
-                         "--batch", "8", "--threads", "2"])
+    train_embedder.main(
+        [
+            "--data",
+            str(root / "crops.npz"),
+            "--out",
+            str(root / "run"),
+            "--epochs",
+            "2",
+            "--batch",
+            "8",
+            "--threads",
+            "2",
+        ]
+    )
     return root / "run" / "last.pt"
 
 
