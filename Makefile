@@ -15,13 +15,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# System programs the tests use: ffprobe (checks decoded frame times). The main job itself needs
-# none: it falls back to the ffmpeg bundled with imageio-ffmpeg.
+# System programs the tests use: ffprobe (checks decoded frame times) and Chromium (renders the
+# evaluation report). The main job itself needs neither: ffmpeg comes with imageio-ffmpeg.
+SYS_PROGRAMS := ffprobe:ffmpeg chromium:chromium
 sysdeps:
-	@command -v ffprobe >/dev/null || { \
+	@missing=""; for pair in $(SYS_PROGRAMS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
-	  else echo "make: install ffmpeg (for ffprobe) to run every test" >&2; fi; }
+	    echo "installing$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "make: install$$missing to run every test" >&2; fi; fi
 
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q
@@ -43,6 +47,7 @@ data: $(STAMP)
 
 train-detector: $(STAMP)
 	$(BIN)/python -m models.training.train_detector --config configs/train_detector.yaml
+	$(BIN)/python -m models.training.train_detector --config configs/train_detector_stage2.yaml
 
 train-embedder: $(STAMP)
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder.yaml

@@ -36,8 +36,9 @@ def seed_all(seed: int) -> None:
 class FrameSet(torch.utils.data.Dataset):
     """COCO frames with targets at the network's output resolution."""
 
-    def __init__(self, coco_path: Path, augment: bool = True) -> None:
+    def __init__(self, coco_path: Path, size: tuple[int, int], augment: bool = True) -> None:
         self.items = load_coco(coco_path)
+        self.width, self.height = size
         self.augment = augment
 
     def __len__(self) -> int:
@@ -52,10 +53,11 @@ class FrameSet(torch.utils.data.Dataset):
             boxes = boxes.copy()
             boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
         # The graph resizes internally; resizing here too keeps batches uniform and cheap.
-        small = cv2.resize(np.ascontiguousarray(img), (INPUT_W, INPUT_H), interpolation=cv2.INTER_LINEAR)
-        scale = np.array([INPUT_W / w, INPUT_H / h, INPUT_W / w, INPUT_H / h], np.float32)
+        iw, ih = self.width, self.height
+        small = cv2.resize(np.ascontiguousarray(img), (iw, ih), interpolation=cv2.INTER_LINEAR)
+        scale = np.array([iw / w, ih / h, iw / w, ih / h], np.float32)
         tb = torch.from_numpy(boxes * scale)
-        heat, dist, weight = make_targets(tb, torch.from_numpy(classes), INPUT_H // STRIDE, INPUT_W // STRIDE)
+        heat, dist, weight = make_targets(tb, torch.from_numpy(classes), ih // STRIDE, iw // STRIDE)
         return torch.from_numpy(small), heat, dist, weight
 
 
@@ -64,14 +66,20 @@ def train(args: argparse.Namespace) -> None:
     seed_all(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = FrameSet(Path(args.data) / "annotations.json")
+    size = tuple(int(v) for v in str(args.input_size).split("x"))
+    data = FrameSet(Path(args.data) / "annotations.json", (size[0], size[1]))
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch, shuffle=True, drop_last=True)
-    model = MarkDetector()
+    model = MarkDetector((size[0], size[1]))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     total_steps = args.epochs * len(loader)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=total_steps, pct_start=0.05)
     start_epoch = 0
     ckpt = out / "last.pt"
+    if args.init and not ckpt.exists():
+        # Convolutions do not depend on the input size: weights trained at one resolution start
+        # training at another.
+        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
+        print(f"initialised from {args.init}")
     if ckpt.exists() and not args.fresh:
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
@@ -106,6 +114,9 @@ def train(args: argparse.Namespace) -> None:
         )
         ckpt.with_suffix(".tmp").replace(ckpt)
         print(f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s", flush=True)
+        if args.stop_epoch and epoch + 1 >= args.stop_epoch:
+            print(f"stopped after epoch {epoch} as asked (--stop-epoch)")
+            break
         if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
             print("time budget reached; resume later with the same command")
             break
@@ -122,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=0)
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--init", help="start from this checkpoint's weights (a new schedule)")
+    p.add_argument("--input-size", default=f"{INPUT_W}x{INPUT_H}", help="network input WxH")
+    p.add_argument("--stop-epoch", type=int, default=0, help="stop after this many epochs of the schedule")
     p.add_argument("--config", help="YAML file of defaults (configs/train_detector.yaml)")
     first, _ = p.parse_known_args(argv)
     if first.config:

@@ -252,6 +252,14 @@ Each picture shows the stream crop (left) beside the nearest authentic gallery i
 <div class="grid">{"".join(missed_cards) or "<p>None.</p>"}</div>
 <h2 id="false-alerts">False alerts ({result.false_alerts})</h2>
 <div class="grid">{"".join(false_cards) or "<p>None.</p>"}</div>
+<script>
+// Records how many pictures the browser decoded, so an automated check can see them rendered.
+window.addEventListener("load", () => {{
+  const imgs = Array.from(document.images);
+  document.body.dataset.images = imgs.length;
+  document.body.dataset.imagesShown = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+}});
+</script>
 </body></html>
 """
     path.write_text(page, encoding="utf-8")
