@@ -48,17 +48,17 @@ class FrameLog:
     """Collects what the detector and gallery said on every sampled frame, for AP50 and brand top-1."""
 
     def __init__(self) -> None:
-        self.frames: dict[tuple[str, int], list[MarkSample]] = {}
+        self.frames: dict[tuple[str, int], tuple[float, list[MarkSample]]] = {}
 
     def __call__(self, frame: Frame, samples: list[MarkSample]) -> None:
-        self.frames[(frame.stream, frame.index)] = samples
+        self.frames[(frame.stream, frame.index)] = (frame.t, samples)
 
     def detection_figures(self, clips: Sequence[Clip], enrolled: set[str]) -> dict:
         """Mark AP50 over the sampled frames and brand top-1 on detected marks of enrolled brands."""
         by_stream = {c.stream: c for c in clips}
         preds, truths = [], []
         right = total = 0
-        for (stream, index), samples in sorted(self.frames.items()):
+        for (stream, index), (_t, samples) in sorted(self.frames.items()):
             clip = by_stream.get(stream)
             if clip is None:
                 continue
