@@ -24,8 +24,14 @@ class ConfigError(ValueError):
 class ModelsConfig:
     detector: str = "models/detector.onnx"
     embedder: str = "models/embedder.onnx"
+    cropper: str = "models/cropper.onnx"
     providers: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
     threads: int = 0
+    device_path: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.device_path not in ("auto", "on", "off"):
+            raise ConfigError(f"models.device_path: expected auto, on or off, got {self.device_path!r}")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pipeline.boxes import cut_crops
 from pipeline.config import Config
 from pipeline.gallery.index import Gallery, GalleryIndex
 from pipeline.infer.detector import Detector, OnnxDetector
+from pipeline.infer.device import DevicePipeline
 from pipeline.infer.embedder import Embedder, OnnxEmbedder
 from pipeline.ingest.source import IngestError, Source
 from pipeline.types import MARK, Frame
@@ -51,9 +52,11 @@ class Spine:
         evidence: EvidenceWriter | None = None,
         model_version: str = "",
         observer: Callable[[Frame, list[MarkSample]], None] | None = None,
+        device: DevicePipeline | None = None,
     ) -> None:
         self.config = config
         self.observer = observer
+        self.device = device
         self.detector = detector
         self.embedder = embedder
         self.gallery = gallery
@@ -79,6 +82,9 @@ class Spine:
         )
         embedder = OnnxEmbedder(config.model_path("embedder"), m.providers, threads=m.threads)
         gallery = GalleryIndex.open(index, embedder.version)
+        device = None
+        if m.device_path == "on" or (m.device_path == "auto" and detector.session.device != "cpu"):
+            device = DevicePipeline(detector, embedder, config.model_path("cropper"), m.providers, m.threads)
         return cls(
             config,
             detector,
@@ -86,12 +92,13 @@ class Spine:
             gallery,
             sinks,
             evidence,
+            device=device,
             model_version=f"{detector.version}+{embedder.version}+{gallery.path.name}",
         )
 
     def close(self) -> None:
         """Close models, gallery and sinks."""
-        for part in (self.detector, self.embedder, self.gallery, *self.sinks):
+        for part in (self.device, self.detector, self.embedder, self.gallery, *self.sinks):
             close = getattr(part, "close", None)
             if close is not None:
                 close()
@@ -106,22 +113,31 @@ class Spine:
 
     def samples(self, frames: Sequence[Frame]) -> list[list[MarkSample]]:
         """Detect, crop, embed and search: one list of judged marks per frame."""
-        t0 = time.perf_counter()
-        detections = self.detector.detect([f.image for f in frames])
-        t1 = time.perf_counter()
         vc = self.config.verdict
-        per_frame_marks, crops = [], []
-        for frame, det in zip(frames, detections, strict=True):
-            marks = det.of_class(MARK)
-            keep = marks.scores >= vc.min_detection
-            boxes, scores = marks.boxes[keep], marks.scores[keep]
-            per_frame_marks.append((boxes, scores))
-            if len(boxes):
-                crops.append(cut_crops(frame.image, boxes))
-        t2 = time.perf_counter()
-        all_crops = np.concatenate(crops) if crops else np.zeros((0, 64, 64, 3), np.uint8)
-        vectors = self.embedder.embed(all_crops)
-        t3 = time.perf_counter()
+        per_frame_marks = []
+        all_crops: np.ndarray | None = None
+        t0 = time.perf_counter()
+        if self.device is not None:
+            # GPU path: one upload per batch; crops are cut and embedded on the device.
+            dets, chosen, vectors = self.device.run([f.image for f in frames], vc.min_detection)
+            for det, pick in zip(dets, chosen, strict=True):
+                per_frame_marks.append((det.boxes[pick], det.scores[pick]))
+            t1 = t2 = t3 = time.perf_counter()
+        else:
+            detections = self.detector.detect([f.image for f in frames])
+            t1 = time.perf_counter()
+            crops = []
+            for frame, det in zip(frames, detections, strict=True):
+                marks = det.of_class(MARK)
+                keep = marks.scores >= vc.min_detection
+                boxes, scores = marks.boxes[keep], marks.scores[keep]
+                per_frame_marks.append((boxes, scores))
+                if len(boxes):
+                    crops.append(cut_crops(frame.image, boxes))
+            t2 = time.perf_counter()
+            all_crops = np.concatenate(crops) if crops else np.zeros((0, 64, 64, 3), np.uint8)
+            vectors = self.embedder.embed(all_crops)
+            t3 = time.perf_counter()
         nb = self.gallery.search(vectors, self.config.gallery.neighbours)
         t4 = time.perf_counter()
         out: list[list[MarkSample]] = []
@@ -129,10 +145,9 @@ class Spine:
         for frame, (boxes, scores) in zip(frames, per_frame_marks, strict=True):
             found = []
             for box, score in zip(boxes, scores, strict=True):
+                crop = all_crops[row] if all_crops is not None else None
                 found.append(
-                    self._judge(
-                        frame, box, float(score), nb.similarity[row], nb.brand[row], nb.ref[row], all_crops[row]
-                    )
+                    self._judge(frame, box, float(score), nb.similarity[row], nb.brand[row], nb.ref[row], crop)
                 )
                 row += 1
             out.append(found)
@@ -155,7 +170,7 @@ class Spine:
         sims: np.ndarray,
         brands: np.ndarray,
         refs: np.ndarray,
-        crop: np.ndarray,
+        crop: np.ndarray | None,
     ) -> MarkSample:
         if len(sims) == 0 or not brands[0]:
             return MarkSample(frame.stream, frame.index, frame.t, box, score, "", 0.0, 0.0, 1.0, -1, crop=crop)
@@ -193,7 +208,7 @@ class Spine:
                 self.observer(frame, found)
             verdicts = self.stream(frame.stream).update(frame.t, found)
             for v in verdicts:
-                alerts.append(self._alert(v))
+                alerts.append(self._alert(v, frame))
         return alerts
 
     def stream(self, stream: str) -> StreamVerdicts:
@@ -208,7 +223,7 @@ class Spine:
         with self._lock:
             self.streams.pop(stream, None)
 
-    def _alert(self, verdict: Verdict) -> Alert:
+    def _alert(self, verdict: Verdict, frame: Frame) -> Alert:
         s = verdict.sample
         alert = Alert(
             stream=s.stream,
@@ -221,9 +236,11 @@ class Spine:
             matches=tuple({"brand": b, "ref": r, "similarity": round(sim, 4)} for b, r, sim in s.matches),
             model=self.model_version or None,
         )
-        if self.evidence is not None and s.crop is not None:
+        if self.evidence is not None:
+            # The device path keeps no crops on the host: cut the one the evidence needs.
+            crop = s.crop if s.crop is not None else cut_crops(frame.image, s.box[None])[0]
             ref = self.gallery.reference_image(s.ref) if s.ref >= 0 else None
-            img = evidence_image(s.crop, ref, verdict.brand, verdict.score, s.similarity, f"{s.stream} t={s.t:.1f}s")
+            img = evidence_image(crop, ref, verdict.brand, verdict.score, s.similarity, f"{s.stream} t={s.t:.1f}s")
             path = self.evidence.write(alert.id, img)
             alert = Alert(**{**alert.__dict__, "evidence": str(path)})
         for sink in self.sinks:

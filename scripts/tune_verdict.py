@@ -34,8 +34,17 @@ def replay_verdicts(log: FrameLog, cfg: VerdictConfig) -> list[Alert]:
         sv = streams.setdefault(stream, StreamVerdicts(stream, cfg))
         for v in sv.update(t, samples):
             s = v.sample
-            alerts.append(Alert(stream=s.stream, t=s.t, frame=s.frame, brand=v.brand,
-                                box=tuple(float(x) for x in s.box), score=v.score, track=v.track))  # type: ignore[arg-type]
+            alerts.append(
+                Alert(
+                    stream=s.stream,
+                    t=s.t,
+                    frame=s.frame,
+                    brand=v.brand,
+                    box=tuple(float(x) for x in s.box),
+                    score=v.score,
+                    track=v.track,
+                )
+            )  # type: ignore[arg-type]
     return alerts
 
 
@@ -50,22 +59,46 @@ def main() -> int:
     cfg = Config.load()
     loose = dataclasses.replace(cfg, verdict=dataclasses.replace(cfg.verdict, min_detection=0.3))
     log = FrameLog()
-    run_clips(clips, resolve_index(args.gallery), loose, Path(args.out), Sampling.from_arg(args.sample), 4,
-              observer=log)
+    run_clips(
+        clips, resolve_index(args.gallery), loose, Path(args.out), Sampling.from_arg(args.sample), 4, observer=log
+    )
     rows = []
     grid = itertools.product([0.2, 0.3, 0.4], [0.0, 0.05, 0.1], [-0.1, -0.05, 0.0, 0.05], [2, 3], [0.35, 0.5])
     for floor, margin, offset, confirm, min_det in grid:
-        vc = dataclasses.replace(cfg.verdict, match_floor=floor, margin=margin, threshold_offset=offset,
-                                 confirm=confirm, min_detection=min_det)
+        vc = dataclasses.replace(
+            cfg.verdict,
+            match_floor=floor,
+            margin=margin,
+            threshold_offset=offset,
+            confirm=confirm,
+            min_detection=min_det,
+        )
         alerts = replay_verdicts(log, vc)
         m = score(clips, alerts).to_dict()
-        rows.append({"match_floor": floor, "margin": margin, "threshold_offset": offset, "confirm": confirm,
-                     "min_detection": min_det, **{k: m[k] for k in ("event_recall", "alert_precision",
-                     "false_alerts_per_stream_hour", "median_time_to_first_alert_s",
-                     "alerts_per_caught_counterfeit")}})
+        rows.append(
+            {
+                "match_floor": floor,
+                "margin": margin,
+                "threshold_offset": offset,
+                "confirm": confirm,
+                "min_detection": min_det,
+                **{
+                    k: m[k]
+                    for k in (
+                        "event_recall",
+                        "alert_precision",
+                        "false_alerts_per_stream_hour",
+                        "median_time_to_first_alert_s",
+                        "alerts_per_caught_counterfeit",
+                    )
+                },
+            }
+        )
+
     def key(r: dict) -> float:
         rec, prec = r["event_recall"] or 0, r["alert_precision"] or 0
         return min(rec, prec) + 0.1 * (rec + prec)
+
     rows.sort(key=key, reverse=True)
     for r in rows[:15]:
         print(json.dumps(r))

@@ -33,8 +33,17 @@ def make_gate_set(out: Path, clips: int = 8, seconds: float = 10.0) -> tuple[Pat
     write_gallery(marks[:ENROLLED], gallery)
     rng = np.random.default_rng(GATE_SEED)
     for k in range(clips):
-        spec = plan_clip(f"gate_{k:02d}", rng, marks[:ENROLLED], marks[ENROLLED:], seconds=seconds,
-                         size=(640, 360), objects=2, min_mark=40, max_mark=110)
+        spec = plan_clip(
+            f"gate_{k:02d}",
+            rng,
+            marks[:ENROLLED],
+            marks[ENROLLED:],
+            seconds=seconds,
+            size=(640, 360),
+            objects=2,
+            min_mark=40,
+            max_mark=110,
+        )
         render_clip(spec, clip_dir)
     return clip_dir, gallery
 
@@ -65,8 +74,9 @@ def run_gate(work: Path) -> dict:
     clip_dir, gallery = make_gate_set(work / "gate")
     p = argparse.ArgumentParser()
     add_arguments(p)
-    args = p.parse_args(["--clips", str(clip_dir), "--gallery", str(gallery), "--out", str(work / "gate_out"),
-                         "--no-report"])
+    args = p.parse_args(
+        ["--clips", str(clip_dir), "--gallery", str(gallery), "--out", str(work / "gate_out"), "--no-report"]
+    )
     return evaluate(args)
 
 

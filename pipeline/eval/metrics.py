@@ -9,10 +9,16 @@ import numpy as np
 from pipeline.boxes import iou_matrix
 
 
+def _longer_side(boxes: np.ndarray) -> np.ndarray:
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+
+
 def average_precision(
     predictions: Sequence[tuple[np.ndarray, np.ndarray]],
     truths: Sequence[np.ndarray],
     iou_threshold: float = 0.5,
+    size_range: tuple[float, float] | None = None,
 ) -> float:
     """All-point interpolated AP over images (PASCAL VOC 2010+ style).
 
@@ -20,28 +26,36 @@ def average_precision(
         predictions: per image, (N, 4) boxes and (N,) scores.
         truths: per image, (M, 4) ground-truth boxes.
         iou_threshold: IoU a detection needs with an unmatched truth to count as a hit.
+        size_range: only truths whose longer side lies in [low, high) count; as in COCO's size
+            breakdown, detections matching other truths, and unmatched detections outside the
+            range, are ignored rather than counted as false.
     """
     if len(predictions) != len(truths):
         raise ValueError(f"expected one prediction set per image, got {len(predictions)} and {len(truths)}")
-    total = sum(len(t) for t in truths)
+    lo, hi = size_range if size_range else (-np.inf, np.inf)
+    total = sum(int(((_longer_side(t) >= lo) & (_longer_side(t) < hi)).sum()) for t in truths)
     if total == 0:
         return float("nan")
     scores, hits = [], []
     for (boxes, conf), gt in zip(predictions, truths, strict=True):
         order = np.argsort(-np.asarray(conf), kind="stable")
-        ious = iou_matrix(np.asarray(boxes)[order], gt)
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)[order]
+        gt_side = _longer_side(gt)
+        counted = (gt_side >= lo) & (gt_side < hi)
+        ious = iou_matrix(boxes, gt)
         used = np.zeros(len(gt), bool)
-        for k, i in enumerate(order):
-            scores.append(float(conf[i]))
-            if len(gt) == 0:
-                hits.append(False)
-                continue
-            cand = np.where(used, -1.0, ious[k])
-            j = int(np.argmax(cand))
-            if cand[j] >= iou_threshold:
+        pred_side = _longer_side(boxes)
+        for k in range(len(boxes)):
+            score = float(np.asarray(conf)[order[k]])
+            cand = np.where(used, -1.0, ious[k]) if len(gt) else np.zeros(0)
+            j = int(np.argmax(cand)) if len(cand) else -1
+            if j >= 0 and cand[j] >= iou_threshold:
                 used[j] = True
-                hits.append(True)
-            else:
+                if counted[j]:
+                    scores.append(score)
+                    hits.append(True)
+            elif lo <= pred_side[k] < hi:
+                scores.append(score)
                 hits.append(False)
     if not scores:
         return 0.0

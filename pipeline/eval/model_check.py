@@ -41,16 +41,22 @@ class EmbedderReport:
         }
 
 
+SIZE_BUCKETS = {"under_32px": (0.0, 32.0), "32_to_64px": (32.0, 64.0), "over_64px": (64.0, 1e9)}
+
+
 def detector_ap50(
     detector: Detector, frames: Sequence[np.ndarray], truths: Sequence[np.ndarray], batch: int = 8
-) -> float:
-    """Mark AP50 of ``detector`` over frames with their (M, 4) mark boxes."""
+) -> dict[str, float]:
+    """Mark AP50 of ``detector`` over frames with their (M, 4) mark boxes: overall and by mark size."""
     preds = []
     for i in range(0, len(frames), batch):
         for det in detector.detect(list(frames[i : i + batch])):
             marks = det.of_class(MARK)
             preds.append((marks.boxes, marks.scores))
-    return average_precision(preds, truths, 0.5)
+    out = {"all": average_precision(preds, truths, 0.5)}
+    for name, size in SIZE_BUCKETS.items():
+        out[name] = average_precision(preds, truths, 0.5, size_range=size)
+    return out
 
 
 def build_reference_set(

@@ -75,6 +75,35 @@ class OnnxSession:
             raise RuntimeError("session is closed")
         return self._session.run(self.output_names, {self.input_name: x})
 
+    def upload(self, x: np.ndarray) -> ort.OrtValue:
+        """Copy an array once onto this session's device (host memory on the CPU provider)."""
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x), self.device, 0)
+
+    def run_bound(
+        self, inputs: dict[str, np.ndarray | ort.OrtValue], keep_on_device: Sequence[str] = ()
+    ) -> dict[str, np.ndarray | ort.OrtValue]:
+        """Run with IO binding: inputs already on the device are not copied again.
+
+        Outputs named in ``keep_on_device`` stay there as ``OrtValue`` (for the next graph to
+        read); the others come back as numpy arrays.
+        """
+        if self._session is None:
+            raise RuntimeError("session is closed")
+        binding = self._session.io_binding()
+        for name, value in inputs.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in self.output_names:
+            binding.bind_output(name, self.device if name in keep_on_device else "cpu")
+        self._session.run_with_iobinding(binding)
+        values = binding.get_outputs()
+        return {
+            name: (v if name in keep_on_device else v.numpy())
+            for name, v in zip(self.output_names, values, strict=True)
+        }
+
     def close(self) -> None:
         self._session = None
 

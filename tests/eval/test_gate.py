@@ -25,6 +25,8 @@ def test_gate_against_baseline(tmp_path):
     ],
 )
 def test_compare(metrics, worse):
-    baseline = {"margins": {"event_recall": 0.05, "false_alerts_per_stream_hour": 2.0},
-                "figures": {"event_recall": 0.9, "false_alerts_per_stream_hour": 1.0}}
+    baseline = {
+        "margins": {"event_recall": 0.05, "false_alerts_per_stream_hour": 2.0},
+        "figures": {"event_recall": 0.9, "false_alerts_per_stream_hour": 1.0},
+    }
     assert [w.split(":")[0] for w in compare(metrics, baseline)] == worse

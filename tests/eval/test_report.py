@@ -22,8 +22,16 @@ def evaluated(tmp_path_factory, library):
     root = tmp_path_factory.mktemp("report")
     marks = list(library)
     write_gallery(marks[:10], root / "gallery")
-    spec = plan_scripted_clip("shop", np.random.default_rng(0), [(marks[2], "mirror"), (marks[4], "aspect")],
-                              marks[:10], seconds=4, size=(320, 180), min_mark=50, max_mark=60)
+    spec = plan_scripted_clip(
+        "shop",
+        np.random.default_rng(0),
+        [(marks[2], "mirror"), (marks[4], "aspect")],
+        marks[:10],
+        seconds=4,
+        size=(320, 180),
+        min_mark=50,
+        max_mark=60,
+    )
     render_clip(spec, root / "clips")
     labels = json.loads((root / "clips" / "shop.json").read_text())
     first = labels["objects"][0]
@@ -32,8 +40,18 @@ def evaluated(tmp_path_factory, library):
         # One alert that catches the first counterfeit, one false alert on a wrong brand.
         sink.write(Alert(stream="shop", t=f / 30, frame=f, brand=first["brand"], box=(x1, y1, x2, y2), score=0.9))
         sink.write(Alert(stream="shop", t=1.0, frame=30, brand=marks[7].slug, box=(10, 10, 60, 60), score=0.6))
-    code = evaluate_main(["--clips", str(root / "clips"), "--alerts", str(root / "alerts.jsonl"),
-                          "--gallery", str(root / "gallery"), "--out", str(root / "out")])
+    code = evaluate_main(
+        [
+            "--clips",
+            str(root / "clips"),
+            "--alerts",
+            str(root / "alerts.jsonl"),
+            "--gallery",
+            str(root / "gallery"),
+            "--out",
+            str(root / "out"),
+        ]
+    )
     assert code == 0
     return root / "out"
 
@@ -51,9 +69,18 @@ def test_outputs(evaluated):
 def test_report_renders_in_chromium(evaluated, tmp_path):
     report = evaluated / "report.html"
     dom = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-         "--dump-dom", report.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     assert "event recall" in dom and "0.5" in dom
     shown = re.search(r'data-images-shown="(\d+)"', dom)
@@ -63,6 +90,17 @@ def test_report_renders_in_chromium(evaluated, tmp_path):
     assert int(total.group(1)) == 3
     assert int(shown.group(1)) == 3
     shot = tmp_path / "report.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1200,1600", report.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.is_file() and shot.stat().st_size > 10_000

@@ -148,3 +148,35 @@ def test_malformed_alert_lines_name_file_and_line(tmp_path, line, message):
     with pytest.raises(AlertFormatError, match=message) as err:
         read_alerts(path)
     assert f"{path}:2" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("preds", "truths", "expected"),
+    [
+        ([([[0, 0, 10, 10]], [0.9])], [np.array([[0, 0, 10, 10]])], 1.0),
+        ([([[0, 0, 10, 10], [50, 50, 60, 60]], [0.5, 0.9])], [np.array([[0, 0, 10, 10]])], 0.5),
+        ([(np.zeros((0, 4)), [])], [np.array([[0, 0, 10, 10]])], 0.0),
+    ],
+)
+def test_average_precision(preds, truths, expected):
+    from pipeline.eval.metrics import average_precision
+
+    assert average_precision(preds, truths) == pytest.approx(expected)
+
+
+def test_average_precision_size_range_ignores_other_sizes():
+    from pipeline.eval.metrics import average_precision
+
+    preds = [([[0, 0, 10, 10], [100, 100, 200, 200]], [0.9, 0.8])]
+    truths = [np.array([[0, 0, 10, 10], [100, 100, 200, 200]], np.float32)]
+    # The large box is neither a hit nor a false detection in the small-size breakdown.
+    assert average_precision(preds, truths, size_range=(0, 32)) == pytest.approx(1.0)
+    assert np.isnan(average_precision(preds, [np.zeros((0, 4))], size_range=(0, 32)))
+
+
+def test_roc_auc():
+    from pipeline.eval.metrics import roc_auc
+
+    assert roc_auc(np.array([0.9, 0.8, 0.1]), np.array([True, True, False])) == 1.0
+    assert roc_auc(np.array([0.5, 0.5]), np.array([True, False])) == 0.5
+    assert np.isnan(roc_auc(np.array([0.5]), np.array([True])))
