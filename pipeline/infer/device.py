@@ -73,7 +73,7 @@ class DevicePipeline:
             emb_session = self.embedder.session
             emb = emb_session.run_bound({emb_session.input_name: crops})[emb_session.output_names[0]]
             k = 0
-            for j, i in enumerate(idx):
+            for i in idx:
                 n = len(chosen[i])
                 vectors[i] = np.asarray(emb[k : k + n], np.float32)
                 k += n
