@@ -172,29 +172,25 @@ class Spine:
         refs: np.ndarray,
         crop: np.ndarray | None,
     ) -> MarkSample:
-        if len(sims) == 0 or not brands[0]:
-            return MarkSample(frame.stream, frame.index, frame.t, box, score, "", 0.0, 0.0, 1.0, -1, crop=crop)
-        best = str(brands[0])
-        other = [float(s) for s, b in zip(sims, brands, strict=True) if b and b != best]
-        # No other brand among the neighbours: it is at most as near as the farthest retrieved.
-        runner_up = other[0] if other else float(sims[-1]) if len(sims) > 1 else 0.0
-        seen: dict[str, tuple[int, float]] = {}
-        for s, b, r in zip(sims, brands, refs, strict=True):
-            if b and b not in seen:
-                seen[str(b)] = (int(r), float(s))
-        matches = tuple((b, r, s) for b, (r, s) in list(seen.items())[:3])
+        """One mark's gallery evidence: its nearest brand and its best similarity per brand."""
+        brand_sims: dict[str, float] = {}
+        brand_refs: dict[str, int] = {}
+        for sim, b, r in zip(sims, brands, refs, strict=True):
+            if b and b not in brand_sims:  # neighbours come best first
+                brand_sims[str(b)] = float(sim)
+                brand_refs[str(b)] = int(r)
+        best = str(brands[0]) if len(brands) and brands[0] else ""
         return MarkSample(
-            frame.stream,
-            frame.index,
-            frame.t,
-            box.astype(np.float32),
-            score,
-            best,
-            float(sims[0]),
-            runner_up,
-            self.gallery.threshold(best),
-            int(refs[0]),
-            matches=matches,
+            stream=frame.stream,
+            frame=frame.index,
+            t=frame.t,
+            box=box.astype(np.float32),
+            detection=score,
+            brand=best,
+            similarity=float(sims[0]) if best else 0.0,
+            brand_sims=brand_sims,
+            brand_refs=brand_refs,
+            thresholds={b: self.gallery.threshold(b) for b in brand_sims},
             crop=crop,
         )
 
@@ -233,14 +229,19 @@ class Spine:
             box=tuple(float(v) for v in s.box),  # type: ignore[arg-type]
             score=round(verdict.score, 4),
             track=verdict.track,
-            matches=tuple({"brand": b, "ref": r, "similarity": round(sim, 4)} for b, r, sim in s.matches),
+            matches=tuple(
+                {"brand": b, "ref": s.brand_refs[b], "similarity": round(sim, 4)}
+                for b, sim in sorted(s.brand_sims.items(), key=lambda kv: -kv[1])[:3]
+            ),
             model=self.model_version or None,
         )
         if self.evidence is not None:
             # The device path keeps no crops on the host: cut the one the evidence needs.
             crop = s.crop if s.crop is not None else cut_crops(frame.image, s.box[None])[0]
-            ref = self.gallery.reference_image(s.ref) if s.ref >= 0 else None
-            img = evidence_image(crop, ref, verdict.brand, verdict.score, s.similarity, f"{s.stream} t={s.t:.1f}s")
+            ref_id = s.brand_refs.get(verdict.brand, -1)
+            ref = self.gallery.reference_image(ref_id) if ref_id >= 0 else None
+            where = f"{s.stream} t={s.t:.1f}s"
+            img = evidence_image(crop, ref, verdict.brand, verdict.score, verdict.similarity, where)
             path = self.evidence.write(alert.id, img)
             alert = Alert(**{**alert.__dict__, "evidence": str(path)})
         for sink in self.sinks:

@@ -1,10 +1,12 @@
 """Per-stream verdicts: marks tracked across sampled frames, judged against their brand's gallery.
 
-A sampled mark imitates brand B when B's references are clearly its nearest (similar enough,
-and ahead of every other brand by a margin). It looks counterfeit when its similarity to B's
-nearest reference falls below B's calibrated authenticity threshold. A track raises one alert
-once enough of its recent samples look counterfeit; a mark of a brand not in the gallery is
-near no brand and raises nothing.
+Each sampled mark votes for the brand of its nearest reference and records its similarity to
+the nearest reference of every brand among its neighbours. A track's brand is the one most of
+its samples vote for; it imitates that brand when the vote is clear and the mean similarity to
+the brand's references is high enough (a mark of a brand not in the gallery scatters its votes
+and stays far from every brand). It looks counterfeit when that mean similarity falls below the
+brand's calibrated authenticity threshold. Averaging over a track's samples is what makes the
+call stable: one blurred frame decides nothing. One track raises at most one alert.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from pipeline.boxes import iou_matrix
 class VerdictConfig:
     """Decision settings (``verdict:`` in configs/fakewatch.yaml)."""
 
-    match_floor: float = 0.25  # below this similarity a mark imitates no enrolled brand
-    margin: float = 0.08  # best brand must lead the next brand by this much
+    match_floor: float = 0.25  # mean similarity below which a track imitates no enrolled brand
+    min_share: float = 0.5  # share of a track's samples that must vote for its brand
     threshold_offset: float = 0.0  # added to every brand's calibrated threshold
-    confirm: int = 2  # suspect samples needed before an alert
-    window: int = 4  # ... among the track's last this many samples
+    confirm: int = 3  # samples a track needs before it can alert
+    window: int = 8  # the track's last this many samples are weighed
     max_gap: float = 4.0  # seconds a track survives without a matching mark
     min_detection: float = 0.35  # detector score a mark needs to be judged
     min_size: float = 12.0  # pixels; smaller marks are too small to judge
@@ -42,29 +44,20 @@ class MarkSample:
     t: float
     box: np.ndarray  # (4,) float32
     detection: float
-    brand: str  # nearest brand ("" when no neighbour)
-    similarity: float  # to the nearest reference of ``brand``
-    runner_up: float  # to the nearest reference of any other brand
-    threshold: float  # ``brand``'s authenticity threshold
-    ref: int  # id of the nearest reference of ``brand``
-    matches: tuple[tuple[str, int, float], ...] = ()  # (brand, ref, similarity), best first
+    brand: str  # brand of the nearest reference ("" when none)
+    similarity: float  # to that reference
+    brand_sims: dict[str, float] = field(default_factory=dict)  # best similarity per neighbouring brand
+    brand_refs: dict[str, int] = field(default_factory=dict)  # id of that best reference per brand
+    thresholds: dict[str, float] = field(default_factory=dict)  # authenticity threshold per brand
     crop: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if np.asarray(self.box).shape != (4,):
             raise ValueError(f"expected a (4,) box, got {np.asarray(self.box).shape}")
 
-    def imitates(self, cfg: VerdictConfig) -> bool:
-        """Whether the mark is clearly one enrolled brand's (authentic or not)."""
-        return (
-            bool(self.brand) and self.similarity >= cfg.match_floor and (self.similarity - self.runner_up >= cfg.margin)
-        )
-
-    def suspicion(self, cfg: VerdictConfig) -> float:
-        """How far below its brand's authentic range the mark falls, in [0, 1]."""
-        thr = self.threshold + cfg.threshold_offset
-        span = max(thr - cfg.match_floor, 1e-3)
-        return float(np.clip((thr - self.similarity) / span, 0.0, 1.0))
+    def similarity_to(self, brand: str) -> float:
+        """Similarity to ``brand``'s nearest reference (0 when none was among the neighbours)."""
+        return self.brand_sims.get(brand, 0.0)
 
 
 @dataclass
@@ -75,14 +68,18 @@ class Track:
     box: np.ndarray
     last_t: float
     samples: deque[MarkSample]
-    history: deque[bool]  # suspect or not, per recent sample
-    brands: Counter[str] = field(default_factory=Counter)
     alerted: bool = False
-    suspicion: list[float] = field(default_factory=list)
 
-    @property
-    def brand(self) -> str:
-        return self.brands.most_common(1)[0][0] if self.brands else ""
+    def brand(self) -> tuple[str, float]:
+        """The brand most samples vote for, and its share of the votes."""
+        votes = Counter(s.brand for s in self.samples if s.brand)
+        if not votes:
+            return "", 0.0
+        brand, n = votes.most_common(1)[0]
+        return brand, n / len(self.samples)
+
+    def mean_similarity(self, brand: str) -> float:
+        return float(np.mean([s.similarity_to(brand) for s in self.samples]))
 
 
 @dataclass(frozen=True)
@@ -93,6 +90,14 @@ class Verdict:
     track: int
     brand: str
     score: float
+    similarity: float  # the track's mean similarity to the brand's references
+
+
+def suspicion(mean_sim: float, threshold: float, cfg: VerdictConfig) -> float:
+    """How far below its brand's authentic range a track falls, in [0, 1]."""
+    thr = threshold + cfg.threshold_offset
+    span = max(thr - cfg.match_floor, 1e-3)
+    return float(np.clip((thr - mean_sim) / span, 0.0, 1.0))
 
 
 class StreamVerdicts:
@@ -113,29 +118,35 @@ class StreamVerdicts:
             for s in samples
             if s.detection >= cfg.min_detection and max(s.box[2] - s.box[0], s.box[3] - s.box[1]) >= cfg.min_size
         ]
-        assigned = self._associate(usable)
         verdicts = []
-        for sample, track in zip(usable, assigned, strict=True):
+        for sample, track in zip(usable, self._associate(usable), strict=True):
             if track is None:
-                track = Track(self._next, sample.box, t, deque(maxlen=cfg.window), deque(maxlen=cfg.window))
+                track = Track(self._next, sample.box, t, deque(maxlen=cfg.window))
                 self._next += 1
                 self.tracks.append(track)
             track.box, track.last_t = sample.box, t
             track.samples.append(sample)
-            imitates = sample.imitates(cfg)
-            if imitates:
-                track.brands[sample.brand] += 1
-            suspect = imitates and sample.brand == track.brand and sample.suspicion(cfg) > 0
-            track.history.append(suspect)
-            if suspect:
-                track.suspicion.append(sample.suspicion(cfg))
-            if not track.alerted and sum(track.history) >= cfg.confirm:
-                score = float(np.mean(track.suspicion[-cfg.window :]))
-                needed = cfg.brand_thresholds.get(track.brand, cfg.alert_threshold)
-                if score >= needed:
-                    track.alerted = True
-                    verdicts.append(Verdict(sample, track.id, track.brand, score))
+            verdict = self._judge(track, sample)
+            if verdict is not None:
+                track.alerted = True
+                verdicts.append(verdict)
         return verdicts
+
+    def _judge(self, track: Track, sample: MarkSample) -> Verdict | None:
+        cfg = self.cfg
+        if track.alerted or len(track.samples) < cfg.confirm:
+            return None
+        brand, share = track.brand()
+        if not brand or share < cfg.min_share:
+            return None
+        mean_sim = track.mean_similarity(brand)
+        if mean_sim < cfg.match_floor:
+            return None
+        threshold = next((s.thresholds[brand] for s in reversed(track.samples) if brand in s.thresholds), 1.0)
+        score = suspicion(mean_sim, threshold, cfg)
+        if score <= 0 or score < cfg.brand_thresholds.get(brand, cfg.alert_threshold):
+            return None
+        return Verdict(sample, track.id, brand, score, mean_sim)
 
     def _associate(self, samples: list[MarkSample]) -> list[Track | None]:
         """Greedy matching by IoU, then by distance relative to size for fast movers."""
@@ -150,9 +161,10 @@ class StreamVerdicts:
         sizes = np.maximum(tboxes[:, 2] - tboxes[:, 0], tboxes[:, 3] - tboxes[:, 1])
         dist = np.linalg.norm(centres[:, None, :] - tcentres[None, :, :], axis=2) / np.maximum(sizes[None, :], 1)
         score = np.where(ious >= 0.2, 1 + ious, np.where(dist < 1.5, 1 - dist / 1.5, 0.0))
-        used_s, used_t = set(), set()
+        used_s: set[int] = set()
+        used_t: set[int] = set()
         for flat in np.argsort(-score, axis=None):
-            i, j = np.unravel_index(flat, score.shape)
+            i, j = (int(v) for v in np.unravel_index(flat, score.shape))
             if score[i, j] <= 0:
                 break
             if i in used_s or j in used_t:

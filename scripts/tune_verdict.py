@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -48,50 +49,58 @@ def replay_verdicts(log: FrameLog, cfg: VerdictConfig) -> list[Alert]:
     return alerts
 
 
+def _run(args: argparse.Namespace, clips: list, cfg: Config, log: FrameLog) -> None:
+    # Judge every mark the detector is fairly sure of; the grid decides the final floor.
+    loose = dataclasses.replace(cfg, verdict=dataclasses.replace(cfg.verdict, min_detection=0.3))
+    index = resolve_index(args.gallery)
+    run_clips(clips, index, loose, Path(args.out), Sampling.from_arg(args.sample), 4, observer=log)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", required=True)
     p.add_argument("--gallery", required=True)
     p.add_argument("--out", default="work/tune_out")
     p.add_argument("--sample", default="2")
+    p.add_argument("--reuse", action="store_true", help="reuse the judged marks of the last run")
     args = p.parse_args()
     clips = load_clips(args.clips)
     cfg = Config.load()
-    loose = dataclasses.replace(cfg, verdict=dataclasses.replace(cfg.verdict, min_detection=0.3))
     log = FrameLog()
-    run_clips(
-        clips, resolve_index(args.gallery), loose, Path(args.out), Sampling.from_arg(args.sample), 4, observer=log
-    )
+    cache = Path(args.out) / "samples.pkl"
+    if args.reuse and cache.exists():
+        log.frames = pickle.loads(cache.read_bytes())
+    else:
+        _run(args, clips, cfg, log)
+        cache.write_bytes(pickle.dumps(log.frames))
     rows = []
-    grid = itertools.product([0.2, 0.3, 0.4], [0.0, 0.05, 0.1], [-0.1, -0.05, 0.0, 0.05], [2, 3], [0.35, 0.5])
-    for floor, margin, offset, confirm, min_det in grid:
+    grid = itertools.product([0.3, 0.4, 0.5], [0.4, 0.5, 0.6], [-0.15, -0.1, -0.05, 0.0], [2, 3, 4], [0.35, 0.5])
+    for floor, share, offset, confirm, min_det in grid:
         vc = dataclasses.replace(
             cfg.verdict,
             match_floor=floor,
-            margin=margin,
+            min_share=share,
             threshold_offset=offset,
             confirm=confirm,
             min_detection=min_det,
         )
         alerts = replay_verdicts(log, vc)
         m = score(clips, alerts).to_dict()
+        keys = (
+            "event_recall",
+            "alert_precision",
+            "false_alerts_per_stream_hour",
+            "median_time_to_first_alert_s",
+            "alerts_per_caught_counterfeit",
+        )
         rows.append(
             {
                 "match_floor": floor,
-                "margin": margin,
+                "min_share": share,
                 "threshold_offset": offset,
                 "confirm": confirm,
                 "min_detection": min_det,
-                **{
-                    k: m[k]
-                    for k in (
-                        "event_recall",
-                        "alert_precision",
-                        "false_alerts_per_stream_hour",
-                        "median_time_to_first_alert_s",
-                        "alerts_per_caught_counterfeit",
-                    )
-                },
+                **{k: m[k] for k in keys},
             }
         )
 

@@ -1,0 +1,101 @@
+"""Verdict rules on hand-made marks: tracking, brand votes, confirmation, one alert per track."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.verdict import MarkSample, StreamVerdicts, VerdictConfig, suspicion
+
+CFG = VerdictConfig(match_floor=0.3, min_share=0.5, confirm=3, window=8, max_gap=2.0, min_detection=0.3)
+
+
+def mark(t, sims, box=(100, 100, 160, 150), det=0.9, threshold=0.7):
+    best = max(sims, key=sims.get) if sims else ""
+    return MarkSample(
+        stream="s",
+        frame=int(t * 30),
+        t=t,
+        box=np.array(box, np.float32),
+        detection=det,
+        brand=best,
+        similarity=sims.get(best, 0.0),
+        brand_sims=dict(sims),
+        brand_refs=dict.fromkeys(sims, 0),
+        thresholds=dict.fromkeys(sims, threshold),
+    )
+
+
+def run(frames, cfg=CFG):
+    sv = StreamVerdicts("s", cfg)
+    out = []
+    for t, marks in frames:
+        out += sv.update(t, marks)
+    return out
+
+
+FAKE = {"acme": 0.5, "other": 0.3}  # imitates acme, below its threshold 0.7
+REAL = {"acme": 0.85, "other": 0.3}
+UNENROLLED = [{"acme": 0.2, "x": 0.18}, {"y": 0.22, "acme": 0.1}, {"z": 0.21}]
+
+
+@pytest.mark.parametrize(
+    ("frames", "alerts"),
+    [
+        pytest.param([(i * 0.5, [mark(i * 0.5, FAKE)]) for i in range(6)], 1, id="fake-one-alert-per-track"),
+        pytest.param([(i * 0.5, [mark(i * 0.5, FAKE)]) for i in range(2)], 0, id="not-yet-confirmed"),
+        pytest.param([(i * 0.5, [mark(i * 0.5, REAL)]) for i in range(6)], 0, id="authentic"),
+        pytest.param([(i * 0.5, [mark(i * 0.5, UNENROLLED[i % 3])]) for i in range(9)], 0, id="unenrolled"),
+        pytest.param([], 0, id="empty-stream"),
+        pytest.param([(i * 0.5, []) for i in range(5)], 0, id="no-marks"),
+        pytest.param([(i * 0.5, [mark(i * 0.5, FAKE, det=0.1)]) for i in range(6)], 0, id="weak-detections"),
+        pytest.param([(i * 0.5, [mark(i * 0.5, FAKE, box=(0, 0, 8, 8))]) for i in range(6)], 0, id="too-small"),
+        pytest.param(
+            [(i * 0.5, [mark(i * 0.5, FAKE)]) for i in range(4)]
+            + [(10 + i * 0.5, [mark(10 + i * 0.5, FAKE)]) for i in range(4)],
+            2,
+            id="gone-and-back-is-a-new-track",
+        ),
+        pytest.param(
+            [(i * 0.5, [mark(i * 0.5, FAKE), mark(i * 0.5, FAKE, box=(400, 300, 460, 350))]) for i in range(4)],
+            2,
+            id="two-fakes-two-alerts",
+        ),
+    ],
+)
+def test_alert_counts(frames, alerts):
+    assert len(run(frames)) == alerts
+
+
+def test_alert_carries_brand_track_and_confirming_sample():
+    (v,) = run([(i * 0.5, [mark(i * 0.5, FAKE)]) for i in range(6)])
+    assert v.brand == "acme" and v.track == 1 and v.sample.t == 1.0
+    assert 0 < v.score <= 1 and v.similarity == pytest.approx(0.5)
+
+
+def test_one_blurred_frame_does_not_decide():
+    frames = [(i * 0.5, [mark(i * 0.5, REAL)]) for i in range(5)]
+    frames[2] = (1.0, [mark(1.0, FAKE)])
+    assert run(frames) == []
+
+
+def test_moving_mark_stays_one_track():
+    frames = [(i * 0.5, [mark(i * 0.5, FAKE, box=(100 + 30 * i, 100, 160 + 30 * i, 150))]) for i in range(6)]
+    assert len(run(frames)) == 1
+
+
+def test_alert_threshold_from_calibration():
+    cfg = VerdictConfig(**{**CFG.__dict__, "alert_threshold": 0.99})
+    assert run([(i * 0.5, [mark(i * 0.5, FAKE)]) for i in range(6)], cfg) == []
+    per_brand = VerdictConfig(**{**cfg.__dict__, "brand_thresholds": {"acme": 0.1}})
+    assert len(run([(i * 0.5, [mark(i * 0.5, FAKE)]) for i in range(6)], per_brand)) == 1
+
+
+@pytest.mark.parametrize(("sim", "expected"), [(0.9, 0.0), (0.7, 0.0), (0.5, 0.5), (0.3, 1.0), (0.1, 1.0)])
+def test_suspicion(sim, expected):
+    assert suspicion(sim, 0.7, VerdictConfig(match_floor=0.3)) == pytest.approx(expected)
+
+
+def test_sample_checks_its_box():
+    with pytest.raises(ValueError, match=r"expected a \(4,\) box"):
+        MarkSample("s", 0, 0.0, np.zeros(5), 0.9, "", 0.0)
