@@ -51,6 +51,7 @@ train-detector: $(STAMP)
 
 train-embedder: $(STAMP)
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder.yaml
+	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage2.yaml
 
 train: data train-detector train-embedder export
 

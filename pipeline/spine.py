@@ -138,7 +138,7 @@ class Spine:
             all_crops = np.concatenate(crops) if crops else np.zeros((0, 64, 64, 3), np.uint8)
             vectors = self.embedder.embed(all_crops)
             t3 = time.perf_counter()
-        nb = self.gallery.search(vectors, self.config.gallery.neighbours)
+        nb = self.gallery.search(vectors.identity, self.config.gallery.neighbours)
         t4 = time.perf_counter()
         out: list[list[MarkSample]] = []
         row = 0
@@ -147,7 +147,9 @@ class Spine:
             for box, score in zip(boxes, scores, strict=True):
                 crop = all_crops[row] if all_crops is not None else None
                 found.append(
-                    self._judge(frame, box, float(score), nb.similarity[row], nb.brand[row], nb.ref[row], crop)
+                    self._judge(
+                        frame, box, float(score), vectors.authenticity[row], nb.similarity[row], nb.brand[row], crop
+                    )
                 )
                 row += 1
             out.append(found)
@@ -167,18 +169,20 @@ class Spine:
         frame: Frame,
         box: np.ndarray,
         score: float,
+        auth: np.ndarray,
         sims: np.ndarray,
         brands: np.ndarray,
-        refs: np.ndarray,
         crop: np.ndarray | None,
     ) -> MarkSample:
-        """One mark's gallery evidence: its nearest brand and its best similarity per brand."""
+        """One mark's gallery evidence: its nearest brand, and per neighbouring brand its
+        identity and authenticity similarity."""
         brand_sims: dict[str, float] = {}
-        brand_refs: dict[str, int] = {}
-        for sim, b, r in zip(sims, brands, refs, strict=True):
+        for sim, b in zip(sims, brands, strict=True):
             if b and b not in brand_sims:  # neighbours come best first
                 brand_sims[str(b)] = float(sim)
-                brand_refs[str(b)] = int(r)
+        auth_sims, brand_refs = {}, {}
+        for b in brand_sims:
+            auth_sims[b], brand_refs[b] = self.gallery.authenticity(auth, b)
         best = str(brands[0]) if len(brands) and brands[0] else ""
         return MarkSample(
             stream=frame.stream,
@@ -189,6 +193,7 @@ class Spine:
             brand=best,
             similarity=float(sims[0]) if best else 0.0,
             brand_sims=brand_sims,
+            auth_sims=auth_sims,
             brand_refs=brand_refs,
             thresholds={b: self.gallery.threshold(b) for b in brand_sims},
             crop=crop,

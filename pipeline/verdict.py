@@ -1,10 +1,11 @@
 """Per-stream verdicts: marks tracked across sampled frames, judged against their brand's gallery.
 
-Each sampled mark votes for the brand of its nearest reference and records its similarity to
-the nearest reference of every brand among its neighbours. A track's brand is the one most of
-its samples vote for; it imitates that brand when the vote is clear and the mean similarity to
-the brand's references is high enough (a mark of a brand not in the gallery scatters its votes
-and stays far from every brand). It looks counterfeit when that mean similarity falls below the
+Each sampled mark votes for the brand of its nearest reference by identity (which brand a mark
+shows or imitates) and records, for every brand among its neighbours, its identity similarity and
+its authenticity similarity to that brand's nearest reference. A track's brand is the one most of
+its samples vote for; it imitates that brand when the vote is clear and the mean identity
+similarity is high enough (a mark of a brand not in the gallery scatters its votes and stays far
+from every brand). It looks counterfeit when its mean authenticity similarity falls below the
 brand's calibrated authenticity threshold. Averaging over a track's samples is what makes the
 call stable: one blurred frame decides nothing. One track raises at most one alert.
 """
@@ -23,9 +24,10 @@ from pipeline.boxes import iou_matrix
 class VerdictConfig:
     """Decision settings (``verdict:`` in configs/fakewatch.yaml)."""
 
-    match_floor: float = 0.25  # mean similarity below which a track imitates no enrolled brand
+    match_floor: float = 0.25  # mean identity similarity below which a track imitates no enrolled brand
     min_share: float = 0.5  # share of a track's samples that must vote for its brand
     threshold_offset: float = 0.0  # added to every brand's calibrated threshold
+    suspicion_span: float = 0.3  # authenticity similarity this far below the threshold scores 1
     confirm: int = 3  # samples a track needs before it can alert
     window: int = 8  # the track's last this many samples are weighed
     max_gap: float = 4.0  # seconds a track survives without a matching mark
@@ -44,10 +46,11 @@ class MarkSample:
     t: float
     box: np.ndarray  # (4,) float32
     detection: float
-    brand: str  # brand of the nearest reference ("" when none)
-    similarity: float  # to that reference
-    brand_sims: dict[str, float] = field(default_factory=dict)  # best similarity per neighbouring brand
-    brand_refs: dict[str, int] = field(default_factory=dict)  # id of that best reference per brand
+    brand: str  # brand of the nearest reference by identity ("" when none)
+    similarity: float  # identity similarity to that reference
+    brand_sims: dict[str, float] = field(default_factory=dict)  # best identity similarity per neighbouring brand
+    auth_sims: dict[str, float] = field(default_factory=dict)  # authenticity similarity to each brand's nearest ref
+    brand_refs: dict[str, int] = field(default_factory=dict)  # id of that nearest authentic reference per brand
     thresholds: dict[str, float] = field(default_factory=dict)  # authenticity threshold per brand
     crop: np.ndarray | None = field(default=None, repr=False)
 
@@ -55,9 +58,13 @@ class MarkSample:
         if np.asarray(self.box).shape != (4,):
             raise ValueError(f"expected a (4,) box, got {np.asarray(self.box).shape}")
 
-    def similarity_to(self, brand: str) -> float:
-        """Similarity to ``brand``'s nearest reference (0 when none was among the neighbours)."""
+    def identity_to(self, brand: str) -> float:
+        """Identity similarity to ``brand``'s nearest reference (0 when none was among the neighbours)."""
         return self.brand_sims.get(brand, 0.0)
+
+    def authenticity_to(self, brand: str) -> float:
+        """Authenticity similarity to ``brand``'s nearest reference (0 when not measured)."""
+        return self.auth_sims.get(brand, 0.0)
 
 
 @dataclass
@@ -78,8 +85,11 @@ class Track:
         brand, n = votes.most_common(1)[0]
         return brand, n / len(self.samples)
 
-    def mean_similarity(self, brand: str) -> float:
-        return float(np.mean([s.similarity_to(brand) for s in self.samples]))
+    def mean_identity(self, brand: str) -> float:
+        return float(np.mean([s.identity_to(brand) for s in self.samples]))
+
+    def mean_authenticity(self, brand: str) -> float:
+        return float(np.mean([s.authenticity_to(brand) for s in self.samples]))
 
 
 @dataclass(frozen=True)
@@ -90,14 +100,13 @@ class Verdict:
     track: int
     brand: str
     score: float
-    similarity: float  # the track's mean similarity to the brand's references
+    similarity: float  # the track's mean authenticity similarity to the brand's references
 
 
 def suspicion(mean_sim: float, threshold: float, cfg: VerdictConfig) -> float:
     """How far below its brand's authentic range a track falls, in [0, 1]."""
     thr = threshold + cfg.threshold_offset
-    span = max(thr - cfg.match_floor, 1e-3)
-    return float(np.clip((thr - mean_sim) / span, 0.0, 1.0))
+    return float(np.clip((thr - mean_sim) / max(cfg.suspicion_span, 1e-3), 0.0, 1.0))
 
 
 class StreamVerdicts:
@@ -139,9 +148,9 @@ class StreamVerdicts:
         brand, share = track.brand()
         if not brand or share < cfg.min_share:
             return None
-        mean_sim = track.mean_similarity(brand)
-        if mean_sim < cfg.match_floor:
+        if track.mean_identity(brand) < cfg.match_floor:
             return None
+        mean_sim = track.mean_authenticity(brand)
         threshold = next((s.thresholds[brand] for s in reversed(track.samples) if brand in s.thresholds), 1.0)
         score = suspicion(mean_sim, threshold, cfg)
         if score <= 0 or score < cfg.brand_thresholds.get(brand, cfg.alert_threshold):

@@ -21,9 +21,12 @@ class HistogramEmbedder:
     """A deterministic stand-in embedder: normalised coarse colour histograms of the crops."""
 
     dim = 64
+    version = "histogram"
 
     def embed(self, crops):  # type: ignore[no-untyped-def]
         import numpy as np
+
+        from pipeline.infer.embedder import Embeddings
 
         q = (crops // 64).reshape(len(crops), -1, 3).astype(np.int64)
         codes = q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]
@@ -32,4 +35,5 @@ class HistogramEmbedder:
             if len(crops)
             else np.zeros((0, 64), np.float32)
         )
-        return hist / np.maximum(np.linalg.norm(hist, axis=1, keepdims=True), 1e-6)
+        v = hist / np.maximum(np.linalg.norm(hist, axis=1, keepdims=True), 1e-6)
+        return Embeddings(v, v.copy())

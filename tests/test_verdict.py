@@ -21,6 +21,7 @@ def mark(t, sims, box=(100, 100, 160, 150), det=0.9, threshold=0.7):
         brand=best,
         similarity=sims.get(best, 0.0),
         brand_sims=dict(sims),
+        auth_sims=dict(sims),
         brand_refs=dict.fromkeys(sims, 0),
         thresholds=dict.fromkeys(sims, threshold),
     )
@@ -91,9 +92,9 @@ def test_alert_threshold_from_calibration():
     assert len(run([(i * 0.5, [mark(i * 0.5, FAKE)]) for i in range(6)], per_brand)) == 1
 
 
-@pytest.mark.parametrize(("sim", "expected"), [(0.9, 0.0), (0.7, 0.0), (0.5, 0.5), (0.3, 1.0), (0.1, 1.0)])
+@pytest.mark.parametrize(("sim", "expected"), [(0.9, 0.0), (0.7, 0.0), (0.55, 0.5), (0.4, 1.0), (0.1, 1.0)])
 def test_suspicion(sim, expected):
-    assert suspicion(sim, 0.7, VerdictConfig(match_floor=0.3)) == pytest.approx(expected)
+    assert suspicion(sim, 0.7, VerdictConfig(suspicion_span=0.3)) == pytest.approx(expected)
 
 
 def test_sample_checks_its_box():

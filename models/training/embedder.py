@@ -1,7 +1,12 @@
-"""The crop embedder: a small CNN that maps a 64x64 mark crop to an L2-normalised vector.
+"""The crop embedder: a small CNN that maps a 64x64 mark crop to two L2-normalised vectors.
 
-The head flattens the last feature map instead of pooling it, so where a part sits in the
-mark (mirrored, spliced, erased) stays in the vector.
+- ``authenticity``: renderings of one authentic mark lie close together, counterfeits of it
+  measurably further away;
+- ``identity``: which brand a mark shows or imitates; counterfeits of a brand stay near it, so a
+  fake is still recognised as an imitation of its brand, and unrelated marks stay far from all.
+
+One shared body, two heads. The heads flatten the last feature map instead of pooling it, so
+where a part sits in the mark (mirrored, spliced, erased) stays in the vectors.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ DIM = 128
 
 
 class MarkEmbedder(nn.Module):
-    """(B, 64, 64, 3) uint8 RGB crops -> (B, 128) unit vectors."""
+    """(B, 64, 64, 3) uint8 RGB crops -> (B, 128) authenticity and (B, 128) identity unit vectors."""
 
     def __init__(self, dim: int = DIM) -> None:
         super().__init__()
@@ -31,6 +36,7 @@ class MarkEmbedder(nn.Module):
             conv_bn(96, 160, 2),
         )
         self.fc = nn.Linear(160 * 4 * 4, dim)
+        self.identity = nn.Linear(160 * 4 * 4, dim)
 
     @staticmethod
     def normalise(crops_u8: torch.Tensor) -> torch.Tensor:
@@ -40,9 +46,9 @@ class MarkEmbedder(nn.Module):
         std = x.std(dim=(1, 2, 3), keepdim=True).clamp(min=8.0)
         return (x - mean) / std
 
-    def forward(self, crops_u8: torch.Tensor) -> torch.Tensor:
-        x = self.body(self.normalise(crops_u8))
-        return F.normalize(self.fc(x.flatten(1)), dim=1)
+    def forward(self, crops_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.body(self.normalise(crops_u8)).flatten(1)
+        return F.normalize(self.fc(x), dim=1), F.normalize(self.identity(x), dim=1)
 
 
 class ProxyHead(nn.Module):
@@ -87,3 +93,9 @@ def embedder_loss(
         floor, ceiling = fake_band
         loss_f = (F.softplus(scale * (own - ceiling)) + F.softplus(scale * (floor - own))).mean() / scale * 4
     return loss_a, loss_f
+
+
+def identity_loss(cos: torch.Tensor, brand: torch.Tensor, scale: float = 30.0, margin: float = 0.2) -> torch.Tensor:
+    """CosFace over brands for every crop, counterfeits included (they imitate their brand)."""
+    onehot = F.one_hot(brand, cos.shape[1]).float()
+    return F.cross_entropy(scale * (cos - margin * onehot), brand)

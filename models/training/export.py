@@ -45,8 +45,8 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
         axes = {"frames": {0: "batch", 1: "height", 2: "width"}, "boxes": {0: "batch"}, "scores": {0: "batch"}}
     else:
         example = torch.zeros(2, CROP, CROP, 3, dtype=torch.uint8)
-        names_in, names_out = ["crops"], ["embeddings"]
-        axes = {"crops": {0: "batch"}, "embeddings": {0: "batch"}}
+        names_in, names_out = ["crops"], ["authenticity", "identity"]
+        axes = {"crops": {0: "batch"}, "authenticity": {0: "batch"}, "identity": {0: "batch"}}
     tmp = out.with_suffix(".tmp.onnx")
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated but writes the plain opsets onnxruntime reads.

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import yaml
 
-from models.training.embedder import MarkEmbedder, ProxyHead, embedder_loss
+from models.training.embedder import MarkEmbedder, ProxyHead, embedder_loss, identity_loss
 from models.training.train_detector import seed_all
 
 
@@ -38,16 +38,24 @@ def train(args: argparse.Namespace) -> None:
     n_brands = int(brand.max()) + 1
     model = MarkEmbedder()
     head = ProxyHead(n_brands)
-    params = list(model.parameters()) + list(head.parameters())
+    id_head = ProxyHead(n_brands)
+    params = list(model.parameters()) + list(head.parameters()) + list(id_head.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=5e-4)
     steps_per_epoch = len(crops) // args.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.05)
     start_epoch = 0
     ckpt = out / "last.pt"
+    if args.init and not ckpt.exists():
+        # Warm start (e.g. from a one-head checkpoint): the new identity head starts fresh.
+        state = torch.load(args.init, weights_only=False)
+        missing, _ = model.load_state_dict(state["model"], strict=False)
+        head.load_state_dict(state["head"])
+        print(f"initialised from {args.init}; new: {missing}")
     if ckpt.exists() and not args.fresh:
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
+        id_head.load_state_dict(state["id_head"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         start_epoch = state["epoch"] + 1
@@ -57,28 +65,32 @@ def train(args: argparse.Namespace) -> None:
     for epoch in range(start_epoch, args.epochs):
         model.train()
         order = torch.randperm(len(crops), generator=gen)
-        la_hist, lf_hist = [], []
+        la_hist, lf_hist, li_hist = [], [], []
         for step in range(steps_per_epoch):
             idx = order[step * args.batch : (step + 1) * args.batch]
             x = photometric(crops[idx], gen)
-            cos = head(model(x))
-            loss_a, loss_f = embedder_loss(cos, brand[idx], fake[idx])
-            loss = loss_a + loss_f
+            auth, ident = model(x)
+            loss_a, loss_f = embedder_loss(head(auth), brand[idx], fake[idx])
+            loss_i = identity_loss(id_head(ident), brand[idx])
+            loss = loss_a + loss_f + loss_i
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             la_hist.append(loss_a.item())
             lf_hist.append(loss_f.item())
+            li_hist.append(loss_i.item())
             if step % 50 == 0:
                 print(
                     f"epoch {epoch} step {step}/{steps_per_epoch} authentic {np.mean(la_hist[-50:]):.3f} "
-                    f"fake {np.mean(lf_hist[-50:]):.3f} ({time.time() - t0:.0f}s)",
+                    f"fake {np.mean(lf_hist[-50:]):.3f} identity {np.mean(li_hist[-50:]):.3f} "
+                    f"({time.time() - t0:.0f}s)",
                     flush=True,
                 )
         state = {
             "model": model.state_dict(),
             "head": head.state_dict(),
+            "id_head": id_head.state_dict(),
             "opt": opt.state_dict(),
             "sched": sched.state_dict(),
             "epoch": epoch,
@@ -86,6 +98,9 @@ def train(args: argparse.Namespace) -> None:
         torch.save(state, ckpt.with_suffix(".tmp"))
         ckpt.with_suffix(".tmp").replace(ckpt)
         print(f"epoch {epoch} done ({time.time() - t0:.0f}s)", flush=True)
+        if args.stop_epoch and epoch + 1 >= args.stop_epoch:
+            print(f"stopped after epoch {epoch} as asked (--stop-epoch)")
+            break
         if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
             print("time budget reached; resume later with the same command")
             break
@@ -102,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=0)
     p.add_argument("--fresh", action="store_true")
+    p.add_argument("--init", help="start from this checkpoint's weights (a new schedule)")
+    p.add_argument("--stop-epoch", type=int, default=0, help="stop after this many epochs of the schedule")
     p.add_argument("--config", help="YAML file of defaults (configs/train_embedder.yaml)")
     first, _ = p.parse_known_args(argv)
     if first.config:

@@ -10,7 +10,7 @@ import numpy as np
 from pipeline.eval.metrics import average_precision, roc_auc
 from pipeline.gallery.references import reference_views
 from pipeline.infer.detector import Detector
-from pipeline.infer.embedder import Embedder
+from pipeline.infer.embedder import Embedder, Embeddings
 from pipeline.synth.counterfeit import FAMILIES, make_counterfeit
 from pipeline.synth.marks import Mark
 from pipeline.synth.render import gallery_image, render_mark_crop
@@ -61,14 +61,14 @@ def detector_ap50(
 
 def build_reference_set(
     embedder: Embedder, marks: Sequence[Mark], views: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Embeddings, np.ndarray]:
     """Embed ``views`` references per brand from one gallery image each; (vectors, brand index)."""
     vecs, owners = [], []
     for b, mark in enumerate(marks):
         crops = reference_views(gallery_image(mark.mask, mark.colour), views, seed=seed + b)
         vecs.append(embedder.embed(crops))
         owners.append(np.full(len(crops), b))
-    return np.concatenate(vecs), np.concatenate(owners)
+    return Embeddings.concat(vecs), np.concatenate(owners)
 
 
 def query_set(marks: Sequence[Mark], authentic: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,13 +101,14 @@ def query_set(marks: Sequence[Mark], authentic: int, seed: int) -> tuple[np.ndar
 def embedder_report(
     embedder: Embedder, marks: Sequence[Mark], views: int = 8, authentic: int = 3, seed: int = 1000
 ) -> EmbedderReport:
-    """Brand top-1 and counterfeit ROC-AUC (similarity to the nearest reference of the brand)."""
+    """Brand top-1 retrieval (identity vectors) and counterfeit ROC-AUC (authenticity similarity to
+    the nearest reference of the crop's brand)."""
     refs, owners = build_reference_set(embedder, marks, views)
     crops, brand, family = query_set(marks, authentic, seed)
     q = embedder.embed(crops)
-    sim = q @ refs.T
-    top1_brand = owners[np.argmax(sim, axis=1)]
+    top1_brand = owners[np.argmax(q.identity @ refs.identity.T, axis=1)]
     auth = family < 0
+    sim = q.authenticity @ refs.authenticity.T
     own = np.where(owners[None, :] == brand[:, None], sim, -np.inf).max(axis=1)
     by_family = {}
     for f, name in enumerate(FAMILIES):

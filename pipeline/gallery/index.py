@@ -1,7 +1,8 @@
 """The gallery index: reference vectors in FAISS, their metadata in SQLite, on disk atomically.
 
-An index folder holds ``vectors.faiss``, ``meta.sqlite`` and ``index.json`` (model version,
-counts, the index kind and the checksums of the other two files). It is derived from a gallery
+An index folder holds ``vectors.faiss`` (identity vectors: which brand), ``authenticity.npz``
+(authenticity vectors of the same references, by id), ``meta.sqlite`` and ``index.json`` (model
+version, counts, the index kind and the checksums of the other files). It is derived from a gallery
 folder (formats.md section 1) and can always be rebuilt from it.
 """
 
@@ -24,9 +25,10 @@ import faiss
 import numpy as np
 
 from pipeline.gallery.references import reference_views
-from pipeline.infer.embedder import Embedder
+from pipeline.infer.embedder import Embedder, Embeddings
 
-INDEX_FORMAT = "fakewatch-index/1"
+INDEX_FORMAT = "fakewatch-index/2"
+DATA_FILES = ("vectors.faiss", "authenticity.npz", "meta.sqlite")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
 # Exact search while the gallery is small; an inverted file with 8-bit scalar codes beyond,
@@ -59,6 +61,8 @@ class Gallery(Protocol):
     model_version: str
 
     def search(self, vectors: np.ndarray, k: int) -> Neighbours: ...
+
+    def authenticity(self, vector: np.ndarray, brand: str) -> tuple[float, int]: ...
 
     def threshold(self, brand: str) -> float: ...
 
@@ -125,9 +129,13 @@ class GalleryIndex:
     Open with ``GalleryIndex.open(path, model_version)``; a version mismatch is refused.
     """
 
-    def __init__(self, path: Path, index: faiss.Index, db: sqlite3.Connection, info: dict) -> None:
+    def __init__(
+        self, path: Path, index: faiss.Index, auth_ids: np.ndarray, auth: np.ndarray, db: sqlite3.Connection, info: dict
+    ) -> None:
         self.path = path
         self.index = index
+        self.auth_ids = auth_ids
+        self.auth = auth
         self.db = db
         self.info = info
         self.model_version: str = info["model"]
@@ -137,6 +145,12 @@ class GalleryIndex:
         rows = self.db.execute("SELECT id, brand FROM refs").fetchall()
         self._brand_of = {int(i): b for i, b in rows}
         self._thresholds = dict(self.db.execute("SELECT brand, threshold FROM brands").fetchall())
+        row_of = {int(i): r for r, i in enumerate(self.auth_ids)}
+        by_brand: dict[str, list[int]] = {}
+        for i, b in rows:
+            if int(i) in row_of:
+                by_brand.setdefault(b, []).append(int(i))
+        self._auth_rows = {b: np.array([row_of[i] for i in ids], np.int64) for b, ids in by_brand.items()}
 
     # --- building -----------------------------------------------------------------------
 
@@ -161,7 +175,8 @@ class GalleryIndex:
         tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent if out.parent.exists() else None))
         try:
             db = _create_db(tmp / "meta.sqlite")
-            vectors, ids = [], []
+            vectors: list[Embeddings] = []
+            ids = []
             next_id = 0
             for n, (brand, path) in enumerate(items):
                 vecs = _embed_image(embedder, read_rgb(path), views, seed=n)
@@ -176,18 +191,20 @@ class GalleryIndex:
                 meta = gallery / brand / "brand.json"
                 title = json.loads(meta.read_text()).get("title", brand) if meta.is_file() else brand
                 db.execute("INSERT INTO brands (brand, title, threshold) VALUES (?, ?, 0)", (brand, title))
-            all_vecs = np.concatenate(vectors)
+            all_vecs = Embeddings.concat(vectors)
             all_ids = np.concatenate(ids)
-            index = make_faiss_index(all_vecs.shape[1], len(all_vecs), all_vecs)
-            index.add_with_ids(all_vecs, all_ids)
-            _calibrate(db, all_vecs, all_ids, quantile)
+            index = make_faiss_index(all_vecs.identity.shape[1], len(all_vecs), all_vecs.identity)
+            index.add_with_ids(all_vecs.identity, all_ids)
+            _calibrate(db, all_vecs.authenticity, all_ids, quantile)
             db.execute("INSERT INTO settings (key, value) VALUES ('gallery', ?)", (str(gallery.resolve()),))
             db.commit()
             db.close()
             _write_index(
                 tmp,
                 index,
-                {"model": model_version, "dim": int(all_vecs.shape[1]), "views": views, "quantile": quantile},
+                all_ids,
+                all_vecs.authenticity.astype(np.float16),
+                {"model": model_version, "dim": int(all_vecs.identity.shape[1]), "views": views, "quantile": quantile},
             )
             if out.exists():
                 shutil.rmtree(out)
@@ -212,7 +229,7 @@ class GalleryIndex:
         info = json.loads(info_path.read_text())
         if info.get("format") != INDEX_FORMAT:
             raise GalleryError(f"{path}: unknown index format {info.get('format')!r}")
-        for name in ("vectors.faiss", "meta.sqlite"):
+        for name in DATA_FILES:
             if _sha256(path / name) != info["sha256"][name]:
                 raise GalleryError(f"{path / name}: checksum mismatch; the index is damaged, rebuild it")
         if model_version is not None and info["model"] != model_version:
@@ -221,8 +238,10 @@ class GalleryIndex:
                 f"rebuild the index with 'fakewatch gallery build'"
             )
         index = faiss.read_index(str(path / "vectors.faiss"))
+        with np.load(path / "authenticity.npz") as data:
+            auth_ids, auth = data["ids"], data["vectors"]
         db = sqlite3.connect(str(path / "meta.sqlite"), check_same_thread=False)
-        return cls(path, index, db, info)
+        return cls(path, index, auth_ids, auth, db, info)
 
     # --- queries ------------------------------------------------------------------------
 
@@ -244,6 +263,15 @@ class GalleryIndex:
         sim, ids = self.index.search(q, min(k, len(self)))
         brands = np.vectorize(lambda i: self._brand_of.get(int(i), ""), otypes=[object])(ids)
         return Neighbours(sim.astype(np.float32), brands, ids.astype(np.int64))
+
+    def authenticity(self, vector: np.ndarray, brand: str) -> tuple[float, int]:
+        """Similarity of an authenticity vector to ``brand``'s nearest reference, and its id."""
+        rows = self._auth_rows.get(brand)
+        if rows is None or len(rows) == 0:
+            return 0.0, -1
+        sims = self.auth[rows].astype(np.float32) @ np.asarray(vector, np.float32)
+        best = int(np.argmax(sims))
+        return float(sims[best]), int(self.auth_ids[rows[best]])
 
     def threshold(self, brand: str) -> float:
         """The similarity below which a mark of ``brand`` no longer looks authentic."""
@@ -302,10 +330,12 @@ class GalleryIndex:
             start += len(vecs)
         meta = brand_dir / "brand.json"
         title = json.loads(meta.read_text()).get("title", brand) if meta.is_file() else brand
-        vecs, ids = np.concatenate(vecs_all), np.concatenate(ids_all)
-        self.index.add_with_ids(vecs, ids)
+        vecs, ids = Embeddings.concat(vecs_all), np.concatenate(ids_all)
+        self.index.add_with_ids(vecs.identity, ids)
+        self.auth_ids = np.concatenate([self.auth_ids, ids])
+        self.auth = np.concatenate([self.auth, vecs.authenticity.astype(np.float16)])
         self.db.execute("INSERT INTO brands (brand, title, threshold) VALUES (?, ?, 0)", (brand, title))
-        _calibrate(self.db, vecs, ids, self.info["quantile"])
+        _calibrate(self.db, vecs.authenticity, ids, self.info["quantile"])
         self.save()
         return len(vecs)
 
@@ -316,6 +346,8 @@ class GalleryIndex:
             raise GalleryError(f"brand {brand!r} is not in the index {self.path}")
         if len(ids):
             self.index.remove_ids(ids)  # type: ignore[arg-type]  # SWIG takes int64 arrays
+            keep = ~np.isin(self.auth_ids, ids)
+            self.auth_ids, self.auth = self.auth_ids[keep], self.auth[keep]
         self.db.execute("DELETE FROM refs WHERE brand = ?", (brand,))
         self.db.execute("DELETE FROM brands WHERE brand = ?", (brand,))
         if save:
@@ -330,7 +362,13 @@ class GalleryIndex:
             dst = sqlite3.connect(str(tmp / "meta.sqlite"))
             self.db.backup(dst)
             dst.close()
-            _write_index(tmp, self.index, {k: self.info[k] for k in ("model", "dim", "views", "quantile")})
+            _write_index(
+                tmp,
+                self.index,
+                self.auth_ids,
+                self.auth,
+                {k: self.info[k] for k in ("model", "dim", "views", "quantile")},
+            )
             old = self.path.with_name(self.path.name + ".old")
             os.replace(self.path, old)
             os.replace(tmp, self.path)
@@ -366,7 +404,7 @@ def _create_db(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _embed_image(embedder: Embedder, image: np.ndarray, views: int, seed: int) -> np.ndarray:
+def _embed_image(embedder: Embedder, image: np.ndarray, views: int, seed: int) -> Embeddings:
     return embedder.embed(reference_views(image, views, seed=seed))
 
 
@@ -392,8 +430,9 @@ def _calibrate(db: sqlite3.Connection, vectors: np.ndarray, ids: np.ndarray, qua
         db.execute("UPDATE brands SET threshold = ? WHERE brand = ?", (thr, brand))
 
 
-def _write_index(folder: Path, index: faiss.Index, info: dict) -> None:
+def _write_index(folder: Path, index: faiss.Index, auth_ids: np.ndarray, auth: np.ndarray, info: dict) -> None:
     faiss.write_index(index, str(folder / "vectors.faiss"))
+    np.savez(folder / "authenticity.npz", ids=auth_ids, vectors=auth)
     kind = "exact" if isinstance(index, faiss.IndexIDMap2) else "ivf-sq8"
     full = {
         "format": INDEX_FORMAT,
@@ -401,7 +440,7 @@ def _write_index(folder: Path, index: faiss.Index, info: dict) -> None:
         "kind": kind,
         "vectors": int(index.ntotal),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "sha256": {n: _sha256(folder / n) for n in ("vectors.faiss", "meta.sqlite")},
+        "sha256": {n: _sha256(folder / n) for n in DATA_FILES},
     }
     (folder / "index.json").write_text(json.dumps(full, indent=2) + "\n")
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.boxes import square_boxes
 from pipeline.infer.detector import OnnxDetector, decode
-from pipeline.infer.embedder import OnnxEmbedder
+from pipeline.infer.embedder import Embeddings, OnnxEmbedder
 from pipeline.infer.session import DEFAULT_PROVIDERS, OnnxSession
 from pipeline.types import MARK, Detections
 
@@ -39,16 +39,16 @@ class DevicePipeline:
 
     def run(
         self, images: Sequence[np.ndarray], min_score: float
-    ) -> tuple[list[Detections], list[np.ndarray], np.ndarray]:
+    ) -> tuple[list[Detections], list[np.ndarray], Embeddings]:
         """Detect and embed marks in (H, W, 3) uint8 images.
 
         Returns every image's detections, per image the indices (into its detections) of the
-        marks that were embedded (score >= ``min_score``), and their (M, D) embeddings in order.
+        marks that were embedded (score >= ``min_score``), and their embeddings in that order.
         """
-        det_session, dim = self.detector.session, self.embedder.dim
+        det_session = self.detector.session
         results: list[Detections | None] = [None] * len(images)
         chosen: list[np.ndarray] = [np.zeros(0, np.int64)] * len(images)
-        vectors: dict[int, np.ndarray] = {}
+        vectors: dict[int, Embeddings] = {}
         by_size: dict[tuple[int, ...], list[int]] = {}
         for i, img in enumerate(images):
             by_size.setdefault(img.shape, []).append(i)
@@ -71,15 +71,17 @@ class DevicePipeline:
                 keep_on_device=("crops",),
             )["crops"]
             emb_session = self.embedder.session
-            emb = emb_session.run_bound({emb_session.input_name: crops})[emb_session.output_names[0]]
+            out_emb = emb_session.run_bound({emb_session.input_name: crops})
+            emb = OnnxEmbedder.outputs([out_emb[n] for n in emb_session.output_names])  # type: ignore[misc]
             k = 0
             for i in idx:
                 n = len(chosen[i])
-                vectors[i] = np.asarray(emb[k : k + n], np.float32)
+                vectors[i] = emb[k : k + n]
                 k += n
-        ordered = [vectors.get(i, np.zeros((0, dim), np.float32)) for i in range(len(images))]
+        empty = Embeddings.empty(self.embedder.auth_dim, self.embedder.identity_dim)
+        ordered = [vectors.get(i, empty) for i in range(len(images))]
         dets = [r if r is not None else Detections.empty() for r in results]
-        return dets, chosen, np.concatenate(ordered) if ordered else np.zeros((0, dim), np.float32)
+        return dets, chosen, Embeddings.concat(ordered) if ordered else empty
 
     def close(self) -> None:
         self.cropper.close()

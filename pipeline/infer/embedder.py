@@ -1,8 +1,9 @@
-"""Mark crop embedding with the shipped ONNX embedder."""
+"""Mark crop embedding with the shipped ONNX embedder (two vectors per crop)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -13,12 +14,54 @@ from pipeline.infer.models import EMBEDDER_FILE, MODELS_DIR
 from pipeline.infer.session import DEFAULT_PROVIDERS, OnnxSession
 
 
+@dataclass(frozen=True)
+class Embeddings:
+    """Two unit vectors per crop.
+
+    Attributes:
+        authenticity: (N, D) float32; near for renderings of one authentic mark, further for fakes.
+        identity: (N, E) float32; near for marks of one brand, counterfeits included.
+    """
+
+    authenticity: np.ndarray
+    identity: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("authenticity", "identity"):
+            v = getattr(self, name)
+            if v.ndim != 2 or v.dtype != np.float32:
+                raise ValueError(f"Embeddings.{name}: expected (N, D) float32, got {v.shape} {v.dtype}")
+        if len(self.authenticity) != len(self.identity):
+            raise ValueError(f"Embeddings: {len(self.authenticity)} authenticity vs {len(self.identity)} identity rows")
+
+    def __len__(self) -> int:
+        return len(self.identity)
+
+    @classmethod
+    def empty(cls, auth_dim: int, identity_dim: int) -> Embeddings:
+        return cls(np.zeros((0, auth_dim), np.float32), np.zeros((0, identity_dim), np.float32))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Embeddings]) -> Embeddings:
+        return cls(np.concatenate([p.authenticity for p in parts]), np.concatenate([p.identity for p in parts]))
+
+    def __getitem__(self, index: slice) -> Embeddings:
+        return Embeddings(self.authenticity[index], self.identity[index])
+
+
 class Embedder(Protocol):
-    """Maps (N, 64, 64, 3) uint8 crops to (N, D) float32 unit vectors."""
+    """Maps (N, 64, 64, 3) uint8 crops to their ``Embeddings``."""
 
-    dim: int
+    @property
+    def version(self) -> str: ...
 
-    def embed(self, crops: np.ndarray) -> np.ndarray: ...
+    def embed(self, crops: np.ndarray) -> Embeddings: ...
+
+
+def check_crops(crops: np.ndarray) -> None:
+    """Raise unless ``crops`` is (N, 64, 64, 3) uint8."""
+    if crops.ndim != 4 or crops.shape[1:] != (CROP_SIZE, CROP_SIZE, 3) or crops.dtype != np.uint8:
+        raise ValueError(f"expected (N, {CROP_SIZE}, {CROP_SIZE}, 3) uint8 crops, got {crops.shape} {crops.dtype}")
 
 
 class OnnxEmbedder:
@@ -33,24 +76,31 @@ class OnnxEmbedder:
     ) -> None:
         self.session = OnnxSession(path, providers, threads)
         self.batch = batch
-        probe = self.session.run(np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8))[0]
-        self.dim = int(probe.shape[1])
+        if len(self.session.output_names) != 2:
+            raise ValueError(f"{path}: expected an embedder with authenticity and identity outputs")
+        probe = self.outputs(self.session.run(np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8)))
+        self.auth_dim = probe.authenticity.shape[1]
+        self.identity_dim = probe.identity.shape[1]
 
     @property
     def version(self) -> str:
         return self.session.info.version if self.session.info else "unverified"
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        """Embed (N, 64, 64, 3) uint8 crops into (N, dim) float32 unit vectors."""
-        if crops.ndim != 4 or crops.shape[1:] != (CROP_SIZE, CROP_SIZE, 3) or crops.dtype != np.uint8:
-            raise ValueError(f"expected (N, {CROP_SIZE}, {CROP_SIZE}, 3) uint8 crops, got {crops.shape} {crops.dtype}")
+    @staticmethod
+    def outputs(values: Sequence[np.ndarray]) -> Embeddings:
+        """The graph's two outputs as ``Embeddings``."""
+        return Embeddings(np.asarray(values[0], np.float32), np.asarray(values[1], np.float32))
+
+    def embed(self, crops: np.ndarray) -> Embeddings:
+        """Embed (N, 64, 64, 3) uint8 crops."""
+        check_crops(crops)
         if len(crops) == 0:
-            return np.zeros((0, self.dim), np.float32)
+            return Embeddings.empty(self.auth_dim, self.identity_dim)
         parts = [
-            self.session.run(np.ascontiguousarray(crops[i : i + self.batch]))[0]
+            self.outputs(self.session.run(np.ascontiguousarray(crops[i : i + self.batch])))
             for i in range(0, len(crops), self.batch)
         ]
-        return np.concatenate(parts).astype(np.float32)
+        return Embeddings.concat(parts)
 
     def close(self) -> None:
         self.session.close()

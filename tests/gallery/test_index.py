@@ -104,3 +104,11 @@ def test_large_galleries_use_an_approximate_index():
     vecs = rng.normal(size=(2000, 16)).astype(np.float32)
     idx = make_faiss_index(16, 200_000, vecs)
     assert "IVF" in type(idx).__name__
+
+
+def test_authenticity_lookup(index, library):
+    brand = library[0].slug
+    row = int(np.nonzero(index.auth_ids == 1)[0][0])
+    sim, ref = index.authenticity(index.auth[row].astype(np.float32), brand)
+    assert ref == 1 and sim == pytest.approx(1.0, abs=1e-2)
+    assert index.authenticity(index.auth[row].astype(np.float32), "unknown") == (0.0, -1)
