@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--authentic", type=int, default=3, help="authentic queries per brand")
     p.add_argument("--brands", type=int, default=0, help="limit held-out brands (0 = all)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
+    p.add_argument("--card", type=Path, help="write the figures into this model card (between markers)")
+    p.add_argument("--bench", nargs="*", type=Path, default=[], help="benchmark JSON-line files to include")
     args = p.parse_args(argv)
     result: dict = {}
     t0 = time.time()
@@ -62,7 +64,46 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
+    if args.card:
+        write_card(args.card, result, args.bench, " ".join(["python scripts/validate_models.py", *sys.argv[1:]]))
     return 0
+
+
+def write_card(card: Path, result: dict, bench_files: list[Path], command: str) -> None:
+    """Replace the figures section of the model card with these measurements."""
+    det, emb = result.get("detector", {}), result["embedder"]
+    lines = [
+        "<!-- figures:start (written by scripts/validate_models.py --card; do not edit by hand) -->",
+        f"Measured with `{command}` ({result['seconds']} s).",
+        "",
+        "| figure | floor | measured |",
+        "| --- | --- | --- |",
+    ]
+    if det:
+        lines.append(f"| detector mark AP50, {det['frames']} held-out frames, {det['marks']} marks | >= 0.90 "
+                     f"| {det['mark_ap50']:.3f} |")
+        for k, v in det["mark_ap50_by_size"].items():
+            lines.append(f"| detector mark AP50, marks {k.replace('_', ' ')} | (reported) | {v:.3f} |")
+    lines.append(f"| brand top-1 retrieval, gallery of {emb['gallery_brands']} held-out brands "
+                 f"({emb['authentic_queries']} authentic queries) | >= 0.80 | {emb['brand_top1']:.3f} |")
+    lines.append(f"| counterfeit-vs-authentic ROC-AUC, all families ({emb['counterfeit_queries']} fakes) | >= 0.85 "
+                 f"| {emb['counterfeit_auc']:.3f} |")
+    for fam, v in emb["counterfeit_auc_by_family"].items():
+        lines.append(f"| ROC-AUC, family `{fam}` | (reported) | {v:.3f} |")
+    for path in bench_files:
+        for raw in path.read_text().splitlines():
+            if raw.startswith("{"):
+                b = json.loads(raw)
+                if b.get("benchmark") == "detector_speed":
+                    lines.append(f"| detector speed, 640x360, one CPU core | >= 40 frames/s | {b['frames_per_s']} "
+                                 f"frames/s (graph alone {b['baseline_graph_only_frames_per_s']}) |")
+                if b.get("benchmark") == "embedder_speed":
+                    lines.append(f"| embedder speed, one CPU core | >= 500 crops/s | {b['crops_per_s']} crops/s "
+                                 f"(unbatched {b['baseline_unbatched_crops_per_s']}) |")
+    lines.append("<!-- figures:end -->")
+    text = card.read_text()
+    start, end = text.index("<!-- figures:start"), text.index("<!-- figures:end -->") + len("<!-- figures:end -->")
+    card.write_text(text[:start] + "\n".join(lines) + text[end:])
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ class EmbedderReport:
     authentic_queries: int
     counterfeit_queries: int
     top1: float
+    counterfeit_top1: float
     auc: float
     auc_by_family: dict[str, float]
 
@@ -36,6 +37,7 @@ class EmbedderReport:
             "authentic_queries": self.authentic_queries,
             "counterfeit_queries": self.counterfeit_queries,
             "brand_top1": round(self.top1, 4),
+            "counterfeit_brand_top1": round(self.counterfeit_top1, 4),
             "counterfeit_auc": round(self.auc, 4),
             "counterfeit_auc_by_family": {k: round(v, 4) for k, v in self.auc_by_family.items()},
         }
@@ -121,6 +123,7 @@ def embedder_report(
         authentic_queries=int(auth.sum()),
         counterfeit_queries=int((~auth).sum()),
         top1=float(np.mean(top1_brand[auth] == brand[auth])),
+        counterfeit_top1=float(np.mean(top1_brand[~auth] == brand[~auth])) if (~auth).any() else float("nan"),
         auc=roc_auc(own, auth),
         auc_by_family=by_family,
     )

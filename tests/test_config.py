@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import DEFAULT_CONFIG, Config, ConfigError
+
+
+def test_default_config_loads():
+    cfg = Config.load()
+    assert cfg.verdict.confirm >= 1 and cfg.batch.size >= 1
+    assert cfg.model_path("detector").name == "detector.onnx"
+
+
+def test_every_key_is_commented():
+    lines = DEFAULT_CONFIG.read_text().splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and ":" in stripped:
+            before = lines[i - 1].strip() if i else ""
+            assert before.startswith("#") or stripped.endswith(":"), f"uncommented key: {line!r}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("verdict:\n  confirm: many\n", "verdict.confirm: expected a number"),
+        ("verdict:\n  nonsense: 1\n", "unknown key"),
+        ("gallery: [1, 2]\n", "expected a mapping"),
+        ("models:\n  device_path: sometimes\n", "device_path"),
+        ("- just\n- a list\n", "mapping at the top level"),
+        ("verdict: {confirm: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        Config.load(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        Config.load(tmp_path / "nope.yaml")
+
+
+def test_environment_overrides(tmp_path, monkeypatch):
+    path = tmp_path / "c.yaml"
+    path.write_text("verdict:\n  confirm: 3\n")
+    monkeypatch.setenv("FAKEWATCH_VERDICT__CONFIRM", "5")
+    assert Config.load(path).verdict.confirm == 5
+
+
+def test_calibration_file_is_merged(tmp_path):
+    (tmp_path / "calibration.yaml").write_text("verdict:\n  alert_threshold: 0.4\n  brand_thresholds: {acme: 0.7}\n")
+    path = tmp_path / "c.yaml"
+    path.write_text("calibration: calibration.yaml\nverdict:\n  confirm: 2\n")
+    cfg = Config.load(path)
+    assert cfg.verdict.alert_threshold == 0.4 and cfg.verdict.brand_thresholds == {"acme": 0.7}
+    assert cfg.verdict.confirm == 2
