@@ -104,3 +104,46 @@ def test_report_renders_in_chromium(evaluated, tmp_path):
         timeout=120,
     )
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_calibrate_writes_thresholds_replay_reads(evaluated, tmp_path):
+    import yaml
+
+    from pipeline.config import Config
+
+    root = evaluated.parent
+    calib = tmp_path / "calibration.yaml"
+    code = evaluate_main(
+        [
+            "--clips",
+            str(root / "clips"),
+            "--alerts",
+            str(root / "alerts.jsonl"),
+            "--out",
+            str(tmp_path / "o"),
+            "--calibrate",
+            "--target-precision",
+            "0.95",
+            "--calibration-out",
+            str(calib),
+            "--no-report",
+        ]
+    )
+    assert code == 0
+    chosen = yaml.safe_load(calib.read_text())["verdict"]
+    # Only the true alert (score 0.9) survives a threshold that reaches 95% precision.
+    assert chosen["alert_threshold"] == pytest.approx(0.9)
+    config = tmp_path / "fakewatch.yaml"
+    config.write_text("calibration: calibration.yaml\n")
+    assert Config.load(config).verdict.alert_threshold == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("bad", ["{not json", '{"format": "fakewatch-labels/7"}'])
+def test_malformed_labels_exit_cleanly(tmp_path, capsys, bad):
+    (tmp_path / "c.json").write_text(bad)
+    assert (
+        evaluate_main(["--clips", str(tmp_path), "--alerts", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "o")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "c.json" in err and "Traceback" not in err

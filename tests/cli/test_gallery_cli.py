@@ -1,0 +1,46 @@
+"""`fakewatch gallery build/add/remove/stats` with the shipped embedder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.synth.clips import write_gallery
+
+
+@pytest.fixture
+def galleries(tmp_path, library):
+    marks = list(library)
+    return write_gallery(marks[:4], tmp_path / "gallery"), write_gallery(marks[4:5], tmp_path / "more"), marks
+
+
+def test_build_stats_add_remove(tmp_path, galleries, capsys):
+    gallery, more, marks = galleries
+    index = tmp_path / "index"
+    assert main(["gallery", "build", str(gallery), "--out", str(index)]) == 0
+    assert "built" in capsys.readouterr().out
+    assert main(["gallery", "stats", str(index), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["brands"] == 4 and stats["images"] == 4 and stats["kind"] == "exact"
+    assert main(["gallery", "add", str(index), str(more / marks[4].slug)]) == 0
+    assert main(["gallery", "remove", str(index), marks[0].slug]) == 0
+    capsys.readouterr()
+    assert main(["gallery", "stats", str(index), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert sorted(stats["per_brand"]) == sorted(m.slug for m in marks[1:5])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["gallery", "build", "/no/such/gallery", "--out", "X"], "gallery folder not found"),
+        (["gallery", "stats", "/no/such/index"], "not a gallery index"),
+    ],
+)
+def test_user_mistakes_are_one_line(tmp_path, capsys, args, message):
+    args = [a.replace("X", str(tmp_path / "out")) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
