@@ -176,7 +176,9 @@ class FFmpegSource:
     def __iter__(self) -> Iterator[Frame]:
         if self._proc is None:
             self.open()
-        assert self._proc is not None and self._proc.stdout is not None
+        # Held locally: another thread may ``close`` this source (a watchdog, a stop request).
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
         info = self._info
         first_pts: int | None = None
         size: tuple[int, int] | None = None
@@ -187,7 +189,7 @@ class FFmpegSource:
             pts, w, h = record
             size = size or (w, h)
             nbytes = size[0] * size[1] * 3
-            data = _read_exact(self._proc.stdout, nbytes)
+            data = _read_exact(proc.stdout, nbytes)
             if len(data) < nbytes:
                 break
             if info.time_base is None:
@@ -201,7 +203,9 @@ class FFmpegSource:
             rate = info.frame_rate or Fraction(30)
             image = np.frombuffer(data, np.uint8).reshape(size[1], size[0], 3)
             yield Frame(self.stream, round(t * rate), t, image)
-        code = self._proc.wait()
+        code = proc.wait()
+        if self._proc is None:
+            return  # closed from outside on purpose: not an input error
         if code != 0 or info.errors:
             raise IngestError(f"{self.url}: {self._reason(code)}")
 
@@ -245,7 +249,10 @@ class FFmpegSource:
 def _read_exact(pipe, n: int) -> bytes:  # type: ignore[no-untyped-def]
     chunks, got = [], 0
     while got < n:
-        chunk = pipe.read(n - got)
+        try:
+            chunk = pipe.read(n - got)
+        except ValueError:  # the pipe was closed by another thread: the end of this source
+            break
         if not chunk:
             break
         chunks.append(chunk)

@@ -1,0 +1,87 @@
+"""Live sources against a real HLS server on loopback: reconnection and the stall watchdog."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import subprocess
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
+from pipeline.ingest.live import LiveSource
+from pipeline.ingest.source import Sampling
+from pipeline.ingest.urls import check_url
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hls(tmp_path):
+    subprocess.run(
+        [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=10", "-t", "3",
+         "-c:v", "libx264", "-g", "10", "-f", "hls", "-hls_time", "1", "-hls_list_size", "0",
+         str(tmp_path / "live.m3u8")],
+        check=True,
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/live.m3u8"
+    server.shutdown()
+    server.server_close()
+
+
+def test_stream_that_ends_is_reconnected(hls):
+    src = LiveSource("s1", check_url(hls), Sampling("all"), backoff_base=0.05, backoff_cap=0.2)
+    frames = []
+    for frame in src:
+        frames.append(frame)
+        if src.stats.reconnects >= 1 and len(frames) >= 45:
+            break
+    src.stop()
+    assert src.stats.reconnects >= 1
+    # Media time keeps growing across the reconnection.
+    assert frames[-1].t > 3.0
+    assert all(b.t >= a.t for a, b in zip(frames, frames[1:], strict=False))
+
+
+def test_stalled_source_is_restarted_by_the_watchdog():
+    """A server that accepts the connection and then says nothing."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    held = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = check_url(f"rtmp://127.0.0.1:{port}/live/s")
+    src = LiveSource("s", url, Sampling("keyframes"), stall_timeout=1.0, backoff_base=0.05, backoff_cap=0.1)
+    states = []
+    thread = threading.Thread(target=lambda: list(src), daemon=True)
+    thread.start()
+    end = time.monotonic() + 15
+    while time.monotonic() < end and src.stats.stalls < 2:
+        states.append(src.state)
+        time.sleep(0.1)
+    src.stop()
+    thread.join(timeout=10)
+    listener.close()
+    for c in held:
+        c.close()
+    assert src.stats.stalls >= 2 and src.stats.reconnects >= 2
+    assert "stalled" in states
+    assert not thread.is_alive()
