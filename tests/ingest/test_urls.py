@@ -80,8 +80,26 @@ def test_ffmpeg_whitelist_blocks_local_file_even_unchecked(http_dir, tmp_path_fa
     root, base = http_dir
     secret_dir = tmp_path_factory.mktemp("secret")
     clip = secret_dir / "secret.ts"
-    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=10",
-                    "-t", "2", "-c:v", "libx264", "-f", "mpegts", str(clip)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=64x64:rate=10",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-f",
+            "mpegts",
+            str(clip),
+        ],
+        check=True,
+    )
     (root / "evil.m3u8").write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{clip}\n#EXT-X-ENDLIST\n")
     args = {"protocol_whitelist": "http,tcp,crypto", "f": "hls"}
     frames = []
