@@ -278,12 +278,57 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.add_argument("--config")
     g.set_defaults(func=cmd_gallery)
+    sv = sub.add_parser("serve", help="run the worker daemon on live streams, with an HTTP API")
+    sv.add_argument("--config", help="configuration YAML (default: configs/fakewatch.yaml)")
+    sv.add_argument("--host", help="listen address (default: daemon.host, 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="listen port (default: daemon.port)")
+    sv.set_defaults(func=cmd_serve)
+
     e = sub.add_parser("eval", help="evaluate on labelled clips (same as scripts/evaluate.py)")
     from pipeline.eval.cli import add_arguments
 
     add_arguments(e)
     e.set_defaults(func=cmd_eval)
     return p
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    from pipeline.config import Config
+    from pipeline.daemon.api import create_app
+    from pipeline.daemon.worker import Worker
+
+    overrides = {k: v for k, v in (("daemon.host", args.host), ("daemon.port", args.port)) if v is not None}
+    cfg = Config.load(args.config, overrides)
+    worker = Worker.from_config(cfg).start()
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def, override]
+            # SIGTERM/SIGINT end serving; the worker then drains and the process exits 0
+            # (uvicorn's own handling re-raises the signal, which would end the process with -15).
+            def stop(*_: object) -> None:
+                self.should_exit = True
+
+            previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+            try:
+                yield
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+
+    server = Server(uvicorn.Config(create_app(worker), host=cfg.daemon.host, port=cfg.daemon.port, log_level="warning"))
+    print(f"fakewatch worker listening on http://{cfg.daemon.host}:{cfg.daemon.port}", file=sys.stderr, flush=True)
+    try:
+        server.run()
+    finally:
+        worker.shutdown()
+    print("fakewatch worker stopped", file=sys.stderr)
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

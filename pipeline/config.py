@@ -59,6 +59,25 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    host: str = "127.0.0.1"
+    port: int = 8750
+    token: str = ""
+    index: str = "demo/.gallery.index"
+    gallery: str = "demo/gallery"
+    outbox: str = "out/daemon/outbox.sqlite"
+    evidence: str = "out/daemon/evidence"
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    allow_files: bool = False
+    sample: str = "keyframes"
+    max_streams: int = 200
+    stall_timeout: float = 10.0
+    queue: int = 64
+    shutdown_timeout: float = 8.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole runtime configuration."""
 
@@ -68,6 +87,12 @@ class Config:
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+
+    def path(self, value: str) -> Path:
+        """A path from the config; relative paths start at the repository root."""
+        p = Path(value)
+        return p if p.is_absolute() else ROOT / p
 
     def model_path(self, name: str) -> Path:
         """A model path from the config, relative paths taken from the repository root."""
@@ -134,8 +159,12 @@ def _build(cls: type[T], data: Any, where: str) -> T:
             if not isinstance(value, dict):
                 raise ConfigError(f"{key}: expected a mapping")
             kwargs[name] = {str(k): float(v) for k, v in value.items()}
-        elif isinstance(default, (bool, str)):
-            kwargs[name] = type(default)(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            kwargs[name] = value
+        elif isinstance(default, str):
+            kwargs[name] = "" if value is None else str(value)
         elif isinstance(default, int | float):
             try:
                 kwargs[name] = type(default)(value)

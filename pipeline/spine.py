@@ -303,6 +303,34 @@ class FrameQueue:
         return self._q.qsize()
 
 
+def collect_batch(frames_q: FrameQueue, size: int, deadline_ms: float, idle: float = 0.5) -> tuple[list[Frame], int]:
+    """Up to ``size`` frames: whatever arrives within ``deadline_ms`` of the first one.
+
+    Returns the frames, sorted by stream and time, and how many end markers were taken (one per
+    source that finished). Waits at most ``idle`` seconds when nothing arrives.
+    """
+    batch: list[Frame] = []
+    ended = 0
+    deadline: float | None = None
+    while len(batch) < size:
+        timeout = idle if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            item = frames_q.get(timeout=timeout)
+        except queue.Empty:
+            break
+        if item is _END:
+            ended += 1
+            if not batch:
+                break
+            continue
+        assert isinstance(item, Frame)
+        batch.append(item)
+        if deadline is None:
+            deadline = time.monotonic() + deadline_ms / 1000
+    batch.sort(key=lambda f: (f.stream, f.t))
+    return batch, ended
+
+
 @dataclass
 class SourceResult:
     """What happened to one source in a run."""
@@ -356,28 +384,12 @@ def run_sources(
     remaining = len(threads)
     try:
         while remaining:
-            batch: list[Frame] = []
-            deadline: float | None = None
-            while remaining and len(batch) < cfg.size:
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    item = frames_q.get(timeout=timeout if batch else 0.5)
-                except queue.Empty:
-                    if batch:
-                        break
-                    if stop.is_set():
-                        remaining = 0
-                    continue
-                if item is _END:
-                    remaining -= 1
-                    continue
-                assert isinstance(item, Frame)
-                batch.append(item)
-                if deadline is None:
-                    deadline = time.monotonic() + cfg.deadline_ms / 1000
+            batch, ended = collect_batch(frames_q, cfg.size, cfg.deadline_ms)
+            remaining -= ended
             if not batch:
+                if stop.is_set():
+                    remaining = 0
                 continue
-            batch.sort(key=lambda f: (f.stream, f.t))
             for alert in spine.process(batch):
                 results[alert.stream].alerts += 1
                 if on_alert:

@@ -40,6 +40,7 @@ class LiveSource:
         url: StreamURL,
         sampling: Sampling,
         stall_timeout: float = 10.0,
+        connect_grace: float = 10.0,
         backoff_base: float = 0.5,
         backoff_cap: float = 15.0,
         max_retries: int | None = None,
@@ -48,6 +49,7 @@ class LiveSource:
         self.url = url
         self.sampling = sampling
         self.stall_timeout = stall_timeout
+        self.connect_grace = connect_grace
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.max_retries = max_retries
         self.state = "starting"
@@ -74,9 +76,13 @@ class LiveSource:
     def _watchdog(self, session: FFmpegSource, connected: threading.Event) -> None:
         while not self._stop.is_set() and not connected.wait(0.2):
             pass
+        opened = time.time()
+        frames_before = self.stats.frames
         while not self._stop.is_set() and session._proc is not None:
             last = self.stats.last_frame_at or self.stats.started_at
-            if time.time() - last > self.stall_timeout:
+            # Connecting and probing a live stream takes seconds before the first frame.
+            limit = self.stall_timeout + (self.connect_grace if self.stats.frames == frames_before else 0.0)
+            if time.time() - max(last, opened) > limit:
                 self.state = "stalled"
                 self.stats.stalls += 1
                 session.close()

@@ -62,9 +62,13 @@ def check_url(url: str, allow_files: bool = False, timeout: float = 5.0) -> Stre
     if not parsed.hostname:
         raise UnsafeURL("the URL names no host")
     whitelist, fmt = REMOTE[scheme]
+    args = {"protocol_whitelist": whitelist, "f": fmt, "rw_timeout": "10000000"}
     if fmt == "hls":
         check_playlist(url, timeout)
-    return StreamURL(url, scheme, {"protocol_whitelist": whitelist, "f": fmt, "rw_timeout": "10000000"})
+    else:
+        # Live FLV: start decoding after half a second of probing instead of five, unbuffered.
+        args |= {"analyzeduration": "500000", "probesize": "500000", "fflags": "nobuffer"}
+    return StreamURL(url, scheme, args)
 
 
 _URI_ATTR = re.compile(r'URI="([^"]*)"')

@@ -90,7 +90,9 @@ def test_stalled_source_is_restarted_by_the_watchdog():
 
     threading.Thread(target=accept, daemon=True).start()
     url = check_url(f"rtmp://127.0.0.1:{port}/live/s")
-    src = LiveSource("s", url, Sampling("keyframes"), stall_timeout=1.0, backoff_base=0.05, backoff_cap=0.1)
+    src = LiveSource(
+        "s", url, Sampling("keyframes"), stall_timeout=1.0, connect_grace=0.5, backoff_base=0.05, backoff_cap=0.1
+    )
     states = []
     thread = threading.Thread(target=lambda: list(src), daemon=True)
     thread.start()

@@ -1,0 +1,204 @@
+"""The live worker: many streams, one spine, bounded queues, durable alerts.
+
+Each stream has its own ffmpeg process (``LiveSource``) on its own thread, feeding one bounded
+frame queue that drops the oldest frames when full (counted per stream). One thread takes
+micro-batches from the queue through the spine. Alerts go to the SQLite outbox first; the
+webhook deliverer sends them from there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from pipeline.alerts import Alert, EvidenceWriter
+from pipeline.config import Config
+from pipeline.daemon.metrics import Metrics
+from pipeline.ingest.live import LiveSource
+from pipeline.ingest.source import Sampling
+from pipeline.ingest.urls import check_url
+from pipeline.outbox import Outbox, WebhookDeliverer
+from pipeline.spine import FrameQueue, Spine, collect_batch
+from pipeline.types import Frame
+
+
+class WorkerError(ValueError):
+    """A request the worker refuses (unknown stream, duplicate id, full, bad URL)."""
+
+
+@dataclass
+class StreamHandle:
+    """One stream the worker watches."""
+
+    id: str
+    url: str
+    source: LiveSource
+    thread: threading.Thread
+    added_at: float = field(default_factory=time.time)
+    processed: int = 0
+    last_latency: float = 0.0
+    fps_window: list[float] = field(default_factory=list)
+
+    def state(self) -> dict:
+        now = time.time()
+        recent = [t for t in self.fps_window if now - t < 10]
+        self.fps_window = recent
+        return {
+            "id": self.id,
+            "url": self.url,
+            "state": self.source.state,
+            "frames": self.source.stats.frames,
+            "processed": self.processed,
+            "fps": round(len(recent) / 10, 2),
+            "lag_s": round(self.last_latency, 3),
+            "reconnects": self.source.stats.reconnects,
+            "stalls": self.source.stats.stalls,
+            "last_error": self.source.stats.last_error or None,
+        }
+
+
+class Worker:
+    """Owns the spine, the streams and the alert outbox of one daemon process."""
+
+    def __init__(self, config: Config, spine: Spine, outbox: Outbox, metrics: Metrics) -> None:
+        self.config = config
+        self.spine = spine
+        self.outbox = outbox
+        self.metrics = metrics
+        self.frames = FrameQueue(config.daemon.queue, "drop_oldest")
+        self.streams: dict[str, StreamHandle] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._arrivals: dict[tuple[str, int], float] = {}
+        self.webhook: WebhookDeliverer | None = None
+        if config.daemon.webhook_url:
+            self.webhook = WebhookDeliverer(
+                outbox,
+                config.daemon.webhook_url,
+                config.daemon.webhook_secret,
+                on_result=lambda ok: (metrics.delivered if ok else metrics.delivery_failures).inc(),
+            )
+        self._loop = threading.Thread(target=self._run, name="spine", daemon=True)
+
+    @classmethod
+    def from_config(cls, config: Config, metrics: Metrics | None = None) -> Worker:
+        """Load the models and the gallery index (built from the gallery folder when missing)."""
+        from pipeline.cli import resolve_index
+
+        d = config.daemon
+        index = config.path(d.index)
+        if not (index / "index.json").is_file():
+            index = resolve_index(config.path(d.gallery))
+        metrics = metrics or Metrics()
+        outbox = Outbox(config.path(d.outbox), sinks=("webhook",) if d.webhook_url else ())
+        spine = Spine.from_config(config, index, [outbox], EvidenceWriter(config.path(d.evidence)))
+        return cls(config, spine, outbox, metrics)
+
+    def start(self) -> Worker:
+        self._loop.start()
+        if self.webhook is not None:
+            self.webhook.start()
+        return self
+
+    # --- streams ------------------------------------------------------------------------
+
+    def add_stream(self, stream_id: str, url: str) -> dict:
+        """Start watching a stream; raises ``WorkerError`` for a bad request."""
+        if not stream_id or len(stream_id) > 128 or any(c in stream_id for c in "/\\\0\n"):
+            raise WorkerError("stream id must be 1-128 characters without slashes or newlines")
+        checked = check_url(url, allow_files=self.config.daemon.allow_files)
+        sampling = Sampling.from_arg(self.config.daemon.sample)
+        with self._lock:
+            if stream_id in self.streams:
+                raise WorkerError(f"stream {stream_id!r} already exists")
+            if len(self.streams) >= self.config.daemon.max_streams:
+                raise WorkerError(f"this worker is full ({self.config.daemon.max_streams} streams)")
+            source = LiveSource(stream_id, checked, sampling, stall_timeout=self.config.daemon.stall_timeout)
+            thread = threading.Thread(target=self._decode, args=(source,), name=f"decode-{stream_id}", daemon=True)
+            handle = StreamHandle(stream_id, url, source, thread)
+            self.streams[stream_id] = handle
+        thread.start()
+        self.metrics.streams.set(len(self.streams))
+        return handle.state()
+
+    def remove_stream(self, stream_id: str) -> None:
+        with self._lock:
+            handle = self.streams.pop(stream_id, None)
+        if handle is None:
+            raise WorkerError(f"no stream {stream_id!r}")
+        handle.source.stop()
+        handle.thread.join(timeout=5)
+        self.spine.end_stream(stream_id)
+        self.metrics.streams.set(len(self.streams))
+
+    def list_streams(self) -> list[dict]:
+        with self._lock:
+            handles = list(self.streams.values())
+        return [h.state() for h in handles]
+
+    def _decode(self, source: LiveSource) -> None:
+        reconnects = 0
+        for frame in source:
+            if self._stop.is_set():
+                break
+            self._arrivals[(frame.stream, frame.index)] = time.monotonic()
+            self.metrics.decoded.labels(frame.stream).inc()
+            self.frames.put(frame)
+            if source.stats.reconnects != reconnects:
+                self.metrics.reconnects.labels(frame.stream).inc(source.stats.reconnects - reconnects)
+                reconnects = source.stats.reconnects
+
+    # --- processing ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        cfg = self.config.batch
+        while not self._stop.is_set() or self.frames.qsize():
+            batch, _ = collect_batch(self.frames, cfg.size, cfg.deadline_ms, idle=0.2)
+            self._publish_drops()
+            if batch:
+                self.process(batch)
+
+    def process(self, batch: list[Frame]) -> list[Alert]:
+        """One micro-batch through the spine, with metrics."""
+        t0 = time.perf_counter()
+        alerts = self.spine.process(batch)
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.stage.labels("spine").observe(time.perf_counter() - t0)
+        now = time.monotonic()
+        for frame in batch:
+            arrived = self._arrivals.pop((frame.stream, frame.index), now)
+            self.metrics.latency.observe(now - arrived)
+            handle = self.streams.get(frame.stream)
+            if handle is not None:
+                handle.processed += 1
+                handle.last_latency = now - arrived
+                handle.fps_window.append(time.time())
+        for _ in alerts:
+            self.metrics.alerts.inc()
+        self.metrics.queue_depth.set(self.frames.qsize())
+        return alerts
+
+    def _publish_drops(self) -> None:
+        for stream, n in list(self.frames.dropped.items()):
+            if n:
+                self.metrics.dropped.labels(stream).inc(n)
+                self.frames.dropped[stream] -= n
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop ingest, drain queued frames through the spine, flush alert delivery, close."""
+        deadline = time.monotonic() + (timeout or self.config.daemon.shutdown_timeout)
+        with self._lock:
+            handles = list(self.streams.values())
+        for h in handles:
+            h.source.stop()
+        self._stop.set()
+        self._loop.join(timeout=max(0.1, deadline - time.monotonic() - 2))
+        for h in handles:
+            h.thread.join(timeout=0.5)
+        if self.webhook is not None:
+            self.webhook.stop()
+            self.webhook.flush(min(deadline, time.monotonic() + 2))
+        self.spine.close()
