@@ -26,6 +26,17 @@ def photometric(crops: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (x.float() * gain).clamp(0, 255).to(torch.uint8)
 
 
+def flip_some(crops: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mirror each (B, H, W, 3) crop left-right, top-bottom or both (never unchanged)."""
+    out = crops.clone()
+    kind = torch.randint(0, 3, (len(crops),), generator=gen)
+    h = (kind == 0) | (kind == 2)
+    v = (kind == 1) | (kind == 2)
+    out[h] = out[h].flip(2)
+    out[v] = out[v].flip(1)
+    return out
+
+
 def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     seed_all(args.seed)
@@ -50,6 +61,8 @@ def train(args: argparse.Namespace) -> None:
         state = torch.load(args.init, weights_only=False)
         missing, _ = model.load_state_dict(state["model"], strict=False)
         head.load_state_dict(state["head"])
+        if "id_head" in state:
+            id_head.load_state_dict(state["id_head"])
         print(f"initialised from {args.init}; new: {missing}")
     if ckpt.exists() and not args.fresh:
         state = torch.load(ckpt, weights_only=False)
@@ -72,6 +85,12 @@ def train(args: argparse.Namespace) -> None:
             auth, ident = model(x)
             loss_a, loss_f = embedder_loss(head(auth), brand[idx], fake[idx])
             loss_i = identity_loss(id_head(ident), brand[idx])
+            if args.identity_flips > 0:
+                # Mirrored marks must keep their brand's identity (authenticity sees the mirroring).
+                k = int(len(idx) * args.identity_flips)
+                flipped = flip_some(x[:k], gen)
+                _, ident_f = model(flipped)
+                loss_i = loss_i + identity_loss(id_head(ident_f), brand[idx[:k]])
             loss = loss_a + loss_f + loss_i
             opt.zero_grad()
             loss.backward()
@@ -119,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--init", help="start from this checkpoint's weights (a new schedule)")
     p.add_argument("--stop-epoch", type=int, default=0, help="stop after this many epochs of the schedule")
+    p.add_argument("--identity-flips", type=float, default=0.0,
+                   help="share of each batch also seen mirrored by the identity head")
     p.add_argument("--config", help="YAML file of defaults (configs/train_embedder.yaml)")
     first, _ = p.parse_known_args(argv)
     if first.config:

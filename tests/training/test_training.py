@@ -108,3 +108,12 @@ def test_targets_peak_at_every_box():
 def test_detector_output_shapes():
     boxes, scores = MarkDetector().eval()(torch.zeros(2, 100, 200, 3, dtype=torch.uint8))
     assert boxes.shape[0] == 2 and boxes.shape[2] == 4 and scores.shape[2] == 2
+
+
+def test_flip_some_always_mirrors():
+    from models.training.train_embedder import flip_some
+
+    x = torch.arange(2 * 4 * 4 * 3, dtype=torch.uint8).reshape(2, 4, 4, 3).repeat(20, 1, 1, 1)
+    out = flip_some(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert all(not torch.equal(a, b) for a, b in zip(out, x, strict=True))
