@@ -15,12 +15,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# System programs the tests use: ffprobe (checks decoded frame times) and Chromium (renders the
-# evaluation report). The main job itself needs neither: ffmpeg comes with imageio-ffmpeg.
-SYS_PROGRAMS := ffprobe:ffmpeg chromium:chromium
+# System programs the tests use: ffprobe (checks decoded frame times), Chromium (renders the
+# evaluation report), nginx with its RTMP module (live streams for the daemon tests). The main
+# job itself needs none of them: ffmpeg comes with imageio-ffmpeg.
+SYS_PROGRAMS := ffprobe:ffmpeg chromium:chromium nginx:nginx
+RTMP_MODULE := /usr/lib/nginx/modules/ngx_rtmp_module.so
 sysdeps:
 	@missing=""; for pair in $(SYS_PROGRAMS); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	[ -f $(RTMP_MODULE) ] || missing="$$missing libnginx-mod-rtmp"; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing"; apt-get update -qq && \

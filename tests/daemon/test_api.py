@@ -1,0 +1,97 @@
+"""The worker daemon's HTTP API and lifecycle against real nginx-rtmp and ffmpeg publishers."""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.conftest import Daemon, Publisher, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_GALLERY = ROOT / "demo" / "gallery"
+DEMO_CLIP = ROOT / "demo" / "clips" / "demo_authentic.mp4"
+
+
+@pytest.fixture
+def daemon(tmp_path, receiver):
+    d = Daemon(tmp_path / "daemon", DEMO_GALLERY, receiver.url)
+    d.start()
+    yield d
+    d.kill()
+
+
+def _status(exc_info) -> int:  # type: ignore[no-untyped-def]
+    return exc_info.value.code
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "token", "status"),
+    [
+        ("POST", "/streams", {"id": "a", "url": "rtmp://127.0.0.1:1/live/a"}, None, 401),
+        ("POST", "/streams", {"id": "a", "url": "rtmp://127.0.0.1:1/live/a"}, "wrong", 401),
+        ("POST", "/streams", {"id": "a", "url": "file:///etc/passwd"}, Daemon.TOKEN, 400),
+        ("POST", "/streams", {"id": "a", "url": "concat:/etc/passwd"}, Daemon.TOKEN, 400),
+        ("POST", "/streams", {"id": "", "url": "rtmp://127.0.0.1:1/live/a"}, Daemon.TOKEN, 422),
+        ("DELETE", "/streams/nope", None, Daemon.TOKEN, 404),
+        ("DELETE", "/streams/nope", None, None, 401),
+    ],
+)
+def test_refusals(daemon, method, path, body, token, status):
+    with pytest.raises(urllib.error.HTTPError) as err:
+        daemon.request(method, path, body, token=token)
+    assert _status(err) == status
+
+
+def test_health_metrics_and_stream_lifecycle(daemon, rtmp):
+    assert daemon.get("/healthz")["status"] == "ok"
+    pub = Publisher(DEMO_CLIP, rtmp.url("s1"), loop=True)
+    try:
+        state = daemon.request("POST", "/streams", {"id": "s1", "url": rtmp.url("s1")})
+        assert state["id"] == "s1" and state["state"] in ("starting", "running")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            daemon.request("POST", "/streams", {"id": "s1", "url": rtmp.url("s1")})
+        assert _status(err) == 400
+        assert wait_until(lambda: daemon.get("/streams")[0]["processed"] >= 2, 40, 0.5)
+        s = daemon.get("/streams")[0]
+        assert s["state"] == "running" and s["lag_s"] < 5
+        metrics = daemon.get("/metrics")
+        for name in (
+            "fakewatch_frames_decoded_total",
+            "fakewatch_frames_dropped_total",
+            "fakewatch_stream_reconnects_total",
+            "fakewatch_stage_duration_seconds",
+            "fakewatch_batch_size_frames",
+            "fakewatch_queue_depth_frames",
+            "fakewatch_end_to_end_latency_seconds",
+            "fakewatch_alerts_raised_total",
+            "fakewatch_alerts_delivered_total",
+            "fakewatch_alert_delivery_failures_total",
+        ):
+            assert name in metrics, name
+        assert 'fakewatch_frames_decoded_total{stream="s1"}' in metrics
+        daemon.request("DELETE", "/streams/s1")
+        assert daemon.get("/streams") == []
+    finally:
+        pub.stop()
+    assert daemon.terminate() == 0
+
+
+def test_rtmp_server_restart_reconnects(daemon, rtmp):
+    pub = Publisher(DEMO_CLIP, rtmp.url("s2"), loop=True)
+    daemon.request("POST", "/streams", {"id": "s2", "url": rtmp.url("s2")})
+    assert wait_until(lambda: daemon.get("/streams")[0]["processed"] >= 2, 40, 0.5)
+    rtmp.stop()
+    pub.stop()
+    assert wait_until(lambda: daemon.get("/streams")[0]["state"] in ("reconnecting", "stalled"), 30, 0.5)
+    rtmp.start()
+    pub = Publisher(DEMO_CLIP, rtmp.url("s2"), loop=True)
+    try:
+        before = daemon.get("/streams")[0]["processed"]
+        assert wait_until(lambda: daemon.get("/streams")[0]["processed"] > before + 1, 60, 0.5)
+        s = daemon.get("/streams")[0]
+        assert s["state"] == "running" and s["reconnects"] >= 1
+        assert 'fakewatch_stream_reconnects_total{stream="s2"}' in daemon.get("/metrics")
+    finally:
+        pub.stop()
