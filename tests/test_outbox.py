@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,32 @@ def test_backoff_is_bounded(attempt):
 
 def test_plain_secret_signs_too():
     assert sign("plain", "id", 1, b"{}").startswith("v1,")
+
+
+def test_sigkill_loses_no_committed_alert(tmp_path):
+    """A writer killed mid-stream: every alert whose write() returned is in the outbox."""
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "o.sqlite"
+    progress = tmp_path / "written.txt"
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from pipeline.alerts import Alert
+from pipeline.outbox import Outbox
+box = Outbox({str(path)!r})
+with open({str(progress)!r}, "w") as log:
+    for i in range(100000):
+        box.write(Alert(stream="s", t=float(i), frame=i, brand="acme", box=(1, 2, 3, 4), score=0.5, track=i))
+        log.write(f"{{i}}\\n"); log.flush()
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    assert wait_for(lambda: progress.exists() and len(progress.read_text().splitlines()) > 50, 30)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = [int(x) for x in progress.read_text().splitlines() if x]
+    with Outbox(path) as box:
+        stored = box.counts()["alerts"]
+    assert stored >= len(written)

@@ -1,0 +1,72 @@
+"""The feeding side of the spine: bounded queues with named overflow policies, micro-batches."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from pipeline.spine import _END, FrameQueue, collect_batch
+from pipeline.types import Frame
+
+IMG = np.zeros((4, 4, 3), np.uint8)
+
+
+def frame(stream: str, i: int) -> Frame:
+    return Frame(stream, i, i / 30, IMG)
+
+
+def test_drop_oldest_counts_per_stream_and_keeps_newest():
+    q = FrameQueue(3, "drop_oldest")
+    for i in range(5):
+        q.put(frame("a", i))
+    q.put(frame("b", 0))
+    assert q.dropped == {"a": 3}
+    got = [q.get(timeout=0.1) for _ in range(3)]
+    assert [(f.stream, f.index) for f in got] == [("a", 3), ("a", 4), ("b", 0)]
+
+
+def test_end_markers_are_never_dropped():
+    q = FrameQueue(2, "drop_oldest")
+    q.put(_END)
+    q.put(frame("a", 0))
+    q.put(frame("a", 1))  # full: a frame is dropped, never the marker
+    items = [q.get(timeout=0.1) for _ in range(2)]
+    assert _END in items and q.dropped["a"] == 1
+
+
+def test_block_policy_waits_instead_of_dropping():
+    q = FrameQueue(1, "block")
+    q.put(frame("a", 0))
+    t = threading.Thread(target=q.put, args=(frame("a", 1),))
+    t.start()
+    time.sleep(0.2)
+    assert t.is_alive()  # blocked: replay never skips a frame
+    assert q.get(timeout=1).index == 0
+    t.join(timeout=2)
+    assert q.get(timeout=1).index == 1 and not q.dropped
+
+
+def test_unknown_policy():
+    with pytest.raises(ValueError, match="overflow policy"):
+        FrameQueue(1, "drop_newest_maybe")
+
+
+@pytest.mark.parametrize(("queued", "size", "expect"), [(0, 4, 0), (3, 4, 3), (10, 4, 4)])
+def test_collect_batch_sizes(queued, size, expect):
+    q = FrameQueue(32)
+    for i in range(queued):
+        q.put(frame("s", i))
+    batch, ended = collect_batch(q, size, deadline_ms=20, idle=0.05)
+    assert len(batch) == expect and ended == 0
+
+
+def test_collect_batch_sorts_by_stream_and_time_and_counts_ends():
+    q = FrameQueue(32)
+    for f in (frame("b", 2), frame("a", 5), frame("b", 1)):
+        q.put(f)
+    q.put(_END)
+    batch, ended = collect_batch(q, 8, deadline_ms=20, idle=0.05)
+    assert [(f.stream, f.index) for f in batch] == [("a", 5), ("b", 1), ("b", 2)] and ended == 1
