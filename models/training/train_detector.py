@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import yaml
 
+from models.training.common import parse, seed_all, should_stop, training_parser
 from models.training.detector import (
     INPUT_H,
     INPUT_W,
@@ -25,12 +25,6 @@ from models.training.detector import (
     make_targets,
 )
 from pipeline.synth.datasets import load_coco
-
-
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class FrameSet(torch.utils.data.Dataset):
@@ -114,33 +108,14 @@ def train(args: argparse.Namespace) -> None:
         )
         ckpt.with_suffix(".tmp").replace(ckpt)
         print(f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s", flush=True)
-        if args.stop_epoch and epoch + 1 >= args.stop_epoch:
-            print(f"stopped after epoch {epoch} as asked (--stop-epoch)")
-            break
-        if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
-            print("time budget reached; resume later with the same command")
+        if should_stop(args, epoch, t0):
             break
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--data", help="folder with annotations.json")
-    p.add_argument("--out", default="runs/detector")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=0)
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--init", help="start from this checkpoint's weights (a new schedule)")
+    p = training_parser(__doc__, "runs/detector", 16)
     p.add_argument("--input-size", default=f"{INPUT_W}x{INPUT_H}", help="network input WxH")
-    p.add_argument("--stop-epoch", type=int, default=0, help="stop after this many epochs of the schedule")
-    p.add_argument("--config", help="YAML file of defaults (configs/train_detector.yaml)")
-    first, _ = p.parse_known_args(argv)
-    if first.config:
-        p.set_defaults(**{k.replace("-", "_"): v for k, v in yaml.safe_load(Path(first.config).read_text()).items()})
-    train(p.parse_args(argv))
+    train(parse(p, argv))
 
 
 if __name__ == "__main__":

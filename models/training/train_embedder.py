@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
+from models.training.common import parse, seed_all, should_stop, training_parser
 from models.training.embedder import MarkEmbedder, ProxyHead, embedder_loss, identity_loss
-from models.training.train_detector import seed_all
 
 
 def photometric(crops: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -117,34 +116,16 @@ def train(args: argparse.Namespace) -> None:
         torch.save(state, ckpt.with_suffix(".tmp"))
         ckpt.with_suffix(".tmp").replace(ckpt)
         print(f"epoch {epoch} done ({time.time() - t0:.0f}s)", flush=True)
-        if args.stop_epoch and epoch + 1 >= args.stop_epoch:
-            print(f"stopped after epoch {epoch} as asked (--stop-epoch)")
-            break
-        if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
-            print("time budget reached; resume later with the same command")
+        if should_stop(args, epoch, t0):
             break
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--data", help="crops .npz from scripts/make_training_data.py crops")
-    p.add_argument("--out", default="runs/embedder")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=0)
-    p.add_argument("--fresh", action="store_true")
-    p.add_argument("--init", help="start from this checkpoint's weights (a new schedule)")
-    p.add_argument("--stop-epoch", type=int, default=0, help="stop after this many epochs of the schedule")
-    p.add_argument("--identity-flips", type=float, default=0.0,
-                   help="share of each batch also seen mirrored by the identity head")
-    p.add_argument("--config", help="YAML file of defaults (configs/train_embedder.yaml)")
-    first, _ = p.parse_known_args(argv)
-    if first.config:
-        p.set_defaults(**{k.replace("-", "_"): v for k, v in yaml.safe_load(Path(first.config).read_text()).items()})
-    train(p.parse_args(argv))
+    p = training_parser(__doc__, "runs/embedder", 256)
+    p.add_argument(
+        "--identity-flips", type=float, default=0.0, help="share of each batch also seen mirrored by the identity head"
+    )
+    train(parse(p, argv))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ folder (formats.md section 1) and can always be rebuilt from it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ import numpy as np
 
 from pipeline.gallery.references import reference_views
 from pipeline.infer.embedder import Embedder, Embeddings
+from pipeline.infer.models import file_sha256
 
 INDEX_FORMAT = "fakewatch-index/2"
 DATA_FILES = ("vectors.faiss", "authenticity.npz", "meta.sqlite")
@@ -83,14 +83,6 @@ def make_faiss_index(dim: int, count: int, train: np.ndarray | None = None) -> f
     index.train(np.ascontiguousarray(train[: max(nlist * 40, 100_000)], dtype=np.float32))
     index.nprobe = 24
     return index
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def gallery_images(folder: Path) -> list[tuple[str, Path]]:
@@ -230,7 +222,7 @@ class GalleryIndex:
         if info.get("format") != INDEX_FORMAT:
             raise GalleryError(f"{path}: unknown index format {info.get('format')!r}")
         for name in DATA_FILES:
-            if _sha256(path / name) != info["sha256"][name]:
+            if file_sha256(path / name) != info["sha256"][name]:
                 raise GalleryError(f"{path / name}: checksum mismatch; the index is damaged, rebuild it")
         if model_version is not None and info["model"] != model_version:
             raise GalleryError(
@@ -440,7 +432,7 @@ def _write_index(folder: Path, index: faiss.Index, auth_ids: np.ndarray, auth: n
         "kind": kind,
         "vectors": int(index.ntotal),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "sha256": {n: _sha256(folder / n) for n in DATA_FILES},
+        "sha256": {n: file_sha256(folder / n) for n in DATA_FILES},
     }
     (folder / "index.json").write_text(json.dumps(full, indent=2) + "\n")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,18 @@ def clip_30fps(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def clip_25fps(tmp_path_factory) -> Path:
     return make_video(tmp_path_factory.mktemp("v") / "clip25.mkv", seconds=3, fps=25, gop=50)
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """A folder served over HTTP on loopback: (folder, base URL)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

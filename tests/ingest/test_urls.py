@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import subprocess
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
 from pipeline.ingest.source import FFmpegSource, IngestError, Sampling
 from pipeline.ingest.urls import UnsafeURL, check_url, playlist_uris
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def http_dir(tmp_path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,60 @@
+"""What both training scripts share: seeding, the command line with YAML defaults, stopping rules."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def training_parser(description: str | None, out: str, batch: int) -> argparse.ArgumentParser:
+    """The options every training run takes; a script adds its own."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML file of defaults (configs/train_*.yaml); flags override it")
+    p.add_argument("--data", help="training data (a COCO folder or a crops .npz)")
+    p.add_argument("--out", default=out, help="checkpoint folder; training resumes from OUT/last.pt")
+    p.add_argument("--epochs", type=int, default=30, help="length of the one-cycle schedule")
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=0, help="stop after the epoch that crosses this")
+    p.add_argument("--stop-epoch", type=int, default=0, help="stop after this many epochs of the schedule")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--init", help="start from this checkpoint's weights (a new schedule)")
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` with the ``--config`` YAML as defaults."""
+    first, _ = p.parse_known_args(argv)
+    if first.config:
+        values = yaml.safe_load(Path(first.config).read_text()) or {}
+        p.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
+    args = p.parse_args(argv)
+    if not args.data:
+        p.error("--data (or data: in --config) is required")
+    return args
+
+
+def should_stop(args: argparse.Namespace, epoch: int, started: float) -> bool:
+    """Whether to end training after ``epoch`` (``--stop-epoch`` or the time budget)."""
+    if args.stop_epoch and epoch + 1 >= args.stop_epoch:
+        print(f"stopped after epoch {epoch} as asked (--stop-epoch)")
+        return True
+    if args.max_minutes and time.time() - started > args.max_minutes * 60:
+        print("time budget reached; resume later with the same command")
+        return True
+    return False
