@@ -112,3 +112,40 @@ def test_alert_lines_follow_the_format(tmp_path):
     obj = json.loads(json.dumps(a.to_json()))
     assert {"stream", "t", "frame", "brand", "box", "score", "kind", "id"} <= set(obj)
     assert obj["kind"] == "suspected_fake" and obj["t"] == 1.235
+
+
+def test_ctrl_c_keeps_written_alerts_and_exits_cleanly(tmp_path, library, gallery):
+    """SIGINT mid-run: exit status 130, a one-line notice, the alerts file intact."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    video, _ = _clip(tmp_path, library, [(3, "mirror"), (5, None), (8, "aspect")], "long", seed=3)
+    alerts = tmp_path / "out" / "alerts.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "replay",
+            str(video),
+            "--gallery",
+            str(gallery),
+            "--alerts",
+            str(alerts),
+            "--sample",
+            "all",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(6)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    if alerts.exists():
+        read_alerts(alerts)  # every line that was written parses

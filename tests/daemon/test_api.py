@@ -95,3 +95,65 @@ def test_rtmp_server_restart_reconnects(daemon, rtmp):
         assert 'fakewatch_stream_reconnects_total{stream="s2"}' in daemon.get("/metrics")
     finally:
         pub.stop()
+
+
+def test_live_hls_stream_over_http(daemon, tmp_path):
+    """ffmpeg writes a live HLS playlist and segments; a local HTTP server serves them."""
+    import functools
+    import subprocess
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
+    from tests.ingest.conftest import QuietHandler
+
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    writer = subprocess.Popen(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(DEMO_CLIP),
+            "-c",
+            "copy",
+            "-f",
+            "hls",
+            "-hls_time",
+            "2",
+            "-hls_list_size",
+            "5",
+            "-hls_flags",
+            "delete_segments",
+            str(hls / "live.m3u8"),
+        ]
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(hls)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert wait_until(lambda: (hls / "live.m3u8").exists(), 20)
+        url = f"http://127.0.0.1:{server.server_address[1]}/live.m3u8"
+        daemon.request("POST", "/streams", {"id": "hls1", "url": url})
+        assert wait_until(lambda: daemon.get("/streams")[0]["processed"] >= 2, 60, 0.5)
+        assert daemon.get("/streams")[0]["state"] == "running"
+    finally:
+        writer.kill()
+        writer.wait()
+        server.shutdown()
+        server.server_close()
+
+
+def test_local_files_only_when_allowed(tmp_path, receiver):
+    d = Daemon(tmp_path / "files", DEMO_GALLERY, receiver.url, {"allow_files": True})
+    d.start()
+    try:
+        d.request("POST", "/streams", {"id": "f1", "url": str(DEMO_CLIP)})
+        assert wait_until(lambda: d.get("/streams")[0]["state"] == "ended", 60, 0.5)
+        assert d.get("/streams")[0]["processed"] >= 3
+    finally:
+        d.kill()
