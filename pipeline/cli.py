@@ -352,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ConfigError, GalleryError, ModelError, IngestError, AlertFormatError, LabelError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
+        print("\nfakewatch: interrupted", file=sys.stderr)
         return 130
 
 
