@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -21,10 +20,10 @@ def _progress(done: int, total: int, label: str) -> None:
         print(f"\r{label}: {done}/{total}", end="\n" if done == total else "", flush=True)
 
 
-def _detector_chunk(args: tuple[str, list[int], int, int, int]) -> list[dict]:
-    marks_dir, indices, seed, width, height = args
+def _detector_chunk(args: tuple[str, str, list[int], int, int, int]) -> list[dict]:
+    marks_dir, out, indices, seed, width, height = args
     library = MarkLibrary.from_folder(marks_dir)
-    out_dir = Path(os.environ["FAKEWATCH_COCO_OUT"])
+    out_dir = Path(out)
     records = []
     for idx in indices:
         rng = np.random.default_rng([seed, idx])
@@ -69,9 +68,8 @@ def write_detector_set(
     """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    os.environ["FAKEWATCH_COCO_OUT"] = str(out)
     chunks = [list(range(i, min(i + 200, frames))) for i in range(0, frames, 200)]
-    jobs = [(str(library_dir), c, seed, width, height) for c in chunks]
+    jobs = [(str(library_dir), str(out), c, seed, width, height) for c in chunks]
     records: list[dict] = []
     mapper: Callable[..., Iterable[list[dict]]]
     if workers > 1:
