@@ -47,6 +47,7 @@ data: $(STAMP)
 	$(BIN)/python scripts/make_training_data.py detector --marks $(MARKS) --out work/det_train --frames 8000 --seed 1 --workers 2
 	$(BIN)/python scripts/make_training_data.py detector --marks $(MARKS) --split heldout --out work/det_val --frames 400 --seed 2 --workers 2
 	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train.npz --authentic 8 --counterfeit 6 --seed 3
+	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train2.npz --authentic 4 --counterfeit 8 --seed 4
 
 train-detector: $(STAMP)
 	$(BIN)/python -m models.training.train_detector --config configs/train_detector.yaml

@@ -15,6 +15,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.config import Config
 from pipeline.eval.model_check import detector_ap50, embedder_report
 from pipeline.infer.detector import OnnxDetector
 from pipeline.infer.embedder import OnnxEmbedder
@@ -30,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--det-val", type=Path, help="held-out detector frames (COCO folder)")
     p.add_argument("--detector", type=Path, default=MODELS_DIR / DETECTOR_FILE)
     p.add_argument("--embedder", type=Path, default=MODELS_DIR / EMBEDDER_FILE)
-    p.add_argument("--views", type=int, default=8, help="references per gallery image")
+    p.add_argument(
+        "--views",
+        type=int,
+        default=Config.load().gallery.views,
+        help="camera views per gallery image (default: gallery.views of the config, as replay uses)",
+    )
     p.add_argument("--authentic", type=int, default=3, help="authentic queries per brand")
     p.add_argument("--brands", type=int, default=0, help="limit held-out brands (0 = all)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
@@ -80,14 +86,20 @@ def write_card(card: Path, result: dict, bench_files: list[Path], command: str) 
         "| --- | --- | --- |",
     ]
     if det:
-        lines.append(f"| detector mark AP50, {det['frames']} held-out frames, {det['marks']} marks | >= 0.90 "
-                     f"| {det['mark_ap50']:.3f} |")
+        lines.append(
+            f"| detector mark AP50, {det['frames']} held-out frames, {det['marks']} marks | >= 0.90 "
+            f"| {det['mark_ap50']:.3f} |"
+        )
         for k, v in det["mark_ap50_by_size"].items():
             lines.append(f"| detector mark AP50, marks {k.replace('_', ' ')} | (reported) | {v:.3f} |")
-    lines.append(f"| brand top-1 retrieval, gallery of {emb['gallery_brands']} held-out brands "
-                 f"({emb['authentic_queries']} authentic queries) | >= 0.80 | {emb['brand_top1']:.3f} |")
-    lines.append(f"| counterfeit-vs-authentic ROC-AUC, all families ({emb['counterfeit_queries']} fakes) | >= 0.85 "
-                 f"| {emb['counterfeit_auc']:.3f} |")
+    lines.append(
+        f"| brand top-1 retrieval, gallery of {emb['gallery_brands']} held-out brands "
+        f"({emb['authentic_queries']} authentic queries) | >= 0.80 | {emb['brand_top1']:.3f} |"
+    )
+    lines.append(
+        f"| counterfeit-vs-authentic ROC-AUC, all families ({emb['counterfeit_queries']} fakes) | >= 0.85 "
+        f"| {emb['counterfeit_auc']:.3f} |"
+    )
     for fam, v in emb["counterfeit_auc_by_family"].items():
         lines.append(f"| ROC-AUC, family `{fam}` | (reported) | {v:.3f} |")
     for path in bench_files:
@@ -95,11 +107,15 @@ def write_card(card: Path, result: dict, bench_files: list[Path], command: str) 
             if raw.startswith("{"):
                 b = json.loads(raw)
                 if b.get("benchmark") == "detector_speed":
-                    lines.append(f"| detector speed, 640x360, one CPU core | >= 40 frames/s | {b['frames_per_s']} "
-                                 f"frames/s (graph alone {b['baseline_graph_only_frames_per_s']}) |")
+                    lines.append(
+                        f"| detector speed, 640x360, one CPU core | >= 40 frames/s | {b['frames_per_s']} "
+                        f"frames/s (graph alone {b['baseline_graph_only_frames_per_s']}) |"
+                    )
                 if b.get("benchmark") == "embedder_speed":
-                    lines.append(f"| embedder speed, one CPU core | >= 500 crops/s | {b['crops_per_s']} crops/s "
-                                 f"(unbatched {b['baseline_unbatched_crops_per_s']}) |")
+                    lines.append(
+                        f"| embedder speed, one CPU core | >= 500 crops/s | {b['crops_per_s']} crops/s "
+                        f"(unbatched {b['baseline_unbatched_crops_per_s']}) |"
+                    )
     lines.append("<!-- figures:end -->")
     text = card.read_text()
     start, end = text.index("<!-- figures:start"), text.index("<!-- figures:end -->") + len("<!-- figures:end -->")

@@ -36,12 +36,21 @@ def flip_some(crops: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+def load_crops(paths: list[str]) -> dict[str, np.ndarray]:
+    """One or more crop sets of the same brands (in the same order), concatenated."""
+    parts = [dict(np.load(p)) for p in paths]
+    for p, part in zip(paths[1:], parts[1:], strict=True):
+        if not np.array_equal(part["slugs"], parts[0]["slugs"]):
+            raise SystemExit(f"{p}: its brands differ from {paths[0]}'s; crop sets must share brand indices")
+    return {k: np.concatenate([part[k] for part in parts]) for k in ("crops", "brand", "fake")}
+
+
 def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     seed_all(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = np.load(args.data)
+    data = load_crops(str(args.data).split(","))
     crops = torch.from_numpy(data["crops"])
     brand = torch.from_numpy(data["brand"])
     fake = torch.from_numpy(data["fake"])
