@@ -100,7 +100,7 @@ def plot_pr_curve(points: Sequence[CurvePoint], operating: float, path: Path) ->
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper right")
     ax.set_title("Alert precision against event recall")
     fig.tight_layout()
     fig.savefig(path)
