@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Protocol
 
+import cv2
 import ffmpeg
 import numpy as np
 
@@ -132,7 +133,10 @@ class FFmpegSource:
                 "select", f"isnan(prev_selected_t)+gt(floor(t*{r}+1e-6),floor(prev_selected_t*{r}+1e-6))"
             )
         stream = stream.filter("showinfo", checksum=0)
-        out = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+        # Frames leave ffmpeg as planar 4:2:0 (half the bytes of RGB, no conversion in ffmpeg) and
+        # become RGB with OpenCV's SIMD converter; odd sizes are padded to even and cut back.
+        stream = stream.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")
+        out = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="yuv420p", fps_mode="passthrough")
         out = out.global_args("-nostdin", "-hide_banner", "-loglevel", "level+info")
         return [ffmpeg_exe(), *out.get_args()]
 
@@ -188,7 +192,8 @@ class FFmpegSource:
                 break
             pts, w, h = record
             size = size or (w, h)
-            nbytes = size[0] * size[1] * 3
+            w2, h2 = size[0] + size[0] % 2, size[1] + size[1] % 2
+            nbytes = w2 * h2 * 3 // 2
             data = _read_exact(proc.stdout, nbytes)
             if len(data) < nbytes:
                 break
@@ -201,7 +206,8 @@ class FFmpegSource:
                     first_pts = min(pts, round(info.start / info.time_base))
             t = float((pts - first_pts) * info.time_base)
             rate = info.frame_rate or Fraction(30)
-            image = np.frombuffer(data, np.uint8).reshape(size[1], size[0], 3)
+            planar = np.frombuffer(data, np.uint8).reshape(h2 * 3 // 2, w2)
+            image = cv2.cvtColor(planar, cv2.COLOR_YUV2RGB_I420)[: size[1], : size[0]]
             yield Frame(self.stream, round(t * rate), t, image)
         code = proc.wait()
         if self._proc is None:

@@ -141,7 +141,7 @@ def test_ctrl_c_keeps_written_alerts_and_exits_cleanly(tmp_path, library, galler
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(6)
+    time.sleep(3)
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

@@ -139,3 +139,54 @@ def test_closing_early_stops_ffmpeg(clip_30fps):
         proc = src._proc
     assert first.index == 0
     assert proc is not None and proc.poll() is not None
+
+
+@pytest.mark.parametrize("size", ["320x180", "321x181"])
+def test_rgb_matches_ffmpeg_own_conversion(tmp_path, size):
+    """Frames travel as planar 4:2:0 and become RGB in OpenCV: same picture as ffmpeg's RGB."""
+    from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
+
+    w, h = (int(v) for v in size.split("x"))
+    path = tmp_path / "odd.mkv"
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=10",
+            "-vf",
+            f"scale={w}:{h}",
+            "-t",
+            "1",
+            "-c:v",
+            "ffv1",
+            str(path),
+        ],
+        check=True,
+    )
+    frames = read_frames(path, Sampling("all"))
+    raw = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    ref = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
+    assert frames[0].image.shape == (h, w, 3)
+    assert np.abs(frames[0].image.astype(int) - ref).mean() < 6
