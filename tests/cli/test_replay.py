@@ -144,7 +144,7 @@ def test_ctrl_c_keeps_written_alerts_and_exits_cleanly(tmp_path, library, galler
     time.sleep(3)
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err and "Traceback" not in err
     if alerts.exists():
