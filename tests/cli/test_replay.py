@@ -44,7 +44,7 @@ def _replay(tmp_path, gallery, *videos, sample="2"):
 
 
 def test_counterfeit_raises_one_alert_with_brand_time_and_box(tmp_path, library, gallery):
-    video, clip = _clip(tmp_path, library, [(3, "mirror")], "fake_one")
+    video, clip = _clip(tmp_path, library, [(14, "mirror")], "fake_one")
     code, alerts = _replay(tmp_path, gallery, video)
     assert code == 0
     fake = clip.objects[0]
