@@ -68,6 +68,17 @@ class Sampling:
     def __str__(self) -> str:
         return f"{self.rate:g} fps" if self.mode == "fps" else self.mode
 
+    def select_expression(self) -> str | None:
+        """ffmpeg ``select`` expression for rate sampling (None for all frames or keyframes).
+
+        Keeps the first frame of every 1/rate slot of media time: the average rate is exact even
+        where it does not divide the source rate (7.5 of 25 fps).
+        """
+        if self.mode != "fps":
+            return None
+        r = f"{self.rate:.9g}"
+        return f"isnan(prev_selected_t)+gt(floor(t*{r}+1e-6),floor(prev_selected_t*{r}+1e-6))"
+
 
 _FRAME_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:(\S+).*?\bs:(\d+)x(\d+)")
 _CONFIG_RE = re.compile(r"config in time_base:\s*(\d+)/(\d+), frame_rate:\s*(\d+)/(\d+)")
@@ -125,13 +136,9 @@ class FFmpegSource:
         if self.realtime:
             in_args["re"] = None  # type: ignore[assignment]
         stream = ffmpeg.input(self.url, **in_args).video
-        if self.sampling.mode == "fps":
-            # Keep the first frame of every 1/rate slot of media time: the average rate is exact
-            # even where it does not divide the source rate (7.5 of 25 fps).
-            r = f"{self.sampling.rate:.9g}"
-            stream = stream.filter(
-                "select", f"isnan(prev_selected_t)+gt(floor(t*{r}+1e-6),floor(prev_selected_t*{r}+1e-6))"
-            )
+        select = self.sampling.select_expression()
+        if select is not None:
+            stream = stream.filter("select", select)
         stream = stream.filter("showinfo", checksum=0)
         # Frames leave ffmpeg as planar 4:2:0 (half the bytes of RGB, no conversion in ffmpeg) and
         # become RGB with OpenCV's SIMD converter; odd sizes are padded to even and cut back.
