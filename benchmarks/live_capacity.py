@@ -27,15 +27,19 @@ from tests.daemon.conftest import Publisher, RtmpServer, wait_until
 
 
 def _rss(pid: int) -> float:
+    """Proportional resident memory (PSS), so libraries shared by many ffmpeg processes count once."""
     try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
     except OSError:
-        return 0.0
+        pass
+    return 0.0
 
 
 def rss_mb() -> float:
-    """Resident memory of the worker and its ffmpeg children (one per stream)."""
+    """Resident memory (PSS) of the worker and its ffmpeg children (one per stream)."""
     me = os.getpid()
     total = _rss(me)
     for entry in os.listdir("/proc"):

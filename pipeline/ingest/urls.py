@@ -62,7 +62,9 @@ def check_url(url: str, allow_files: bool = False, timeout: float = 5.0) -> Stre
     if not parsed.hostname:
         raise UnsafeURL("the URL names no host")
     whitelist, fmt = REMOTE[scheme]
-    args = {"protocol_whitelist": whitelist, "f": fmt, "rw_timeout": "10000000"}
+    # One decoder thread per stream: a worker runs hundreds of decoders side by side, and each
+    # frame-threaded decoder would hold a set of 720p frames per thread (about 140 MB at 2 cores).
+    args = {"protocol_whitelist": whitelist, "f": fmt, "rw_timeout": "10000000", "threads": "1"}
     if fmt == "hls":
         check_playlist(url, timeout)
     else:
