@@ -219,3 +219,30 @@ def receiver():
     r = Receiver()
     yield r
     r.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_clip(tmp_path_factory, library):
+    """12 s at 30 fps: a mirrored fake of an enrolled brand (the demo gallery's marks) from about 4 s."""
+    import numpy as np
+
+    from pipeline.synth.clips import plan_scripted_clip, render_clip
+
+    marks = list(library)
+    out = tmp_path_factory.mktemp("live")
+    spec = plan_scripted_clip(
+        "live_fake",
+        np.random.default_rng(0),
+        [(marks[5], None), (marks[14], "mirror")],
+        marks[:40],
+        seconds=12,
+        size=(640, 360),
+        min_mark=90,
+        max_mark=120,
+    )
+    return render_clip(spec, out)
+
+
+def counterfeits(clip: Path) -> list[dict]:
+    labels = json.loads(clip.with_suffix(".json").read_text())
+    return [o for o in labels["objects"] if not o["authentic"]]

@@ -16,7 +16,8 @@ DEMO_CLIP = ROOT / "demo" / "clips" / "demo_authentic.mp4"
 
 @pytest.fixture
 def daemon(tmp_path, receiver):
-    d = Daemon(tmp_path / "daemon", DEMO_GALLERY, receiver.url)
+    # 1 fps: a counterfeit shown for a few seconds gives the verdict enough samples.
+    d = Daemon(tmp_path / "daemon", DEMO_GALLERY, receiver.url, {"sample": "1"})
     d.start()
     yield d
     d.kill()
@@ -78,7 +79,7 @@ def test_health_metrics_and_stream_lifecycle(daemon, rtmp):
     assert daemon.terminate() == 0
 
 
-def test_rtmp_server_restart_reconnects(daemon, rtmp):
+def test_rtmp_server_restart_reconnects_and_alerts_go_on(daemon, rtmp, receiver, fake_clip):
     pub = Publisher(DEMO_CLIP, rtmp.url("s2"), loop=True)
     daemon.request("POST", "/streams", {"id": "s2", "url": rtmp.url("s2")})
     assert wait_until(lambda: daemon.get("/streams")[0]["processed"] >= 2, 40, 0.5)
@@ -93,6 +94,12 @@ def test_rtmp_server_restart_reconnects(daemon, rtmp):
         s = daemon.get("/streams")[0]
         assert s["state"] == "running" and s["reconnects"] >= 1
         assert 'fakewatch_stream_reconnects_total{stream="s2"}' in daemon.get("/metrics")
+    finally:
+        pub.stop()
+    # The seller goes on with a counterfeit after the restart: it still raises its alert.
+    pub = Publisher(fake_clip, rtmp.url("s2"))
+    try:
+        assert wait_until(lambda: any(a["stream"] == "s2" for a in receiver.received), 60, 0.5)
     finally:
         pub.stop()
 

@@ -16,28 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "demo"
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory, library):
-    """12 s at 30 fps: a mirrored fake of an enrolled brand (the demo gallery's marks) from about 4 s."""
-    import numpy as np
-
-    from pipeline.synth.clips import plan_scripted_clip, render_clip
-
-    marks = list(library)
-    out = tmp_path_factory.mktemp("live")
-    spec = plan_scripted_clip(
-        "live_fake",
-        np.random.default_rng(0),
-        [(marks[5], None), (marks[14], "mirror")],
-        marks[:40],
-        seconds=12,
-        size=(640, 360),
-        min_mark=90,
-        max_mark=120,
-    )
-    return render_clip(spec, out)
-
-
 def counterfeits(clip: Path) -> list[dict]:
     labels = json.loads(clip.with_suffix(".json").read_text())
     return [o for o in labels["objects"] if not o["authentic"]]
@@ -51,18 +29,18 @@ def live(tmp_path, receiver):
     d.kill()
 
 
-def test_live_counterfeit_alerts_within_5s_at_the_webhook(live, rtmp, receiver, clip):
+def test_live_counterfeit_alerts_within_5s_at_the_webhook(live, rtmp, receiver, fake_clip):
     live.request("POST", "/streams", {"id": "bags", "url": rtmp.url("bags")})
     time.sleep(1.0)
     t0 = time.time()
-    pub = Publisher(clip, rtmp.url("bags"))
+    pub = Publisher(fake_clip, rtmp.url("bags"))
     try:
         assert wait_until(lambda: len(receiver.received) >= 1, 40, 0.2), live.log.read_text()[-2000:]
         arrived = time.time()
     finally:
         pub.stop()
     alert = receiver.received[0]
-    fakes = {o["brand"]: o for o in counterfeits(clip)}
+    fakes = {o["brand"]: o for o in counterfeits(fake_clip)}
     assert alert["brand"] in fakes, alert
     first_visible = fakes[alert["brand"]]["boxes"][0][0] / 30
     assert arrived - (t0 + first_visible) <= 5.0
@@ -70,10 +48,10 @@ def test_live_counterfeit_alerts_within_5s_at_the_webhook(live, rtmp, receiver, 
     assert alert["_headers"]["webhook-signature"].startswith("v1,")
 
 
-def test_webhook_down_then_up_delivers_every_alert(live, rtmp, receiver, clip):
+def test_webhook_down_then_up_delivers_every_alert(live, rtmp, receiver, fake_clip):
     receiver.stop()
     live.request("POST", "/streams", {"id": "bags", "url": rtmp.url("bags")})
-    pub = Publisher(clip, rtmp.url("bags"), loop=True)
+    pub = Publisher(fake_clip, rtmp.url("bags"), loop=True)
     outbox = Path(live.root / "outbox.sqlite")
     try:
         assert wait_until(lambda: live.get("/healthz")["outbox"]["alerts"] >= 1, 40, 0.5)
@@ -86,10 +64,10 @@ def test_webhook_down_then_up_delivers_every_alert(live, rtmp, receiver, clip):
     assert wait_until(lambda: stored <= {a["id"] for a in receiver.received}, 60, 0.5)
 
 
-def test_sigterm_keeps_and_later_delivers_every_alert(live, rtmp, receiver, clip):
+def test_sigterm_keeps_and_later_delivers_every_alert(live, rtmp, receiver, fake_clip):
     receiver.stop()  # nothing can be delivered before the signal
     live.request("POST", "/streams", {"id": "bags", "url": rtmp.url("bags")})
-    pub = Publisher(clip, rtmp.url("bags"), loop=True)
+    pub = Publisher(fake_clip, rtmp.url("bags"), loop=True)
     try:
         assert wait_until(lambda: live.get("/healthz")["outbox"]["alerts"] >= 1, 40, 0.5)
         raised = live.get("/alerts")
