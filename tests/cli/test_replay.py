@@ -129,7 +129,8 @@ def test_ctrl_c_keeps_written_alerts_and_exits_cleanly(tmp_path, library, galler
             "-m",
             "pipeline.cli",
             "replay",
-            str(video),
+            # The same clip twelve times over, every frame: far longer than the wait below.
+            *[str(video)] * 12,
             "--gallery",
             str(gallery),
             "--alerts",
