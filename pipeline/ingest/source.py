@@ -162,10 +162,11 @@ class FFmpegSource:
         self._reader.start()
 
     def _read_stderr(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
+        proc = self._proc  # held locally: ``close`` may clear the attribute meanwhile
+        assert proc is not None and proc.stderr is not None
         info = self._info
         try:
-            for raw in self._proc.stderr:
+            for raw in _lines(proc.stderr):
                 line = raw.decode("utf-8", "replace").rstrip()
                 m = _LEVEL_RE.search(line)
                 level, text = (m.group(1), line[m.end() :]) if m else ("info", line)
@@ -240,23 +241,33 @@ class FFmpegSource:
         return f"ffmpeg exited with status {code}"
 
     def close(self) -> None:
-        """Stop ffmpeg (if still running) and join its reader thread."""
+        """Stop ffmpeg (if still running), let its log reader finish, then close the pipes."""
         proc, self._proc = self._proc, None
         if proc is not None:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+        # After the process is gone the reader sees the end of stderr; close pipes only then.
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(timeout=5)
+            self._reader = None
+        if proc is not None:
             for pipe in (proc.stdout, proc.stderr):
                 if pipe is not None:
                     pipe.close()
-        if self._reader is not None:
-            self._reader.join(timeout=5)
-            self._reader = None
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _lines(pipe) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+    """Lines of a pipe until its end, or until another thread closes it."""
+    try:
+        yield from pipe
+    except (ValueError, OSError):
+        return
 
 
 def _read_exact(pipe, n: int) -> bytes:  # type: ignore[no-untyped-def]
