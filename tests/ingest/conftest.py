@@ -21,7 +21,9 @@ def make_video(
     size: str = "320x180",
     codec: str = "libx264",
     bframes: bool = True,
+    extra: tuple[str, ...] = (),
 ) -> Path:
+    """Encode ffmpeg's test pattern; ``extra`` output options go before the path (filters, muxer)."""
     cmd = [
         ffmpeg_exe(),
         "-y",
@@ -44,7 +46,7 @@ def make_video(
             cmd += ["-bf", "0"]
     if path.suffix == ".mp4":
         cmd += ["-movflags", "+faststart"]  # index first, as streaming recorders write it
-    subprocess.run([*cmd, str(path)], check=True)
+    subprocess.run([*cmd, *extra, str(path)], check=True)
     return path
 
 

@@ -4,46 +4,27 @@ from __future__ import annotations
 
 import itertools
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
 from pipeline.ingest.live import LiveSource
 from pipeline.ingest.source import Sampling
 from pipeline.ingest.urls import check_url
+from tests.ingest.conftest import make_video
 
 
 @pytest.fixture
 def hls(http_dir):
     root, base = http_dir
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x90:rate=10",
-            "-t",
-            "3",
-            "-c:v",
-            "libx264",
-            "-g",
-            "10",
-            "-f",
-            "hls",
-            "-hls_time",
-            "1",
-            "-hls_list_size",
-            "0",
-            str(root / "live.m3u8"),
-        ],
-        check=True,
+    make_video(
+        root / "live.m3u8",
+        seconds=3,
+        fps=10,
+        gop=10,
+        size="160x90",
+        extra=("-f", "hls", "-hls_time", "1", "-hls_list_size", "0"),
     )
     return f"{base}/live.m3u8"
 

@@ -148,26 +148,7 @@ def test_rgb_matches_ffmpeg_own_conversion(tmp_path, size):
 
     w, h = (int(v) for v in size.split("x"))
     path = tmp_path / "odd.mkv"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=10",
-            "-vf",
-            f"scale={w}:{h}",
-            "-t",
-            "1",
-            "-c:v",
-            "ffv1",
-            str(path),
-        ],
-        check=True,
-    )
+    make_video(path, seconds=1, fps=10, codec="ffv1", extra=("-vf", f"scale={w}:{h}"))
     frames = read_frames(path, Sampling("all"))
     raw = subprocess.run(
         [

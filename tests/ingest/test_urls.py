@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
 from pipeline.ingest.source import FFmpegSource, IngestError, Sampling
 from pipeline.ingest.urls import UnsafeURL, check_url, playlist_uris
+from tests.ingest.conftest import make_video
 
 
 @pytest.mark.parametrize(
@@ -63,26 +61,7 @@ def test_ffmpeg_whitelist_blocks_local_file_even_unchecked(http_dir, tmp_path_fa
     root, base = http_dir
     secret_dir = tmp_path_factory.mktemp("secret")
     clip = secret_dir / "secret.ts"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=64x64:rate=10",
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-            "-f",
-            "mpegts",
-            str(clip),
-        ],
-        check=True,
-    )
+    make_video(clip, seconds=2, fps=10, gop=10, size="64x64", extra=("-f", "mpegts"))
     (root / "evil.m3u8").write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{clip}\n#EXT-X-ENDLIST\n")
     args = {"protocol_whitelist": "http,tcp,crypto", "f": "hls"}
     frames = []
