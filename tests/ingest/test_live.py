@@ -68,14 +68,15 @@ def test_stalled_source_is_restarted_by_the_watchdog():
     thread = threading.Thread(target=lambda: list(src), daemon=True)
     thread.start()
     end = time.monotonic() + 45  # generous: the machine may be busy
-    while time.monotonic() < end and src.stats.stalls < 2:
+    while time.monotonic() < end and (src.stats.stalls < 2 or src.stats.reconnects < 2):
         states.append(src.state)
-        time.sleep(0.1)
+        time.sleep(0.05)
     src.stop()
-    thread.join(timeout=10)
+    thread.join(timeout=20)
     listener.close()
     for c in held:
         c.close()
-    assert src.stats.stalls >= 2 and src.stats.reconnects >= 2
-    assert "stalled" in states
-    assert not thread.is_alive()
+    summary = (src.stats, sorted(set(states)))
+    assert src.stats.stalls >= 2 and src.stats.reconnects >= 2, summary
+    assert "stalled" in states, summary
+    assert not thread.is_alive(), summary
