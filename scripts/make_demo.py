@@ -19,9 +19,11 @@ from pipeline.synth.marks import MarkLibrary  # noqa: E402
 
 ENROLLED = 40
 # (clip name, [(sample mark index, counterfeit family or None)])
+# The counterfeits are ones the shipped models catch, so the demo shows alerts and evidence;
+# the measured figures are in the README, from clips the models were never tuned on.
 SCRIPTS = [
-    ("demo_bags", [(3, "mirror"), (8, None), (15, "aspect")]),
-    ("demo_shoes", [(21, None), (44, None), (30, "erase")]),
+    ("demo_bags", [(14, "mirror"), (8, None)]),
+    ("demo_shoes", [(4, "warp"), (44, None)]),
     ("demo_authentic", [(5, None), (12, None)]),
 ]
 
@@ -32,16 +34,16 @@ def main() -> int:
     shutil.rmtree(out / "clips", ignore_errors=True)
     shutil.rmtree(out / "gallery", ignore_errors=True)
     write_gallery(marks[:ENROLLED], out / "gallery")
-    for seed, (name, script) in enumerate(SCRIPTS):
+    for name, script in SCRIPTS:
         spec = plan_scripted_clip(
             name,
-            np.random.default_rng(seed),
+            np.random.default_rng(0),
             [(marks[i], f) for i, f in script],
             marks[:ENROLLED],
             seconds=12,
-            size=(1280, 720),
-            min_mark=110,
-            max_mark=200,
+            size=(640, 360),
+            min_mark=90,
+            max_mark=120,
         )
         render_clip(spec, out / "clips")
         print(f"wrote demo/clips/{name}.mp4")
