@@ -167,11 +167,6 @@ class SqliteStore:
         )
         self.db.commit()
 
-    def recent(self, limit: int = 100) -> list[dict]:
-        assert self.db is not None, "store is closed"
-        rows = self.db.execute("SELECT record FROM alerts ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
     def close(self) -> None:
         if self.db is not None:
             self.db.close()

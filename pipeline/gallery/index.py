@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -102,6 +102,12 @@ def gallery_images(folder: Path) -> list[tuple[str, Path]]:
     return items
 
 
+def brand_title(brand_dir: Path) -> str:
+    """The brand's title from its optional ``brand.json``, else the folder name (the brand id)."""
+    meta = brand_dir / "brand.json"
+    return str(json.loads(meta.read_text()).get("title", brand_dir.name)) if meta.is_file() else brand_dir.name
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB, flattening alpha onto white."""
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -180,9 +186,10 @@ class GalleryIndex:
                 if progress:
                     progress(n + 1, len(items))
             for brand in sorted({b for b, _ in items}):
-                meta = gallery / brand / "brand.json"
-                title = json.loads(meta.read_text()).get("title", brand) if meta.is_file() else brand
-                db.execute("INSERT INTO brands (brand, title, threshold) VALUES (?, ?, 0)", (brand, title))
+                db.execute(
+                    "INSERT INTO brands (brand, title, threshold) VALUES (?, ?, 0)",
+                    (brand, brand_title(gallery / brand)),
+                )
             all_vecs = Embeddings.concat(vectors)
             all_ids = np.concatenate(ids)
             index = make_faiss_index(all_vecs.identity.shape[1], len(all_vecs), all_vecs.identity)
@@ -320,8 +327,7 @@ class GalleryIndex:
             vecs_all.append(vecs)
             ids_all.append(ids)
             start += len(vecs)
-        meta = brand_dir / "brand.json"
-        title = json.loads(meta.read_text()).get("title", brand) if meta.is_file() else brand
+        title = brand_title(brand_dir)
         vecs, ids = Embeddings.concat(vecs_all), np.concatenate(ids_all)
         self.index.add_with_ids(vecs.identity, ids)
         self.auth_ids = np.concatenate([self.auth_ids, ids])
@@ -435,8 +441,3 @@ def _write_index(folder: Path, index: faiss.Index, auth_ids: np.ndarray, auth: n
         "sha256": {n: file_sha256(folder / n) for n in DATA_FILES},
     }
     (folder / "index.json").write_text(json.dumps(full, indent=2) + "\n")
-
-
-def iter_brand_dirs(folder: Path) -> Iterable[Path]:
-    """Brand sub-folders of a gallery folder."""
-    return sorted(p for p in folder.iterdir() if p.is_dir())

@@ -171,17 +171,3 @@ def crop_set(
         "fake": np.asarray(fake, bool),
         "family": np.asarray(family, np.int64),
     }
-
-
-def reference_crops(mark: Mark, count: int, seed: int) -> np.ndarray:
-    """Gallery-style references of an authentic mark: one clean rendering, then camera variants."""
-    rng = np.random.default_rng([seed, 7])
-    out = []
-    clean = render_mark_crop(rng, mark.mask, mark.colour, clean=True)
-    if clean is not None:
-        out.append(clean)
-    while len(out) < count:
-        crop = render_mark_crop(rng, mark.mask, mark.colour, box_jitter=0.03)
-        if crop is not None:
-            out.append(crop)
-    return np.stack(out)
