@@ -175,6 +175,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         sources.append(FFmpegSource(video, stream, sampling))
         bars[stream] = _Progress(stream, durations[stream], position=len(bars), unit="s")
     t0 = time.perf_counter()
+    if args.ray is not None:
+        results = _replay_on_ray(args.ray, cfg, index, sources, sampling, sinks, evidence_dir, bars, alerts_path)
+        if results is None:
+            return 130
+        wall = time.perf_counter() - t0
+        return _summary(results, failed_early, durations, wall, alerts_path, evidence_dir)
     stop = threading.Event()
     with Spine.from_config(cfg, index, sinks, EvidenceWriter(evidence_dir)) as spine:
         try:
@@ -195,6 +201,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for bar in bars.values():
         bar.close()
     return _summary(results, failed_early, durations, wall, alerts_path, evidence_dir)
+
+
+def _replay_on_ray(address, cfg, index, sources, sampling, sinks, evidence_dir, bars, alerts_path):  # type: ignore[no-untyped-def]
+    """``replay --ray``: the clips spread over Ray actors; alerts written here as clips finish."""
+    from pipeline.fleet import require_ray
+
+    require_ray()
+    from pipeline.fleet.offline import replay_on_ray
+
+    results = {}
+    jobs = [(src.stream, Path(src.url)) for src in sources]
+    try:
+        for stream, outcome in replay_on_ray(cfg, index, jobs, sampling, evidence_dir, address or None):
+            results[stream] = outcome.result
+            for alert in outcome.alerts:
+                for sink in sinks:
+                    sink.write(alert)
+            bars[stream].update(round(outcome.result.media_seconds, 1))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: alerts of finished files are in {alerts_path}", file=sys.stderr)
+        return None
+    finally:
+        for bar in bars.values():
+            bar.close()
+        for sink in sinks:
+            sink.close()
+    return results
 
 
 def _summary(results, failed_early, durations, wall, alerts_path, evidence_dir) -> int:  # type: ignore[no-untyped-def]
@@ -257,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sample", help="'keyframes', 'all' or frames per second (default: config)")
     r.add_argument("--evidence", help="folder for evidence JPEGs (default: beside the alerts file)")
     r.add_argument("--config", help="configuration YAML (default: configs/fakewatch.yaml)")
+    r.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="spread the files over a Ray cluster (a local one when no address is given)",
+    )
     r.set_defaults(func=cmd_replay)
 
     g = sub.add_parser("gallery", help="build and change gallery indexes")
@@ -282,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--config", help="configuration YAML (default: configs/fakewatch.yaml)")
     sv.add_argument("--host", help="listen address (default: daemon.host, 127.0.0.1)")
     sv.add_argument("--port", type=int, help="listen port (default: daemon.port)")
+    sv.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="spread streams over worker actors on a Ray cluster (a local one when no address is given)",
+    )
     sv.set_defaults(func=cmd_serve)
 
     e = sub.add_parser("eval", help="evaluate on labelled clips (same as scripts/evaluate.py)")
@@ -299,12 +346,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pipeline.config import Config
-    from pipeline.daemon.api import create_app
+    from pipeline.daemon.api import StreamService, create_app
     from pipeline.daemon.worker import Worker
 
     overrides = {k: v for k, v in (("daemon.host", args.host), ("daemon.port", args.port)) if v is not None}
     cfg = Config.load(args.config, overrides)
-    worker = Worker.from_config(cfg).start()
+    service: StreamService
+    if args.ray is not None:
+        from pipeline.fleet import require_ray
+
+        require_ray()
+        from pipeline.fleet.actors import Fleet
+
+        fleet = Fleet(cfg, args.config).start(args.ray or None)
+        service, what = fleet, f"fleet of {len(fleet.workers)} Ray workers"
+    else:
+        service, what = Worker.from_config(cfg).start(), "worker"
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -321,13 +378,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 for s, handler in previous.items():
                     signal.signal(s, handler)
 
-    server = Server(uvicorn.Config(create_app(worker), host=cfg.daemon.host, port=cfg.daemon.port, log_level="warning"))
-    print(f"fakewatch worker listening on http://{cfg.daemon.host}:{cfg.daemon.port}", file=sys.stderr, flush=True)
+    server = Server(
+        uvicorn.Config(create_app(service), host=cfg.daemon.host, port=cfg.daemon.port, log_level="warning")
+    )
+    print(f"fakewatch {what} listening on http://{cfg.daemon.host}:{cfg.daemon.port}", file=sys.stderr, flush=True)
     try:
         server.run()
     finally:
-        worker.shutdown()
-    print("fakewatch worker stopped", file=sys.stderr)
+        service.shutdown()  # type: ignore[attr-defined]
+    print(f"fakewatch {what} stopped", file=sys.stderr)
     return 0
 
 
@@ -342,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.alerts import AlertFormatError
     from pipeline.config import ConfigError
     from pipeline.eval.scoring import LabelError
+    from pipeline.fleet import RayMissing
     from pipeline.gallery.index import GalleryError
     from pipeline.infer.models import ModelError
     from pipeline.ingest.source import IngestError
@@ -349,7 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ConfigError, GalleryError, ModelError, IngestError, AlertFormatError, LabelError) as exc:
+    except (
+        UserError,
+        ConfigError,
+        GalleryError,
+        ModelError,
+        IngestError,
+        AlertFormatError,
+        LabelError,
+        RayMissing,
+    ) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         print("\nfakewatch: interrupted", file=sys.stderr)

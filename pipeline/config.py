@@ -78,6 +78,22 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """The fleet on Ray (``fakewatch serve --ray``, ``replay --ray``, ``evaluate --ray``)."""
+
+    address: str = ""
+    namespace: str = "fakewatch"
+    workers: int = 2
+    streams_per_worker: int = 50
+    worker_cpus: float = 1.0
+    worker_gpus: float = 0.0
+    state_dir: str = "out/fleet"
+    health_interval: float = 1.0
+    health_timeout: float = 3.0
+    offline_actors: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole runtime configuration."""
 
@@ -88,6 +104,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def path(self, value: str) -> Path:
         """A path from the config; relative paths start at the repository root."""

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pipeline.alerts import Alert
 
@@ -134,6 +135,16 @@ class Outbox:
         self.close()
 
 
+class Delivery(Protocol):
+    """A thread that sends an outbox's committed alerts onward (``WebhookDeliverer``, ``Forwarder``)."""
+
+    def start(self) -> Delivery: ...
+
+    def stop(self) -> None: ...
+
+    def flush(self, deadline: float) -> None: ...
+
+
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The Standard Webhooks signature header value (``v1,<base64 HMAC-SHA256>``).
 
@@ -228,3 +239,60 @@ class WebhookDeliverer:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.timeout + 1)
+
+
+class Forwarder:
+    """A thread that hands due alerts of one sink to ``send`` in batches, at least once.
+
+    ``send`` raises on failure; the batch then stays pending and is retried with backoff. The
+    fleet's workers use it to pass alerts from their local outbox to the scheduler's.
+    """
+
+    def __init__(
+        self, outbox: Outbox, sink: str, send: Callable[[list[dict]], None], poll: float = 0.1, batch: int = 100
+    ) -> None:
+        self.outbox, self.sink, self.send = outbox, sink, send
+        self.poll, self.batch = poll, batch
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"forward-{sink}", daemon=True)
+
+    def start(self) -> Forwarder:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Send now instead of at the next poll (an alert was just committed)."""
+        self._wake.set()
+
+    def forward_once(self) -> int:
+        """Send one batch of due alerts; returns how many were acknowledged."""
+        items = self.outbox.due(self.sink, self.batch)
+        if not items:
+            return 0
+        try:
+            self.send([i.record for i in items])
+        except Exception as exc:  # the receiver is down or restarting: retry later
+            for i in items:
+                self.outbox.failed(i.alert_id, self.sink, str(exc), backoff(i.attempts, cap=5.0))
+            return 0
+        for i in items:
+            self.outbox.delivered(i.alert_id, self.sink)
+        return len(items)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.forward_once():
+                self._wake.wait(self.poll)
+                self._wake.clear()
+
+    def flush(self, deadline: float) -> None:
+        """Send due alerts until none is left or ``deadline`` (monotonic seconds) passes."""
+        while time.monotonic() < deadline and self.forward_once():
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import hmac
+from typing import Protocol
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Response
 from pydantic import BaseModel, Field
 
-from pipeline.daemon.worker import Worker, WorkerError
+from pipeline.config import Config
+from pipeline.daemon.worker import WorkerError
 from pipeline.ingest.urls import UnsafeURL
+
+
+class StreamService(Protocol):
+    """What the API serves: one worker (``Worker``) or a fleet of them on Ray (``Fleet``)."""
+
+    config: Config
+
+    def add_stream(self, stream_id: str, url: str) -> dict: ...
+
+    def remove_stream(self, stream_id: str) -> None: ...
+
+    def list_streams(self) -> list[dict]: ...
+
+    def recent_alerts(self, limit: int = 100) -> list[dict]: ...
+
+    def health(self) -> dict: ...
+
+    def render_metrics(self) -> bytes: ...
 
 
 class NewStream(BaseModel):
@@ -16,8 +36,8 @@ class NewStream(BaseModel):
     url: str = Field(min_length=1, max_length=4096)
 
 
-def create_app(worker: Worker) -> FastAPI:
-    """The API of one worker; mutating endpoints need ``Authorization: Bearer <daemon.token>``."""
+def create_app(worker: StreamService) -> FastAPI:
+    """The API of a worker or fleet; mutating endpoints need ``Authorization: Bearer <daemon.token>``."""
     app = FastAPI(title="fakewatch worker", version="1")
     token = worker.config.daemon.token
 
@@ -47,14 +67,14 @@ def create_app(worker: Worker) -> FastAPI:
 
     @app.get("/alerts")
     def alerts(limit: int = 100) -> list[dict]:
-        return worker.outbox.recent(max(1, min(limit, 1000)))
+        return worker.recent_alerts(max(1, min(limit, 1000)))
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "streams": len(worker.streams), "outbox": worker.outbox.counts()}
+        return worker.health()
 
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(worker.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(worker.render_metrics(), media_type="text/plain; version=0.0.4")
 
     return app

@@ -18,7 +18,7 @@ from pipeline.daemon.metrics import Metrics
 from pipeline.ingest.live import LiveSource
 from pipeline.ingest.source import Sampling
 from pipeline.ingest.urls import check_url
-from pipeline.outbox import Outbox, WebhookDeliverer
+from pipeline.outbox import Delivery, Outbox, WebhookDeliverer
 from pipeline.spine import FrameQueue, Spine, collect_batch
 from pipeline.types import Frame
 
@@ -71,9 +71,10 @@ class Worker:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._arrivals: dict[tuple[str, int], float] = {}
-        self.webhook: WebhookDeliverer | None = None
+        # What sends committed alerts onward: the webhook here, the scheduler in a fleet worker.
+        self.delivery: Delivery | None = None
         if config.daemon.webhook_url:
-            self.webhook = WebhookDeliverer(
+            self.delivery = WebhookDeliverer(
                 outbox,
                 config.daemon.webhook_url,
                 config.daemon.webhook_secret,
@@ -82,8 +83,13 @@ class Worker:
         self._loop = threading.Thread(target=self._run, name="spine", daemon=True)
 
     @classmethod
-    def from_config(cls, config: Config, metrics: Metrics | None = None) -> Worker:
-        """Load the models and the gallery index (built from the gallery folder when missing)."""
+    def from_config(
+        cls, config: Config, metrics: Metrics | None = None, sinks: tuple[str, ...] | None = None
+    ) -> Worker:
+        """Load the models and the gallery index (built from the gallery folder when missing).
+
+        ``sinks`` names the outbox's delivery sinks (default: the webhook, when one is configured).
+        """
         from pipeline.cli import resolve_index
 
         d = config.daemon
@@ -91,14 +97,16 @@ class Worker:
         if not (index / "index.json").is_file():
             index = resolve_index(config.path(d.gallery))
         metrics = metrics or Metrics()
-        outbox = Outbox(config.path(d.outbox), sinks=("webhook",) if d.webhook_url else ())
+        if sinks is None:
+            sinks = ("webhook",) if d.webhook_url else ()
+        outbox = Outbox(config.path(d.outbox), sinks=sinks)
         spine = Spine.from_config(config, index, [outbox], EvidenceWriter(config.path(d.evidence)))
         return cls(config, spine, outbox, metrics)
 
     def start(self) -> Worker:
         self._loop.start()
-        if self.webhook is not None:
-            self.webhook.start()
+        if self.delivery is not None:
+            self.delivery.start()
         return self
 
     # --- streams ------------------------------------------------------------------------
@@ -136,6 +144,16 @@ class Worker:
         with self._lock:
             handles = list(self.streams.values())
         return [h.state() for h in handles]
+
+    def recent_alerts(self, limit: int = 100) -> list[dict]:
+        """The latest alerts in the outbox, newest first."""
+        return self.outbox.recent(limit)
+
+    def health(self) -> dict:
+        return {"status": "ok", "streams": len(self.streams), "outbox": self.outbox.counts()}
+
+    def render_metrics(self) -> bytes:
+        return self.metrics.render()
 
     def _decode(self, source: LiveSource) -> None:
         reconnects = 0
@@ -198,7 +216,7 @@ class Worker:
         self._loop.join(timeout=max(0.1, deadline - time.monotonic() - 2))
         for h in handles:
             h.thread.join(timeout=0.5)
-        if self.webhook is not None:
-            self.webhook.stop()
-            self.webhook.flush(min(deadline, time.monotonic() + 2))
+        if self.delivery is not None:
+            self.delivery.stop()
+            self.delivery.flush(min(deadline, time.monotonic() + 2))
         self.spine.close()

@@ -33,6 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-precision", type=float, default=0.95)
     p.add_argument("--calibration-out", help="where --calibrate writes (default: configs/calibration.yaml)")
     p.add_argument("--no-report", action="store_true", help="skip report.html (faster)")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="spread the clips over a Ray cluster (a local one when no address is given)",
+    )
 
 
 def write_clips_csv(path: Path, clips: list[Clip], result: Score) -> None:
@@ -106,7 +113,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             bar.refresh()
 
         log = FrameLog()
-        alerts, results = run_clips(clips, index, cfg, out, sampling, args.concurrency, on_frame, log)
+        alerts, results = run_clips(clips, index, cfg, out, sampling, args.concurrency, on_frame, log, args.ray)
         bar.close()
         failed = {s: r.error for s, r in results.items() if r.error}
         for err in failed.values():
@@ -144,13 +151,14 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline.cli import UserError
+    from pipeline.fleet import RayMissing
 
     p = argparse.ArgumentParser(prog="evaluate", description="Evaluate fakewatch on labelled clips.")
     add_arguments(p)
     args = p.parse_args(argv)
     try:
         metrics = evaluate(args)
-    except (LabelError, AlertFormatError, ConfigError, UserError, ValueError) as exc:
+    except (LabelError, AlertFormatError, ConfigError, UserError, RayMissing, ValueError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=2))

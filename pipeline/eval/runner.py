@@ -26,13 +26,36 @@ def run_clips(
     sampling: Sampling,
     concurrency: int = 4,
     on_frame: Callable[..., None] | None = None,
-    observer: Callable[..., None] | None = None,
+    observer: FrameLog | None = None,
+    ray_address: str | None = None,
 ) -> tuple[list[Alert], dict[str, SourceResult]]:
-    """Replay every clip through the spine; alerts go to ``out/alerts.jsonl`` and evidence."""
+    """Replay every clip through the spine; alerts go to ``out/alerts.jsonl`` and evidence.
+
+    With ``ray_address`` (``""``: a local cluster) the clips are spread over Ray actors; then
+    ``on_frame`` is called once per finished clip, with its stream and its last media time.
+    """
     out.mkdir(parents=True, exist_ok=True)
     alerts_path = out / "alerts.jsonl"
     alerts_path.unlink(missing_ok=True)
     results: dict[str, SourceResult] = {}
+    if ray_address is not None:
+        from types import SimpleNamespace
+
+        from pipeline.fleet.offline import replay_on_ray
+
+        jobs = [(c.stream, c.video) for c in clips]
+        with JsonlSink(alerts_path) as sink:
+            for stream, outcome in replay_on_ray(
+                config, index, jobs, sampling, out / "evidence", ray_address or None, observe=observer is not None
+            ):
+                results[stream] = outcome.result
+                for alert in outcome.alerts:
+                    sink.write(alert)
+                if observer is not None:
+                    observer.frames.update(outcome.frames)
+                if on_frame is not None:
+                    on_frame(SimpleNamespace(stream=stream, t=outcome.result.media_seconds))
+        return read_alerts(alerts_path) if alerts_path.exists() else [], results
     with Spine.from_config(config, index, [JsonlSink(alerts_path)], EvidenceWriter(out / "evidence")) as spine:
         spine.observer = observer
         for i in range(0, len(clips), concurrency):
