@@ -207,7 +207,7 @@ def _replay_on_ray(address, cfg, index, sources, sampling, sinks, evidence_dir, 
     """``replay --ray``: the clips spread over Ray actors; alerts written here as clips finish."""
     from pipeline.fleet import require_ray
 
-    require_ray()
+    require_ray(local=not (address or cfg.ray.address))
     from pipeline.fleet.offline import replay_on_ray
 
     results = {}
@@ -355,7 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.ray is not None:
         from pipeline.fleet import require_ray
 
-        require_ray()
+        require_ray(local=not (args.ray or cfg.ray.address))
         from pipeline.fleet.actors import Fleet
 
         fleet = Fleet(cfg, args.config).start(args.ray or None)

@@ -41,6 +41,9 @@ def run_clips(
     if ray_address is not None:
         from types import SimpleNamespace
 
+        from pipeline.fleet import require_ray
+
+        require_ray(local=not (ray_address or config.ray.address))
         from pipeline.fleet.offline import replay_on_ray
 
         jobs = [(c.stream, c.video) for c in clips]

@@ -6,6 +6,7 @@ Only this package imports Ray, and only when a ``--ray`` command runs; install i
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 
 
@@ -13,8 +14,16 @@ class RayMissing(RuntimeError):
     """Ray is not installed."""
 
 
-def require_ray() -> ModuleType:
-    """Import Ray, or explain how to install it."""
+def require_ray(local: bool = False) -> ModuleType:
+    """Import Ray, or explain how to install it.
+
+    Args:
+        local: this process will start a one-machine cluster of its own: keep it on loopback
+            (Ray reads the switch when it is first imported, so call this before any other import).
+    """
+    if local:
+        # Ray's own switch for single-machine clusters: every Ray port binds 127.0.0.1 only.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:

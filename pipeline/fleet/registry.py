@@ -31,7 +31,7 @@ class StreamRecord:
     worker: str | None = None
     state: str = PENDING
     added_at: float = field(default_factory=time.time)
-    moves: int = 0
+    placements: int = 0  # times started on a worker; every one after the first is a move
 
     def to_dict(self) -> dict:
         return {
@@ -39,7 +39,7 @@ class StreamRecord:
             "url": self.url,
             "worker": self.worker,
             "placement": self.state,
-            "moves": self.moves,
+            "moves": max(0, self.placements - 1),
             "added_at": self.added_at,
         }
 
@@ -88,11 +88,14 @@ class Registry:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(path), check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL: a power cut may lose the last changes, never corrupt the file; the scheduler
+            # reconciles the registry with what the workers report on its next health check.
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS streams (
                     id TEXT PRIMARY KEY, url TEXT NOT NULL, worker TEXT, state TEXT NOT NULL,
-                    added_at REAL NOT NULL, moves INTEGER NOT NULL DEFAULT 0);
+                    added_at REAL NOT NULL, placements INTEGER NOT NULL DEFAULT 0);
                 CREATE TABLE IF NOT EXISTS workers (
                     name TEXT PRIMARY KEY, capacity INTEGER NOT NULL, alive INTEGER NOT NULL);
                 """
@@ -105,10 +108,10 @@ class Registry:
         assert self.db is not None
         for name, capacity, alive in self.db.execute("SELECT name, capacity, alive FROM workers"):
             self.workers[name] = WorkerRecord(name, int(capacity), bool(alive))
-        for sid, url, worker, state, added_at, moves in self.db.execute(
-            "SELECT id, url, worker, state, added_at, moves FROM streams"
+        for sid, url, worker, state, added_at, placements in self.db.execute(
+            "SELECT id, url, worker, state, added_at, placements FROM streams"
         ):
-            self.streams[sid] = StreamRecord(sid, url, worker, state, float(added_at), int(moves))
+            self.streams[sid] = StreamRecord(sid, url, worker, state, float(added_at), int(placements))
             if worker in self.workers:
                 self.workers[worker].streams.add(sid)
 
@@ -122,9 +125,9 @@ class Registry:
                     self.db.execute("DELETE FROM streams WHERE id = ?", (sid,))
                 else:
                     self.db.execute(
-                        "INSERT OR REPLACE INTO streams (id, url, worker, state, added_at, moves) "
+                        "INSERT OR REPLACE INTO streams (id, url, worker, state, added_at, placements) "
                         "VALUES (?, ?, ?, ?, ?, ?)",
-                        (s.id, s.url, s.worker, s.state, s.added_at, s.moves),
+                        (s.id, s.url, s.worker, s.state, s.added_at, s.placements),
                     )
             for name in workers:
                 w = self.workers.get(name)
@@ -162,8 +165,8 @@ class Registry:
             s.worker, s.state = None, PENDING
         else:
             to.streams.add(s.id)
-            if source is not None and source != to.name:
-                s.moves += 1
+            if source != to.name:
+                s.placements += 1
             s.worker, s.state = to.name, RUNNING
         alive_source = source if source in self.workers and self.workers[source].alive else None  # type: ignore[index]
         return Move(s.id, s.url, alive_source, s.worker)

@@ -51,6 +51,13 @@ def mark_box(image: np.ndarray) -> np.ndarray:
     return np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
 
 
+def plain_reference(image: np.ndarray) -> np.ndarray:
+    """The crop of a gallery image's mark as it is, (64, 64, 3) uint8: what the verifier compares with."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+    return cut_crops(image, mark_box(image), CROP_SIZE)[0]
+
+
 def reference_views(image: np.ndarray, views: int, seed: int = 0) -> np.ndarray:
     """The plain crop of a gallery image followed by ``views - 1`` camera renderings of it.
 
@@ -62,9 +69,7 @@ def reference_views(image: np.ndarray, views: int, seed: int = 0) -> np.ndarray:
     Returns:
         (views, 64, 64, 3) uint8 crops.
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-    out = [cut_crops(image, mark_box(image), CROP_SIZE)[0]]
+    out = [plain_reference(image)]
     mask, ink = coverage(image)
     rng = np.random.default_rng(seed)
     attempts = 0

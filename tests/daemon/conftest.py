@@ -135,8 +135,17 @@ class Daemon:
 
     TOKEN = "test-token"
 
-    def __init__(self, root: Path, gallery: Path, webhook: str, extra: dict | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        gallery: Path,
+        webhook: str,
+        extra: dict | None = None,
+        ray: dict | None = None,
+        serve_args: tuple[str, ...] = (),
+    ) -> None:
         self.root, self.port = root, free_port()
+        self.serve_args = serve_args
         root.mkdir(parents=True, exist_ok=True)
         self.config = root / "daemon.yaml"
         daemon = {
@@ -156,6 +165,7 @@ class Daemon:
         base = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "fakewatch.yaml").read_text())
         base.pop("calibration", None)
         base["daemon"] = {**base["daemon"], **daemon}
+        base["ray"] = {**base["ray"], "state_dir": str(root / "fleet"), **(ray or {})}
         self.config.write_text(yaml.safe_dump(base))
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "daemon.log"
@@ -164,7 +174,7 @@ class Daemon:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "pipeline.cli", "serve", "--config", str(self.config), *self.serve_args],
                 stdout=log,
                 stderr=log,
                 env=env,

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.daemon.conftest import fake_clip, rtmp  # noqa: F401  (fixtures shared with the daemon tests)
+from tests.daemon.conftest import fake_clip, receiver, rtmp  # noqa: F401  (fixtures shared with the daemon tests)
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Every Ray port of the test clusters binds 127.0.0.1 only (read by Ray when first imported).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A one-node Ray cluster started by the test, bound to 127.0.0.1, four logical CPUs."""
+    """A one-node Ray cluster started by the test, on loopback, four logical CPUs."""
     ray = pytest.importorskip("ray", reason="install the ray extra: pip install 'fakewatch[ray]'")
-    ray.init(
-        num_cpus=4,
-        include_dashboard=False,
-        namespace="fakewatch-test",
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-    )
+    ray.init(num_cpus=4, include_dashboard=False, namespace="fakewatch-test", log_to_driver=False)
+    assert ray.nodes()[0]["NodeManagerAddress"] == "127.0.0.1"
     yield ray
     ray.shutdown()
 
