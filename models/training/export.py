@@ -3,6 +3,7 @@ the manifest with their SHA-256.
 
     python -m models.training.export detector runs/detector/last.pt models/detector.onnx
     python -m models.training.export embedder runs/embedder/last.pt models/embedder.onnx
+    python -m models.training.export verifier runs/verifier/last.pt models/verifier.onnx
 """
 
 from __future__ import annotations
@@ -20,15 +21,33 @@ import torch
 
 from models.training.detector import INPUT_H, INPUT_W, MarkDetector
 from models.training.embedder import CROP, DIM, MarkEmbedder
+from models.training.verifier import MarkVerifier
 
 # onnxruntime 1.18+ reads IR 10 and opset 21; newer onnx packages write newer IR by default.
 IR_VERSION = 9
 OPSET = 17
 
 
-def load_model(kind: str, checkpoint: str | Path | None) -> torch.nn.Module:
+def input_size(checkpoint: str | Path | None, given: str | None = None) -> tuple[int, int]:
+    """The detector's network input (W, H): as given, else as recorded in the checkpoint, else the default."""
+    text = given
+    if text is None and checkpoint is not None:
+        text = torch.load(checkpoint, map_location="cpu", weights_only=False).get("input_size")
+    if not text:
+        return INPUT_W, INPUT_H
+    w, h = (int(v) for v in str(text).split("x"))
+    return w, h
+
+
+def load_model(kind: str, checkpoint: str | Path | None, size: tuple[int, int] | None = None) -> torch.nn.Module:
     """Build a model of ``kind`` and load its weights (fresh weights when ``checkpoint`` is None)."""
-    model: torch.nn.Module = MarkDetector() if kind == "detector" else MarkEmbedder()
+    model: torch.nn.Module
+    if kind == "detector":
+        model = MarkDetector(size or input_size(checkpoint))
+    elif kind == "verifier":
+        model = MarkVerifier()
+    else:
+        model = MarkEmbedder()
     if checkpoint is not None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
@@ -39,12 +58,17 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
     """Write ``model`` as ONNX with a dynamic batch (and frame size for the detector)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    example: tuple[torch.Tensor, ...]
     if kind == "detector":
-        example = torch.zeros(1, 360, 640, 3, dtype=torch.uint8)
+        example = (torch.zeros(1, 360, 640, 3, dtype=torch.uint8),)
         names_in, names_out = ["frames"], ["boxes", "scores"]
         axes = {"frames": {0: "batch", 1: "height", 2: "width"}, "boxes": {0: "batch"}, "scores": {0: "batch"}}
+    elif kind == "verifier":
+        example = (torch.zeros(2, CROP, CROP, 3, dtype=torch.uint8), torch.zeros(2, CROP, CROP, 3, dtype=torch.uint8))
+        names_in, names_out = ["crops", "references"], ["counterfeit"]
+        axes = {"crops": {0: "batch"}, "references": {0: "batch"}, "counterfeit": {0: "batch"}}
     else:
-        example = torch.zeros(2, CROP, CROP, 3, dtype=torch.uint8)
+        example = (torch.zeros(2, CROP, CROP, 3, dtype=torch.uint8),)
         names_in, names_out = ["crops"], ["authenticity", "identity"]
         axes = {"crops": {0: "batch"}, "authenticity": {0: "batch"}, "identity": {0: "batch"}}
     tmp = out.with_suffix(".tmp.onnx")
@@ -53,7 +77,7 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model,
-            (example,),
+            example,
             str(tmp),
             input_names=names_in,
             output_names=names_out,
@@ -66,7 +90,7 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
     proto.producer_name = "fakewatch"
     meta = {
         "kind": kind,
-        "input": f"{INPUT_W}x{INPUT_H}" if kind == "detector" else f"{CROP}x{CROP}",
+        "input": f"{model.input_w}x{model.input_h}" if kind == "detector" else f"{CROP}x{CROP}",
         "dim": str(DIM) if kind == "embedder" else "",
         "exported": time.strftime("%Y-%m-%d"),
     }
@@ -98,12 +122,12 @@ def max_relative_error(kind: str, model: torch.nn.Module, path: Path, seed: int 
 
     rng = np.random.default_rng(seed)
     shape = (2, 360, 640, 3) if kind == "detector" else (4, CROP, CROP, 3)
-    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    xs = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2 if kind == "verifier" else 1)]
     with torch.no_grad():
-        ref = model(torch.from_numpy(x))
+        ref = model(*(torch.from_numpy(x) for x in xs))
     refs = ref if isinstance(ref, tuple) else (ref,)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outs = sess.run(None, {sess.get_inputs()[0].name: x})
+    outs = sess.run(None, {i.name: x for i, x in zip(sess.get_inputs(), xs, strict=True)})
     worst = 0.0
     for r, o in zip(refs, outs, strict=True):
         r = r.numpy()
@@ -113,12 +137,13 @@ def max_relative_error(kind: str, model: torch.nn.Module, path: Path, seed: int 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=["detector", "embedder"])
+    p.add_argument("kind", choices=["detector", "embedder", "verifier"])
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument("--manifest", default="models/manifest.json")
+    p.add_argument("--input-size", help="detector input WxH (default: as recorded in the checkpoint)")
     args = p.parse_args(argv)
-    model = load_model(args.kind, args.checkpoint)
+    model = load_model(args.kind, args.checkpoint, input_size(args.checkpoint, args.input_size))
     path = export(args.kind, model, args.out)
     err = max_relative_error(args.kind, model, path)
     print(f"exported {path}; ONNX vs torch max relative error {err:.2e}")

@@ -103,7 +103,13 @@ def train(args: argparse.Namespace) -> None:
                     flush=True,
                 )
         torch.save(
-            {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch},
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "epoch": epoch,
+                "input_size": f"{size[0]}x{size[1]}",
+            },
             ckpt.with_suffix(".tmp"),
         )
         ckpt.with_suffix(".tmp").replace(ckpt)

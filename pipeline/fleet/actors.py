@@ -249,7 +249,10 @@ class FleetScheduler:
         except RegistryError as exc:
             return {"error": str(exc)}
         if worker in self.handles:
-            ray.get(self.handles[worker].remove_stream.remote(stream_id), timeout=10)
+            try:
+                ray.get(self.handles[worker].remove_stream.remote(stream_id), timeout=10)
+            except Exception as exc:  # a dead worker runs nothing; the health loop handles it
+                self._event("stop_failed", stream=stream_id, worker=worker, why=str(exc)[:200])
         self._apply(self.registry.place_pending())
         return {}
 
