@@ -48,6 +48,7 @@ data: $(STAMP)
 	$(BIN)/python scripts/make_training_data.py detector --marks $(MARKS) --split heldout --out work/det_val --frames 400 --seed 2 --workers 2
 	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train.npz --authentic 8 --counterfeit 6 --seed 3
 	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train2.npz --authentic 4 --counterfeit 8 --seed 4
+	$(BIN)/python scripts/make_training_data.py references --marks $(MARKS) --out work/references_train.npy
 
 train-detector: $(STAMP)
 	$(BIN)/python -m models.training.train_detector --config configs/train_detector.yaml
@@ -57,6 +58,7 @@ train-embedder: $(STAMP)
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder.yaml
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage2.yaml
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage3.yaml
+	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage4.yaml
 
 train: data train-detector train-embedder export
 

@@ -2,6 +2,7 @@
 
     python scripts/make_training_data.py detector --marks ../shared/data/logos --out work/det_train --frames 8000
     python scripts/make_training_data.py crops --marks ../shared/data/logos --out work/crops_train.npz
+    python scripts/make_training_data.py references --marks ../shared/data/logos --out work/references_train.npy
 
 Brands are split by id (``pipeline.synth.marks.is_held_out``): training sets use training
 brands only, ``--split heldout`` the held-out ones.
@@ -18,8 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.gallery.references import plain_reference
 from pipeline.synth.datasets import crop_set, write_detector_set
 from pipeline.synth.marks import MarkLibrary
+from pipeline.synth.render import gallery_image
 
 
 def split_folder(marks: Path, split: str) -> Path:
@@ -37,7 +40,11 @@ def split_folder(marks: Path, split: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=["detector", "crops"])
+    p.add_argument(
+        "kind",
+        choices=["detector", "crops", "references"],
+        help="detector frames, embedder crops, or each brand's gallery crop (in crop-set order)",
+    )
     p.add_argument("--marks", type=Path, required=True, help="folder of mark PNGs (+ logos.json)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--split", choices=["train", "heldout"], default="train")
@@ -54,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "detector":
         path = write_detector_set(folder, args.out, args.frames, args.seed, workers=args.workers)
         print(f"wrote {path}")
+    elif args.kind == "references":
+        marks = list(MarkLibrary.from_folder(folder))
+        refs = np.stack([plain_reference(gallery_image(m.mask, m.colour)) for m in marks])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(args.out, refs)
+        print(f"wrote {args.out}: the gallery crops of {len(marks)} brands")
     else:
         marks = list(MarkLibrary.from_folder(folder))
         data = crop_set(marks, args.authentic, args.counterfeit, args.seed)

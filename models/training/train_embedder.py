@@ -81,6 +81,9 @@ def train(args: argparse.Namespace) -> None:
         sched.load_state_dict(state["sched"])
         start_epoch = state["epoch"] + 1
         print(f"resumed from epoch {start_epoch}")
+    refs = torch.from_numpy(np.load(args.prototypes)) if args.prototypes else None
+    if refs is not None and len(refs) != n_brands:
+        raise SystemExit(f"{args.prototypes}: {len(refs)} references for {n_brands} brands")
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
     for epoch in range(start_epoch, args.epochs):
@@ -99,6 +102,17 @@ def train(args: argparse.Namespace) -> None:
                 flipped = flip_some(x[:k], gen)
                 _, ident_f = model(flipped)
                 loss_i = loss_i + identity_loss(id_head(ident_f), brand[idx[:k]])
+            if refs is not None:
+                # Retrieval as it happens at run time: each crop, fakes included, must be nearest to
+                # its own brand's gallery reference among the batch's brands and random others.
+                extra = torch.randint(0, n_brands, (args.prototype_negatives,), generator=gen)
+                pool = torch.unique(torch.cat([brand[idx], extra]))
+                _, ref_ident = model(photometric(refs[pool], gen))
+                target = torch.searchsorted(pool, brand[idx])
+                loss_p = identity_loss(ident @ ref_ident.T, target)
+                if args.identity_flips > 0:
+                    loss_p = loss_p + identity_loss(ident_f @ ref_ident.T, target[:k])
+                loss_i = loss_i + args.prototype_weight * loss_p
             loss = loss_a + loss_f + loss_i
             opt.zero_grad()
             loss.backward()
@@ -134,6 +148,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--identity-flips", type=float, default=0.0, help="share of each batch also seen mirrored by the identity head"
     )
+    p.add_argument(
+        "--prototypes", help="(brands, 64, 64, 3) uint8 .npy of each brand's gallery crop, in crop-set order"
+    )
+    p.add_argument("--prototype-negatives", type=int, default=128, help="other brands' references per batch")
+    p.add_argument("--prototype-weight", type=float, default=1.0)
     train(parse(p, argv))
 
 
