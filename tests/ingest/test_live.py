@@ -77,6 +77,6 @@ def test_stalled_source_is_restarted_by_the_watchdog():
     for c in held:
         c.close()
     summary = (src.stats, sorted(set(states)))
+    # The counters, not the sampled states: "stalled" lasts only until the restart begins.
     assert src.stats.stalls >= 2 and src.stats.reconnects >= 2, summary
-    assert "stalled" in states, summary
     assert not thread.is_alive(), summary
