@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.alerts import Alert
-from pipeline.outbox import Outbox, WebhookDeliverer, backoff, sign
+from pipeline.outbox import Forwarder, Outbox, WebhookDeliverer, backoff, sign
 
 SECRET = "whsec_" + base64.b64encode(b"test-secret-key").decode()
 
@@ -115,6 +115,41 @@ def test_restart_resumes_delivery(tmp_path, receiver):
         d.flush(time.monotonic() + 10)
         assert box.counts()["pending"] == 0
     assert len(receiver.received) == 2
+
+
+@pytest.mark.parametrize("failures", [0, 2])
+def test_forwarder_hands_every_alert_on_at_least_once(tmp_path, failures):
+    got: list[str] = []
+    calls = {"n": 0}
+
+    def send(records: list[dict]) -> None:
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise ConnectionError("scheduler restarting")
+        got.extend(r["id"] for r in records)
+
+    with Outbox(tmp_path / "o.sqlite", sinks=("fleet",)) as box:
+        fwd = Forwarder(box, "fleet", send, poll=0.02).start()
+        ids = []
+        for i in range(5):
+            a = alert(i)
+            box.write(a)
+            fwd.wake()
+            ids.append(a.id)
+        assert wait_for(lambda: set(ids) <= set(got))
+        fwd.stop()
+        fwd.flush(time.monotonic() + 1)
+        assert box.due("fleet", now=float("inf")) == []
+
+
+def test_forwarder_flush_sends_what_is_left(tmp_path):
+    got: list[dict] = []
+    with Outbox(tmp_path / "o.sqlite", sinks=("fleet",)) as box:
+        fwd = Forwarder(box, "fleet", got.extend)  # never started: only flush sends
+        box.write(alert(1))
+        box.write(alert(2))
+        fwd.flush(time.monotonic() + 2)
+        assert sorted(r["t"] for r in got) == [1.0, 2.0]
 
 
 def test_same_alert_is_stored_once(tmp_path):
