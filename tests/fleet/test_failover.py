@@ -85,6 +85,17 @@ def test_failover_moves_streams_keeps_alerts_and_registry(ray_cluster, rtmp, fak
         }
         n = len(central)
         assert wait_until(lambda: len(fleet.recent_alerts(1000)) > n, 60, 1.0)
+
+        # A worker joining takes its share: streams move to it and run there.
+        (joined,) = fleet.add_workers(1)
+        snap = ray.get(fleet.scheduler.snapshot.remote())
+        loads = [len(w["streams"]) for w in snap["workers"].values() if w["alive"]]
+        assert len(snap["workers"][joined]["streams"]) >= 3 and max(loads) - min(loads) <= 1, snap["workers"]
+
+        def joined_running() -> bool:
+            return all(s["state"] == "running" for s in fleet.list_streams() if s["worker"] == joined)
+
+        assert wait_until(joined_running, 30, 0.5), fleet.list_streams()
         print(f"streams moved and running {moved_in:.1f} s after the kill")
     finally:
         fleet.shutdown()
