@@ -26,6 +26,7 @@ class VerdictConfig:
 
     match_floor: float = 0.25  # mean identity similarity below which a track imitates no enrolled brand
     min_share: float = 0.5  # share of a track's samples that must vote for its brand
+    attribution_weight: float = 0.0  # weight of authenticity beside identity when naming a mark's brand
     threshold_offset: float = 0.0  # added to every brand's calibrated threshold
     suspicion_span: float = 0.3  # authenticity similarity this far below the threshold scores 1
     confirm: int = 3  # samples a track needs before it can alert
@@ -66,6 +67,16 @@ class MarkSample:
         """Authenticity similarity to ``brand``'s nearest reference (0 when not measured)."""
         return self.auth_sims.get(brand, 0.0)
 
+    def attributed(self, weight: float = 0.0) -> str:
+        """The neighbouring brand this mark shows or imitates: best identity + ``weight`` x authenticity.
+
+        With weight 0 it is the nearest reference's brand. Authenticity helps name the brand of
+        a deformed mark (its shape still resembles the brand's more than any other's).
+        """
+        if weight == 0.0 or not self.brand_sims:
+            return self.brand
+        return max(self.brand_sims, key=lambda b: self.brand_sims[b] + weight * self.auth_sims.get(b, 0.0))
+
 
 @dataclass
 class Track:
@@ -77,9 +88,9 @@ class Track:
     samples: deque[MarkSample]
     alerted: bool = False
 
-    def brand(self) -> tuple[str, float]:
-        """The brand most samples vote for, and its share of the votes."""
-        votes = Counter(s.brand for s in self.samples if s.brand)
+    def brand(self, weight: float = 0.0) -> tuple[str, float]:
+        """The brand most samples vote for (``MarkSample.attributed``), and its share of the votes."""
+        votes = Counter(b for s in self.samples if (b := s.attributed(weight)))
         if not votes:
             return "", 0.0
         brand, n = votes.most_common(1)[0]
@@ -145,7 +156,7 @@ class StreamVerdicts:
         cfg = self.cfg
         if track.alerted or len(track.samples) < cfg.confirm:
             return None
-        brand, share = track.brand()
+        brand, share = track.brand(cfg.attribution_weight)
         if not brand or share < cfg.min_share:
             return None
         if track.mean_identity(brand) < cfg.match_floor:

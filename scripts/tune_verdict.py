@@ -74,8 +74,10 @@ def main() -> int:
         _run(args, clips, cfg, log)
         cache.write_bytes(pickle.dumps(log.frames))
     rows = []
-    grid = itertools.product([0.3, 0.4, 0.5], [0.4, 0.5, 0.6], [-0.15, -0.1, -0.05, 0.0], [2, 3, 4], [0.35, 0.5])
-    for floor, share, offset, confirm, min_det in grid:
+    grid = itertools.product(
+        [0.3, 0.4, 0.5], [0.4, 0.5, 0.6], [-0.15, -0.1, -0.05, 0.0], [2, 3, 4], [0.35, 0.5], [0.0, 0.25, 0.5]
+    )
+    for floor, share, offset, confirm, min_det, weight in grid:
         vc = dataclasses.replace(
             cfg.verdict,
             match_floor=floor,
@@ -83,6 +85,7 @@ def main() -> int:
             threshold_offset=offset,
             confirm=confirm,
             min_detection=min_det,
+            attribution_weight=weight,
         )
         alerts = replay_verdicts(log, vc)
         m = score(clips, alerts).to_dict()
@@ -100,6 +103,7 @@ def main() -> int:
                 "threshold_offset": offset,
                 "confirm": confirm,
                 "min_detection": min_det,
+                "attribution_weight": weight,
                 **{k: m[k] for k in keys},
             }
         )

@@ -100,3 +100,32 @@ def test_suspicion(sim, expected):
 def test_sample_checks_its_box():
     with pytest.raises(ValueError, match=r"expected a \(4,\) box"):
         MarkSample("s", 0, 0.0, np.zeros(5), 0.9, "", 0.0)
+
+
+def _attr_sample(identity: dict, authenticity: dict) -> MarkSample:
+    best = max(identity, key=identity.get) if identity else ""
+    return MarkSample(
+        stream="s",
+        frame=0,
+        t=0.0,
+        box=np.array([0, 0, 40, 40], np.float32),
+        detection=0.9,
+        brand=best,
+        similarity=identity.get(best, 0.0),
+        brand_sims=identity,
+        auth_sims=authenticity,
+    )
+
+
+@pytest.mark.parametrize(
+    ("identity", "authenticity", "weight", "expected"),
+    [
+        ({}, {}, 0.5, ""),  # nothing near: no brand
+        ({"acme": 0.6, "other": 0.55}, {"acme": 0.1, "other": 0.5}, 0.0, "acme"),  # identity alone
+        ({"acme": 0.6, "other": 0.55}, {"acme": 0.1, "other": 0.5}, 0.5, "other"),  # shape decides a near tie
+        ({"acme": 0.8, "other": 0.4}, {"acme": 0.1, "other": 0.5}, 0.5, "acme"),  # a clear identity wins
+        ({"acme": 0.6, "other": 0.55}, {"acme": 0.3}, 0.5, "acme"),  # unmeasured authenticity counts 0
+    ],
+)
+def test_attribution_weighs_authenticity_beside_identity(identity, authenticity, weight, expected):
+    assert _attr_sample(identity, authenticity).attributed(weight) == expected
