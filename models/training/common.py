@@ -58,3 +58,10 @@ def should_stop(args: argparse.Namespace, epoch: int, started: float) -> bool:
         print("time budget reached; resume later with the same command")
         return True
     return False
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a checkpoint atomically (a crash mid-write leaves the previous one intact)."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)

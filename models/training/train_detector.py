@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from models.training.common import parse, seed_all, should_stop, training_parser
+from models.training.common import parse, save_checkpoint, seed_all, should_stop, training_parser
 from models.training.detector import (
     INPUT_H,
     INPUT_W,
@@ -102,7 +102,8 @@ def train(args: argparse.Namespace) -> None:
                     f"({time.time() - t0:.0f}s)",
                     flush=True,
                 )
-        torch.save(
+        save_checkpoint(
+            ckpt,
             {
                 "model": model.state_dict(),
                 "opt": opt.state_dict(),
@@ -110,9 +111,7 @@ def train(args: argparse.Namespace) -> None:
                 "epoch": epoch,
                 "input_size": f"{size[0]}x{size[1]}",
             },
-            ckpt.with_suffix(".tmp"),
         )
-        ckpt.with_suffix(".tmp").replace(ckpt)
         print(f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s", flush=True)
         if should_stop(args, epoch, t0):
             break

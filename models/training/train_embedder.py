@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.training.common import parse, seed_all, should_stop, training_parser
+from models.training.common import parse, save_checkpoint, seed_all, should_stop, training_parser
 from models.training.embedder import MarkEmbedder, ProxyHead, embedder_loss, identity_loss
 
 
@@ -136,8 +136,7 @@ def train(args: argparse.Namespace) -> None:
             "sched": sched.state_dict(),
             "epoch": epoch,
         }
-        torch.save(state, ckpt.with_suffix(".tmp"))
-        ckpt.with_suffix(".tmp").replace(ckpt)
+        save_checkpoint(ckpt, state)
         print(f"epoch {epoch} done ({time.time() - t0:.0f}s)", flush=True)
         if should_stop(args, epoch, t0):
             break

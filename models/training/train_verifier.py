@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.training.common import parse, seed_all, should_stop, training_parser
+from models.training.common import parse, save_checkpoint, seed_all, should_stop, training_parser
 from models.training.train_embedder import load_crops, photometric
 from models.training.verifier import MarkVerifier, verifier_loss
 from pipeline.gallery.references import plain_reference
@@ -120,11 +120,9 @@ def train(args: argparse.Namespace) -> None:
                     f"acc {np.mean(right[-50:]):.3f} ({time.time() - t0:.0f}s)",
                     flush=True,
                 )
-        torch.save(
-            {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch},
-            ckpt.with_suffix(".tmp"),
+        save_checkpoint(
+            ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch}
         )
-        ckpt.with_suffix(".tmp").replace(ckpt)
         print(f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s", flush=True)
         if should_stop(args, epoch, t0):
             break

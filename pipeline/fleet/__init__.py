@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 
 class RayMissing(RuntimeError):
@@ -29,3 +33,19 @@ def require_ray(local: bool = False) -> ModuleType:
     except ImportError:
         raise RayMissing("--ray needs Ray: pip install 'fakewatch[ray]'") from None
     return ray
+
+
+def connect(config: Config, address: str | None = None) -> bool:
+    """Join the cluster at ``address`` (else ``ray.address``; a local one when both are empty).
+
+    Does nothing when Ray is already initialised in this process. Returns whether it started
+    Ray here (the caller then shuts it down when done).
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    rc = config.ray
+    ray.init(
+        address=address or rc.address or None, namespace=rc.namespace, include_dashboard=False, log_to_driver=False
+    )
+    return True

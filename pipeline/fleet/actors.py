@@ -23,7 +23,7 @@ from typing import Any
 from pipeline.alerts import Alert
 from pipeline.config import Config
 from pipeline.daemon.worker import Worker, WorkerError
-from pipeline.fleet import require_ray
+from pipeline.fleet import connect, require_ray
 from pipeline.fleet.registry import Move, Registry, RegistryError
 from pipeline.ingest.urls import check_url
 from pipeline.outbox import Forwarder, Outbox, WebhookDeliverer
@@ -308,14 +308,7 @@ class Fleet:
         from pipeline.cli import resolve_index
 
         rc = self.config.ray
-        if not ray.is_initialized():
-            ray.init(
-                address=address or rc.address or None,
-                namespace=rc.namespace,
-                include_dashboard=False,
-                log_to_driver=False,
-            )
-            self._started_ray = True
+        self._started_ray = connect(self.config, address)
         # Build the gallery index once here, not in every worker at the same time.
         d = self.config.daemon
         index = self.config.path(d.index)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipeline.alerts import Alert, EvidenceWriter
 from pipeline.config import Config
-from pipeline.fleet import require_ray
+from pipeline.fleet import connect, require_ray
 from pipeline.ingest.source import FFmpegSource, Sampling
 from pipeline.spine import SourceResult, Spine, run_sources
 from pipeline.types import Frame
@@ -83,15 +83,7 @@ def replay_on_ray(
     Ray is already initialised in this process, and leaves it again at the end.
     """
     rc = config.ray
-    started = False
-    if not ray.is_initialized():
-        ray.init(
-            address=address or rc.address or None,
-            namespace=rc.namespace,
-            include_dashboard=False,
-            log_to_driver=False,
-        )
-        started = True
+    started = connect(config, address)
     actors = []
     try:
         n = rc.offline_actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
