@@ -32,6 +32,7 @@ SCHEDULER = "fakewatch-scheduler"
 FLEET_SINK = "fleet"
 
 ray = require_ray()
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: E402
 
 
 def worker_outbox(config: Config, name: str) -> Path:
@@ -94,6 +95,10 @@ class FleetWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def node(self) -> str:
+        """The Ray node this worker runs on."""
+        return str(ray.get_runtime_context().get_node_id())
 
     def shutdown(self, timeout: float = 8.0) -> None:
         """Drain frames through the spine, forward every alert, stop (the worker does all three)."""
@@ -315,10 +320,19 @@ class Fleet:
         if not (index / "index.json").is_file():
             index = resolve_index(self.config.path(d.gallery), self.config_path)
         self.config = dataclasses.replace(self.config, daemon=dataclasses.replace(d, index=str(index)))
+        # The scheduler lives beside this process: its registry and outbox are files under
+        # ray.state_dir here, and a lost worker node must not take it along.
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
         self.scheduler = (
             ray.remote(FleetScheduler)
             .options(
-                name=SCHEDULER, get_if_exists=True, max_restarts=-1, max_task_retries=3, max_concurrency=32, num_cpus=0
+                scheduling_strategy=here,
+                name=SCHEDULER,
+                get_if_exists=True,
+                max_restarts=-1,
+                max_task_retries=3,
+                max_concurrency=32,
+                num_cpus=0,
             )
             .remote(self.config)
         )
