@@ -113,3 +113,20 @@ def test_imbalance_is_zero_when_even():
     assert r.imbalance() == 0.5
     r.add_stream("s1", "u1")
     assert r.imbalance() == 0.0
+
+
+def test_missing_ray_is_one_clear_error_line(monkeypatch, capsys, tmp_path):
+    import sys
+    from pathlib import Path
+
+    from pipeline.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
+    demo = Path(__file__).resolve().parents[2] / "demo"
+    clip = next((demo / "clips").glob("*.mp4"))
+    code = main(
+        ["replay", str(clip), "--gallery", str(demo / "gallery"), "--alerts", str(tmp_path / "a.jsonl"), "--ray"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "pip install 'fakewatch[ray]'" in err and "Traceback" not in err
