@@ -6,6 +6,7 @@ import argparse
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,3 +66,16 @@ def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
+
+
+def resume(path: Path, fresh: bool, parts: dict[str, Any]) -> int:
+    """Load every part (model, heads, optimiser, schedule) from ``path`` when it exists and
+    ``fresh`` is not set; returns the epoch to start from (0 when nothing was resumed)."""
+    if fresh or not path.exists():
+        return 0
+    state = torch.load(path, weights_only=False)
+    for key, part in parts.items():
+        part.load_state_dict(state[key])
+    start = int(state["epoch"]) + 1
+    print(f"resumed from epoch {start}")
+    return start

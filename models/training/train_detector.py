@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from models.training.common import parse, save_checkpoint, seed_all, should_stop, training_parser
+from models.training.common import parse, resume, save_checkpoint, seed_all, should_stop, training_parser
 from models.training.detector import (
     INPUT_H,
     INPUT_W,
@@ -67,20 +67,13 @@ def train(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     total_steps = args.epochs * len(loader)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=total_steps, pct_start=0.05)
-    start_epoch = 0
     ckpt = out / "last.pt"
     if args.init and not ckpt.exists():
         # Convolutions do not depend on the input size: weights trained at one resolution start
         # training at another.
         model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
         print(f"initialised from {args.init}")
-    if ckpt.exists() and not args.fresh:
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        start_epoch = state["epoch"] + 1
-        print(f"resumed from epoch {start_epoch}")
+    start_epoch = resume(ckpt, args.fresh, {"model": model, "opt": opt, "sched": sched})
     t0 = time.time()
     for epoch in range(start_epoch, args.epochs):
         model.train()

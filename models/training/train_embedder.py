@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.training.common import parse, save_checkpoint, seed_all, should_stop, training_parser
+from models.training.common import parse, resume, save_checkpoint, seed_all, should_stop, training_parser
 from models.training.embedder import MarkEmbedder, ProxyHead, embedder_loss, identity_loss
 
 
@@ -62,7 +62,6 @@ def train(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=5e-4)
     steps_per_epoch = len(crops) // args.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.05)
-    start_epoch = 0
     ckpt = out / "last.pt"
     if args.init and not ckpt.exists():
         # Warm start (e.g. from a one-head checkpoint): the new identity head starts fresh.
@@ -72,15 +71,9 @@ def train(args: argparse.Namespace) -> None:
         if "id_head" in state:
             id_head.load_state_dict(state["id_head"])
         print(f"initialised from {args.init}; new: {missing}")
-    if ckpt.exists() and not args.fresh:
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        head.load_state_dict(state["head"])
-        id_head.load_state_dict(state["id_head"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        start_epoch = state["epoch"] + 1
-        print(f"resumed from epoch {start_epoch}")
+    start_epoch = resume(
+        ckpt, args.fresh, {"model": model, "head": head, "id_head": id_head, "opt": opt, "sched": sched}
+    )
     refs = torch.from_numpy(np.load(args.prototypes)) if args.prototypes else None
     if refs is not None and len(refs) != n_brands:
         raise SystemExit(f"{args.prototypes}: {len(refs)} references for {n_brands} brands")

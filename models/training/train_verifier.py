@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.training.common import parse, save_checkpoint, seed_all, should_stop, training_parser
+from models.training.common import parse, resume, save_checkpoint, seed_all, should_stop, training_parser
 from models.training.train_embedder import load_crops, photometric
 from models.training.verifier import MarkVerifier, verifier_loss
 from pipeline.gallery.references import plain_reference
@@ -87,15 +87,8 @@ def train(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
     steps_per_epoch = len(crops) // args.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.05)
-    start_epoch = 0
     ckpt = out / "last.pt"
-    if ckpt.exists() and not args.fresh:
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        start_epoch = state["epoch"] + 1
-        print(f"resumed from epoch {start_epoch}")
+    start_epoch = resume(ckpt, args.fresh, {"model": model, "opt": opt, "sched": sched})
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
     for epoch in range(start_epoch, args.epochs):

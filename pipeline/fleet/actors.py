@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import threading
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +133,8 @@ class FleetScheduler:
         self.webhook = WebhookDeliverer(self.outbox, d.webhook_url, d.webhook_secret).start() if d.webhook_url else None
         self.handles: dict[str, Any] = {}
         self.misses: dict[str, int] = {}
-        self.events: list[dict] = []
-        self._lock = threading.Lock()
+        # The latest placement events (joins, losses, failed starts), also written to the log.
+        self.events: deque[dict] = deque(maxlen=1000)
         self._stop = threading.Event()
         # A restarted scheduler finds the workers of its registry by name; the missing are lost.
         for name, w in self.registry.snapshot()["workers"].items():
@@ -231,11 +233,11 @@ class FleetScheduler:
         self._apply(self.registry.place_pending())
 
     def _reconcile(self, name: str, running: set[str]) -> None:
-        snap = self.registry.snapshot()
-        assigned = set(snap["workers"].get(name, {}).get("streams", []))
-        for sid in sorted(assigned - running):
-            self._apply([Move(sid, snap["streams"][sid]["url"], None, name)])
-        for sid in sorted(running - assigned):
+        # Only this worker's streams: a health round must not copy the whole registry per worker.
+        assigned = self.registry.assigned(name)
+        for sid in sorted(assigned.keys() - running):
+            self._apply([Move(sid, assigned[sid], None, name)])
+        for sid in sorted(running - assigned.keys()):
             self.handles[name].remove_stream.remote(sid)
 
     # --- streams and alerts -------------------------------------------------------------
@@ -246,7 +248,7 @@ class FleetScheduler:
         except RegistryError as exc:
             return {"error": str(exc)}
         self._apply([move])
-        return self.registry.snapshot()["streams"][stream_id]
+        return self.registry.stream(stream_id)
 
     def remove_stream(self, stream_id: str) -> dict:
         try:
@@ -276,12 +278,10 @@ class FleetScheduler:
     def counts(self) -> dict:
         return self.outbox.counts()
 
-    def events_since(self, i: int = 0) -> list[dict]:
-        return self.events[i:]
-
     def _event(self, kind: str, **fields: Any) -> None:
-        with self._lock:
-            self.events.append({"t": time.time(), "event": kind, **fields})
+        event = {"t": time.time(), "event": kind, **fields}
+        self.events.append(event)
+        print(f"fakewatch scheduler: {event}", file=sys.stderr, flush=True)
 
     def ready(self) -> bool:
         return True

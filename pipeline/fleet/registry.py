@@ -265,6 +265,17 @@ class Registry:
 
     # --- views --------------------------------------------------------------------------
 
+    def stream(self, stream_id: str) -> dict:
+        """One stream's record as plain data."""
+        with self._lock:
+            return self.streams[stream_id].to_dict()
+
+    def assigned(self, worker: str) -> dict[str, str]:
+        """The streams placed on ``worker``, id -> URL (what it should be running)."""
+        with self._lock:
+            w = self.workers.get(worker)
+            return {sid: self.streams[sid].url for sid in w.streams} if w is not None else {}
+
     def snapshot(self) -> dict:
         """Streams and workers as plain data (for the API, tests and the benchmark)."""
         with self._lock:
