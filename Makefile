@@ -55,6 +55,7 @@ train-detector: $(STAMP)
 	$(BIN)/python -m models.training.train_detector --config configs/train_detector_stage2.yaml
 	$(BIN)/python -m models.training.train_detector --config configs/train_detector_stage3.yaml
 	$(BIN)/python -m models.training.train_detector --config configs/train_detector_stage4.yaml
+	$(BIN)/python -m models.training.train_detector --config configs/train_detector_stage5.yaml
 
 train-embedder: $(STAMP)
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder.yaml
@@ -64,7 +65,7 @@ train-embedder: $(STAMP)
 train: data train-detector train-embedder export
 
 export: $(STAMP)
-	$(BIN)/python -m models.training.export detector runs/detector_stage4/last.pt models/detector.onnx --input-size 640x360
+	$(BIN)/python -m models.training.export detector runs/detector_stage5/last.pt models/detector.onnx --input-size 800x448
 	$(BIN)/python -m models.training.export embedder runs/embedder_stage3/last.pt models/embedder.onnx
 
 validate: $(STAMP)

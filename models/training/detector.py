@@ -100,21 +100,25 @@ class MarkDetector(nn.Module):
 
 
 def make_targets(
-    boxes: torch.Tensor, classes: torch.Tensor, gh: int, gw: int
+    boxes: torch.Tensor, classes: torch.Tensor, gh: int, gw: int, normalise: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Targets for one image with boxes already in network-input pixels.
 
     Returns a (C, gh, gw) gaussian heatmap, (4, gh, gw) ltrb distances and a (gh, gw) box-loss
-    weight. Smaller boxes win cells they share with larger ones.
+    weight. Smaller boxes win cells they share with larger ones. With ``normalise`` each box's
+    weights sum to one over the cells it wins: a 16 px mark owns one or two cells and a 150 px
+    product dozens, and weighting cells alike lets the large boxes decide the regression (small
+    marks were found but boxed loosely, IoU 0.3-0.5).
     """
     heat = torch.zeros(NUM_CLASSES, gh, gw)
     dist = torch.zeros(4, gh, gw)
     weight = torch.zeros(gh, gw)
     best_area = torch.full((gh, gw), float("inf"))
+    owner = torch.full((gh, gw), -1, dtype=torch.long)
     ys = (torch.arange(gh, dtype=torch.float32) + 0.5) * STRIDE
     xs = (torch.arange(gw, dtype=torch.float32) + 0.5) * STRIDE
     cy, cx = torch.meshgrid(ys, xs, indexing="ij")
-    for (x1, y1, x2, y2), c in zip(boxes.tolist(), classes.tolist(), strict=True):
+    for k, ((x1, y1, x2, y2), c) in enumerate(zip(boxes.tolist(), classes.tolist(), strict=True)):
         w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
         bx, by = (x1 + x2) / 2, (y1 + y2) / 2
         sigx, sigy = max(w / 6, STRIDE * 0.5), max(h / 6, STRIDE * 0.5)
@@ -132,6 +136,12 @@ def make_targets(
         dist[2][pos] = (x2 - cx)[pos]
         dist[3][pos] = (y2 - cy)[pos]
         weight[pos] = g[pos]
+        owner[pos] = k
+    if normalise:
+        for k in owner.unique().tolist():
+            if k >= 0:
+                won = owner == k
+                weight[won] = weight[won] / weight[won].sum()
     return heat, dist.clamp(min=1.0), weight
 
 

@@ -30,10 +30,11 @@ from pipeline.synth.datasets import load_coco
 class FrameSet(torch.utils.data.Dataset):
     """COCO frames with targets at the network's output resolution."""
 
-    def __init__(self, coco_path: Path, size: tuple[int, int], augment: bool = True) -> None:
+    def __init__(self, coco_path: Path, size: tuple[int, int], augment: bool = True, per_mark: bool = False) -> None:
         self.items = load_coco(coco_path)
         self.width, self.height = size
         self.augment = augment
+        self.per_mark = per_mark
 
     def __len__(self) -> int:
         return len(self.items)
@@ -51,7 +52,9 @@ class FrameSet(torch.utils.data.Dataset):
         small = cv2.resize(np.ascontiguousarray(img), (iw, ih), interpolation=cv2.INTER_LINEAR)
         scale = np.array([iw / w, ih / h, iw / w, ih / h], np.float32)
         tb = torch.from_numpy(boxes * scale)
-        heat, dist, weight = make_targets(tb, torch.from_numpy(classes), ih // STRIDE, iw // STRIDE)
+        heat, dist, weight = make_targets(
+            tb, torch.from_numpy(classes), ih // STRIDE, iw // STRIDE, normalise=self.per_mark
+        )
         return torch.from_numpy(small), heat, dist, weight
 
 
@@ -61,7 +64,7 @@ def train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     size = tuple(int(v) for v in str(args.input_size).split("x"))
-    data = FrameSet(Path(args.data) / "annotations.json", (size[0], size[1]))
+    data = FrameSet(Path(args.data) / "annotations.json", (size[0], size[1]), per_mark=args.box_weight == "mark")
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch, shuffle=True, drop_last=True)
     model = MarkDetector((size[0], size[1]))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -113,6 +116,12 @@ def train(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = training_parser(__doc__, "runs/detector", 16)
     p.add_argument("--input-size", default=f"{INPUT_W}x{INPUT_H}", help="network input WxH")
+    p.add_argument(
+        "--box-weight",
+        choices=["cell", "mark"],
+        default="cell",
+        help="box-loss weight: per output cell (stages 1-4), or summing to one per mark",
+    )
     train(parse(p, argv))
 
 

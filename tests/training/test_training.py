@@ -105,6 +105,23 @@ def test_targets_peak_at_every_box():
     assert (dist >= 1.0).all()
 
 
+@pytest.mark.parametrize("normalise", [False, True])
+def test_target_weights_per_mark(normalise):
+    # A 12 px mark and a 150 px product: per mark, each box's weights sum to one.
+    boxes = torch.tensor([[20.0, 20.0, 32.0, 32.0], [150.0, 40.0, 300.0, 190.0]])
+    _heat, _dist, weight = make_targets(boxes, torch.tensor([0, 1]), 28, 48, normalise=normalise)
+    small, large = weight[:8, :8].sum().item(), weight[4:, 16:].sum().item()
+    if normalise:
+        assert small == pytest.approx(1.0) and large == pytest.approx(1.0)
+    else:
+        assert large > 10 * small
+
+
+def test_targets_empty_frame():
+    heat, dist, weight = make_targets(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 4, 6, normalise=True)
+    assert heat.sum() == 0 and weight.sum() == 0 and dist.shape == (4, 4, 6)
+
+
 def test_detector_output_shapes():
     boxes, scores = MarkDetector().eval()(torch.zeros(2, 100, 200, 3, dtype=torch.uint8))
     assert boxes.shape[0] == 2 and boxes.shape[2] == 4 and scores.shape[2] == 2
