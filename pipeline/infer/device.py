@@ -62,7 +62,9 @@ class DevicePipeline:
                 results[i] = det
                 pick = np.nonzero((det.classes == MARK) & (det.scores >= min_score))[0]
                 chosen[i] = pick
-                rois.append(square_boxes(det.boxes[pick]))
+                # Whole-pixel regions, as the host path cuts them: on a 19 px mark enlarged to
+                # 64 px, half a pixel of difference is almost two pixels of crop.
+                rois.append(np.round(square_boxes(det.boxes[pick])))
                 owner.extend([j] * len(pick))
             if not owner:
                 continue

@@ -43,8 +43,9 @@ def test_device_path_matches_host_path(frames):
                 cos = np.minimum(
                     np.sum(ref.authenticity * got.authenticity, axis=1), np.sum(ref.identity * got.identity, axis=1)
                 )
-                # Crops away from the frame edge are cut the same way on both paths.
-                assert np.all(cos[inside] > 0.98), cos
+                # Crops away from the frame edge are cut from the same whole-pixel region on both
+                # paths (a small mark enlarged 3x differed by 0.97 when the device cut half pixels).
+                assert np.all(cos[inside] > 0.995), cos
                 k += len(pick)
         device.close()
 
