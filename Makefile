@@ -61,12 +61,13 @@ train-embedder: $(STAMP)
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder.yaml
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage2.yaml
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage3.yaml
+	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage5.yaml
 
 train: data train-detector train-embedder export
 
 export: $(STAMP)
 	$(BIN)/python -m models.training.export detector runs/detector_stage5/last.pt models/detector.onnx --input-size 800x448
-	$(BIN)/python -m models.training.export embedder runs/embedder_stage3/last.pt models/embedder.onnx
+	$(BIN)/python -m models.training.export embedder runs/embedder_stage5/last.pt models/embedder.onnx
 
 validate: $(STAMP)
 	$(BIN)/python scripts/validate_models.py --marks $(MARKS) --det-val work/det_val --out models/validation.json
