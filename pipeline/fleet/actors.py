@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +132,6 @@ class FleetScheduler:
         self.webhook = WebhookDeliverer(self.outbox, d.webhook_url, d.webhook_secret).start() if d.webhook_url else None
         self.handles: dict[str, Any] = {}
         self.misses: dict[str, int] = {}
-        # The latest placement events (joins, losses, failed starts), also written to the log.
-        self.events: deque[dict] = deque(maxlen=1000)
         self._stop = threading.Event()
         # A restarted scheduler finds the workers of its registry by name; the missing are lost.
         for name, w in self.registry.snapshot()["workers"].items():
@@ -279,8 +276,8 @@ class FleetScheduler:
         return self.outbox.counts()
 
     def _event(self, kind: str, **fields: Any) -> None:
+        # Placement events (joins, losses, failed starts) go to the log, where operators read them.
         event = {"t": time.time(), "event": kind, **fields}
-        self.events.append(event)
         print(f"fakewatch scheduler: {event}", file=sys.stderr, flush=True)
 
     def ready(self) -> bool:
