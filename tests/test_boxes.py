@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.boxes import as_boxes, cut_crops, iou_matrix, nms, square_boxes
+from pipeline.boxes import as_boxes, crop_regions, cut_crops, iou_matrix, nms, square_boxes
 
 
 @pytest.mark.parametrize(
@@ -44,6 +44,19 @@ def test_nms(boxes, scores, keep):
 def test_square_boxes_keep_centre_and_pad_longer_side():
     sq = square_boxes(np.array([[10, 20, 30, 60]]), pad=1.0)
     assert sq.tolist() == [[0.0, 20.0, 40.0, 60.0]]
+
+
+@pytest.mark.parametrize(
+    "boxes, expected",
+    [
+        (np.array([[10.2, 20.0, 30.6, 60.4]]), [[0.0, 20.0, 41.0, 60.0]]),  # rounded square, pad 1
+        (np.zeros((0, 4)), []),
+    ],
+)
+def test_crop_regions_are_whole_pixels(boxes, expected):
+    regions = crop_regions(boxes, pad=1.0)
+    assert regions.dtype == np.float32 and regions.shape == (len(boxes), 4)
+    assert regions.tolist() == expected
 
 
 @pytest.mark.parametrize("box", [[10, 10, 50, 30], [-20, -20, 15, 15], [90, 40, 130, 70]])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.boxes import square_boxes
+from pipeline.boxes import crop_regions
 from pipeline.infer.detector import OnnxDetector, decode
 from pipeline.infer.embedder import Embeddings, OnnxEmbedder
 from pipeline.infer.session import DEFAULT_PROVIDERS, OnnxSession
@@ -62,9 +62,7 @@ class DevicePipeline:
                 results[i] = det
                 pick = np.nonzero((det.classes == MARK) & (det.scores >= min_score))[0]
                 chosen[i] = pick
-                # Whole-pixel regions, as the host path cuts them: on a 19 px mark enlarged to
-                # 64 px, half a pixel of difference is almost two pixels of crop.
-                rois.append(np.round(square_boxes(det.boxes[pick])))
+                rois.append(crop_regions(det.boxes[pick]))
                 owner.extend([j] * len(pick))
             if not owner:
                 continue
