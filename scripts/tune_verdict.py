@@ -75,7 +75,7 @@ def main() -> int:
         cache.write_bytes(pickle.dumps(log.frames))
     rows = []
     grid = itertools.product(
-        [0.3, 0.4, 0.5], [0.4, 0.5, 0.6], [-0.15, -0.1, -0.05, 0.0], [2, 3, 4], [0.35, 0.5], [0.0, 0.25, 0.5]
+        [0.3, 0.4, 0.5], [0.4, 0.5, 0.6], [-0.1, -0.05, 0.0, 0.05, 0.1], [2, 3, 4], [0.35, 0.5], [0.0, 0.25, 0.5]
     )
     for floor, share, offset, confirm, min_det, weight in grid:
         vc = dataclasses.replace(
