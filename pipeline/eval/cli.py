@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from pipeline.alerts import AlertFormatError, read_alerts
 from pipeline.config import DEFAULT_CONFIG, Config, ConfigError
+from pipeline.eval.metrics import clip_bootstrap
 from pipeline.eval.scoring import Clip, LabelError, Score, load_clips, score
 
 
@@ -42,8 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def write_clips_csv(path: Path, clips: list[Clip], result: Score) -> None:
-    """One row per clip with its counts."""
+def per_clip_counts(clips: list[Clip], result: Score) -> list[dict[str, Any]]:
+    """One row per clip: its length and its counts of counterfeits, catches and alerts."""
     per: dict[str, dict[str, Any]] = {
         c.stream: {
             "clip": c.stream,
@@ -62,12 +64,24 @@ def write_clips_csv(path: Path, clips: list[Clip], result: Score) -> None:
         if stream in per:
             per[stream]["alerts"] += 1
             per[stream]["false_alerts"] += int(not hit)
+    return list(per.values())
+
+
+def write_clips_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The per-clip rows as CSV."""
     with path.open("w", newline="") as f:
         w = csv.DictWriter(
             f, fieldnames=["clip", "seconds", "objects", "counterfeits", "caught", "alerts", "false_alerts"]
         )
         w.writeheader()
-        w.writerows(per.values())
+        w.writerows(rows)
+
+
+def intervals(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float] | None]:
+    """95% intervals of recall, precision and false alerts per hour over the clips (bootstrap)."""
+    col = {k: np.array([r[k] for r in rows], np.float64) for k in ("counterfeits", "caught", "alerts", "false_alerts")}
+    hours = np.array([r["seconds"] for r in rows], np.float64) / 3600.0
+    return clip_bootstrap(col["counterfeits"], col["caught"], col["alerts"], col["false_alerts"], hours)
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -128,9 +142,10 @@ def evaluate(args: argparse.Namespace) -> dict:
     operating = cfg.verdict.alert_threshold
     extra["alert_threshold"] = operating
     extra["seconds"] = round(time.perf_counter() - t0, 1)
-    metrics = result.to_dict() | extra
+    rows = per_clip_counts(clips, result)
+    metrics = result.to_dict() | extra | {"intervals_95": intervals(rows)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_clips_csv(out / "clips.csv", clips, result)
+    write_clips_csv(out / "clips.csv", rows)
     curve = pr_curve(clips, alerts)
     plot_pr_curve(curve, operating, out / "pr_curve.png")
     if args.calibrate:

@@ -184,8 +184,15 @@ def write_report(
     """One self-contained HTML page: headline figures, the curve, then misses and false alerts."""
     by_stream = {c.stream: c for c in clips}
     esc = html.escape
+    spans = metrics.get("intervals_95") or {}
+
+    def span(key: str) -> str:
+        lo_hi = spans.get(key)
+        return f"{lo_hi[0]} - {lo_hi[1]}" if lo_hi else ""
+
     rows = "".join(
-        f"<tr><th>{esc(k.replace('_', ' '))}</th><td class='num'>{'-' if v is None else v}</td></tr>"
+        f"<tr><th>{esc(k.replace('_', ' '))}</th><td class='num'>{'-' if v is None else v}</td>"
+        f"<td class='num'>{span(k)}</td></tr>"
         for k, v in metrics.items()
         if not isinstance(v, dict | list)
     )
@@ -244,7 +251,7 @@ figcaption {{ font-size: .85em; margin-top: .3em; }}
 <p>{len(clips)} clips, {metrics.get("counts", {}).get("hours", 0) * 60:.1f} minutes of video.
 Each picture shows the stream crop (left) beside the nearest authentic gallery image (right).</p>
 <h2>Headline figures</h2>
-<table id="metrics">{rows}</table>
+<table id="metrics"><tr><th></th><th>measured</th><th>95% interval (clips resampled)</th></tr>{rows}</table>
 <h2>Counts</h2><table id="counts">{counts}</table>
 <h2>Precision and recall</h2>
 <img id="pr-curve" alt="precision/recall curve" src="{_file_uri(curve_png)}">

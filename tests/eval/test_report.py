@@ -60,6 +60,8 @@ def test_outputs(evaluated):
     metrics = json.loads((evaluated / "metrics.json").read_text())
     assert metrics["event_recall"] == 0.5 and metrics["alert_precision"] == 0.5
     assert metrics["counts"]["false_alerts"] == 1
+    # one clip: every resample is that clip, so the interval is the point figure
+    assert metrics["intervals_95"]["event_recall"] == [0.5, 0.5]
     rows = (evaluated / "clips.csv").read_text().splitlines()
     assert rows[0].startswith("clip,") and rows[1].startswith("shop,")
     assert (evaluated / "pr_curve.png").stat().st_size > 1000

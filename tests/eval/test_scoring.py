@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.alerts import Alert, AlertFormatError, read_alerts
+from pipeline.eval.metrics import clip_bootstrap
 from pipeline.eval.scoring import Clip, LabelError, LabelledObject, load_clip, score
 
 FPS = 10.0
@@ -180,3 +181,42 @@ def test_roc_auc():
     assert roc_auc(np.array([0.9, 0.8, 0.1]), np.array([True, True, False])) == 1.0
     assert roc_auc(np.array([0.5, 0.5]), np.array([True, False])) == 0.5
     assert np.isnan(roc_auc(np.array([0.5]), np.array([True])))
+
+
+@pytest.mark.parametrize(
+    ("counterfeits", "caught", "alerts", "false_alerts", "recall", "precision"),
+    [
+        # every clip alike: no resample differs, the interval is the figure itself
+        ([1, 1, 1], [1, 1, 1], [1, 1, 1], [0, 0, 0], (1.0, 1.0), (1.0, 1.0)),
+        ([2, 2], [1, 1], [2, 2], [1, 1], (0.5, 0.5), (0.5, 0.5)),
+        # clips that differ: the interval spans them
+        ([1, 1, 1, 1], [1, 0, 1, 0], [1, 1, 1, 1], [0, 1, 0, 1], None, None),
+        # no alerts anywhere: precision cannot be measured
+        ([1, 1], [0, 0], [0, 0], [0, 0], (0.0, 0.0), "none"),
+    ],
+)
+def test_clip_bootstrap(counterfeits, caught, alerts, false_alerts, recall, precision):
+    hours = np.full(len(caught), 1 / 180)
+    got = clip_bootstrap(np.array(counterfeits), np.array(caught), np.array(alerts), np.array(false_alerts), hours)
+    if recall is None:
+        lo, hi = got["event_recall"]
+        assert 0.0 <= lo < 0.5 < hi <= 1.0
+    else:
+        assert got["event_recall"] == recall
+    if precision == "none":
+        assert got["alert_precision"] is None
+    elif precision is not None:
+        assert got["alert_precision"] == precision
+    assert got["false_alerts_per_stream_hour"][0] >= 0.0
+
+
+def test_clip_bootstrap_without_clips():
+    empty = np.zeros(0)
+    assert clip_bootstrap(empty, empty, empty, empty, empty) == dict.fromkeys(
+        ("event_recall", "alert_precision", "false_alerts_per_stream_hour")
+    )
+
+
+def test_clip_bootstrap_rejects_ragged_inputs():
+    with pytest.raises(ValueError, match="expected five"):
+        clip_bootstrap(np.ones(3), np.ones(3), np.ones(2), np.ones(3), np.ones(3))
