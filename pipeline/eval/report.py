@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.alerts import Alert
 from pipeline.boxes import cut_crops
-from pipeline.eval.scoring import Clip, Score, score
+from pipeline.eval.scoring import Clip, Score, false_alert_kind, score
 from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
 
 
@@ -199,6 +199,10 @@ def write_report(
     counts = "".join(
         f"<tr><th>{esc(k)}</th><td class='num'>{v}</td></tr>" for k, v in metrics.get("counts", {}).items()
     )
+    kinds = "".join(
+        f"<tr><th>{esc(k.replace('_', ' '))}</th><td class='num'>{v}</td></tr>"
+        for k, v in metrics.get("false_alerts_by_kind", {}).items()
+    )
     missed_cards = []
     for r in [o for o in result.objects if not o.caught][:max_items]:
         clip = by_stream[r.stream]
@@ -232,6 +236,7 @@ def write_report(
         false_cards.append(
             f"<figure class='card false'><img alt='false alert {esc(a.brand)}' src='{src}'>"
             f"<figcaption><b>false alert</b>: {esc(a.brand)}, score {a.score:.2f}"
+            f"<br>on: {esc(false_alert_kind(a, by_stream.get(a.stream)).replace('_', ' '))}"
             f"<br>clip {esc(a.stream)}, t={a.t:.1f}s (frame {a.frame})</figcaption></figure>"
         )
     page = f"""<!doctype html>
@@ -253,6 +258,7 @@ Each picture shows the stream crop (left) beside the nearest authentic gallery i
 <h2>Headline figures</h2>
 <table id="metrics"><tr><th></th><th>measured</th><th>95% interval (clips resampled)</th></tr>{rows}</table>
 <h2>Counts</h2><table id="counts">{counts}</table>
+<h2>What the false alerts fell on</h2><table id="false-kinds">{kinds}</table>
 <h2>Precision and recall</h2>
 <img id="pr-curve" alt="precision/recall curve" src="{_file_uri(curve_png)}">
 <h2 id="missed">Missed counterfeits ({len([o for o in result.objects if not o.caught])})</h2>

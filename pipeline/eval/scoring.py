@@ -260,3 +260,53 @@ def score(clips: Sequence[Clip], alerts: Sequence[Alert]) -> Score:
         hits.append(hit)
     hours = sum(c.seconds for c in clips) / 3600
     return Score(objects, hits, hours, [c.stream for c in clips], [a.stream for a in alerts])
+
+
+# What a false alert fell on, most telling first (see ``false_alert_kind``).
+FALSE_ALERT_KINDS = (
+    "counterfeit_named_as_another_brand",
+    "authentic_mark_of_the_brand",
+    "mark_of_another_brand",
+    "counterfeit_of_the_brand_misplaced",
+    "no_labelled_mark",
+)
+
+
+def false_alert_kind(alert: Alert, clip: Clip | None) -> str:
+    """What a false alert fell on: the labelled object its box overlaps (IoU >= 0.3) at its time.
+
+    A counterfeit of another brand means the fake was caught but named wrongly; an authentic mark
+    of the alert's brand means the brand's threshold let a genuine mark through; a mark of another
+    brand (often one outside the gallery) means it was taken for an enrolled brand.
+    """
+    if clip is None:
+        return "no_labelled_mark"
+    frame = alert.t * clip.fps
+    best: tuple[float, LabelledObject] | None = None
+    for obj in clip.objects:
+        if not obj.first_frame() - BEFORE_S * clip.fps <= frame <= obj.last_frame() + AFTER_S * clip.fps:
+            continue
+        iou = float(iou_matrix(np.asarray([alert.box], np.float32), obj.box_near(frame)[None])[0, 0])
+        if best is None or iou > best[0]:
+            best = (iou, obj)
+    if best is None:
+        return "no_labelled_mark"
+    iou, obj = best
+    if iou <= 0.0:
+        return "no_labelled_mark"
+    if iou < IOU_MIN:
+        same_fake = obj.brand == alert.brand and not obj.authentic
+        return "counterfeit_of_the_brand_misplaced" if same_fake else "no_labelled_mark"
+    if obj.authentic:
+        return "authentic_mark_of_the_brand" if obj.brand == alert.brand else "mark_of_another_brand"
+    return "counterfeit_named_as_another_brand" if obj.brand != alert.brand else "counterfeit_of_the_brand_misplaced"
+
+
+def false_alert_kinds(clips: Sequence[Clip], alerts: Sequence[Alert], result: Score) -> dict[str, int]:
+    """How many false alerts fell on each kind of thing (``FALSE_ALERT_KINDS``)."""
+    by_stream = {c.stream: c for c in clips}
+    counts = dict.fromkeys(FALSE_ALERT_KINDS, 0)
+    for alert, hit in zip(alerts, result.alert_hits, strict=True):
+        if not hit:
+            counts[false_alert_kind(alert, by_stream.get(alert.stream))] += 1
+    return counts

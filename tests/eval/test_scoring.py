@@ -9,7 +9,16 @@ import pytest
 
 from pipeline.alerts import Alert, AlertFormatError, read_alerts
 from pipeline.eval.metrics import clip_bootstrap
-from pipeline.eval.scoring import Clip, LabelError, LabelledObject, load_clip, score
+from pipeline.eval.scoring import (
+    FALSE_ALERT_KINDS,
+    Clip,
+    LabelError,
+    LabelledObject,
+    false_alert_kind,
+    false_alert_kinds,
+    load_clip,
+    score,
+)
 
 FPS = 10.0
 
@@ -220,3 +229,30 @@ def test_clip_bootstrap_without_clips():
 def test_clip_bootstrap_rejects_ragged_inputs():
     with pytest.raises(ValueError, match="expected five"):
         clip_bootstrap(np.ones(3), np.ones(3), np.ones(2), np.ones(3), np.ones(3))
+
+
+OTHER_REAL = obj(4, "other", True, box=(600, 100, 700, 200))
+
+
+@pytest.mark.parametrize(
+    ("objects", "a", "kind"),
+    [
+        pytest.param([FAKE], alert(2.0, brand="other"), "counterfeit_named_as_another_brand", id="fake-misnamed"),
+        pytest.param([REAL], alert(2.0, box=(400, 100, 500, 200)), "authentic_mark_of_the_brand", id="authentic"),
+        pytest.param([OTHER_REAL], alert(2.0, box=(600, 100, 700, 200)), "mark_of_another_brand", id="other-mark"),
+        pytest.param([FAKE], alert(2.0, box=(155, 100, 255, 200)), "counterfeit_of_the_brand_misplaced", id="loose"),
+        pytest.param([FAKE], alert(9.0), "no_labelled_mark", id="after-the-object"),
+        pytest.param([FAKE], alert(2.0, box=(500, 300, 600, 350)), "no_labelled_mark", id="elsewhere"),
+        pytest.param([], alert(2.0), "no_labelled_mark", id="no-objects"),
+    ],
+)
+def test_false_alert_kind(objects, a, kind):
+    assert false_alert_kind(a, clip(*objects)) == kind
+
+
+def test_false_alert_kinds_count_only_false_alerts():
+    clips = [clip(FAKE, REAL)]
+    alerts = [alert(2.0), alert(2.0, box=(400, 100, 500, 200)), alert(2.0, stream="unknown")]
+    counts = false_alert_kinds(clips, alerts, score(clips, alerts))
+    assert set(counts) == set(FALSE_ALERT_KINDS) and sum(counts.values()) == 2
+    assert counts["authentic_mark_of_the_brand"] == 1 and counts["no_labelled_mark"] == 1
