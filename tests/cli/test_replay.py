@@ -143,6 +143,9 @@ def test_ctrl_c_keeps_written_alerts_and_exits_cleanly(tmp_path, library, galler
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell running the suite in the background starts it with SIGINT ignored, and Python
+        # then never turns SIGINT into KeyboardInterrupt: give the child Ctrl-C as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(3)
     assert proc.poll() is None
