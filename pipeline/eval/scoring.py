@@ -221,16 +221,23 @@ def _ratio(a: int, b: int) -> float | None:
     return round(a / b, 4) if b else None
 
 
+def overlap(alert: Alert, obj: LabelledObject, fps: float) -> float | None:
+    """IoU of ``alert``'s box with ``obj``'s box nearest its time; None outside the object's window
+    (from BEFORE_S before its first frame to AFTER_S after its last)."""
+    start = obj.first_frame() / fps - BEFORE_S
+    end = obj.last_frame() / fps + AFTER_S
+    if not start <= alert.t <= end:
+        return None
+    box = obj.box_near(alert.t * fps)
+    return float(iou_matrix(np.asarray([alert.box], np.float32), box[None])[0, 0])
+
+
 def catches(alert: Alert, obj: LabelledObject, fps: float) -> bool:
     """Whether ``alert`` catches counterfeit ``obj`` (same brand, time window, IoU >= 0.3)."""
     if obj.authentic or alert.brand != obj.brand:
         return False
-    start = obj.first_frame() / fps - BEFORE_S
-    end = obj.last_frame() / fps + AFTER_S
-    if not start <= alert.t <= end:
-        return False
-    box = obj.box_near(alert.t * fps)
-    return float(iou_matrix(np.asarray([alert.box], np.float32), box[None])[0, 0]) >= IOU_MIN
+    iou = overlap(alert, obj, fps)
+    return iou is not None and iou >= IOU_MIN
 
 
 def score(clips: Sequence[Clip], alerts: Sequence[Alert]) -> Score:
@@ -281,25 +288,22 @@ def false_alert_kind(alert: Alert, clip: Clip | None) -> str:
     """
     if clip is None:
         return "no_labelled_mark"
-    frame = alert.t * clip.fps
     best: tuple[float, LabelledObject] | None = None
     for obj in clip.objects:
-        if not obj.first_frame() - BEFORE_S * clip.fps <= frame <= obj.last_frame() + AFTER_S * clip.fps:
-            continue
-        iou = float(iou_matrix(np.asarray([alert.box], np.float32), obj.box_near(frame)[None])[0, 0])
-        if best is None or iou > best[0]:
+        iou = overlap(alert, obj, clip.fps)
+        if iou is not None and (best is None or iou > best[0]):
             best = (iou, obj)
-    if best is None:
+    if best is None or best[0] <= 0.0:
         return "no_labelled_mark"
     iou, obj = best
-    if iou <= 0.0:
-        return "no_labelled_mark"
+    if obj.brand == alert.brand and not obj.authentic:
+        # A fake of the alert's brand that the alert did not catch: its box overlaps too little.
+        return "counterfeit_of_the_brand_misplaced"
     if iou < IOU_MIN:
-        same_fake = obj.brand == alert.brand and not obj.authentic
-        return "counterfeit_of_the_brand_misplaced" if same_fake else "no_labelled_mark"
+        return "no_labelled_mark"
     if obj.authentic:
         return "authentic_mark_of_the_brand" if obj.brand == alert.brand else "mark_of_another_brand"
-    return "counterfeit_named_as_another_brand" if obj.brand != alert.brand else "counterfeit_of_the_brand_misplaced"
+    return "counterfeit_named_as_another_brand"
 
 
 def false_alert_kinds(clips: Sequence[Clip], alerts: Sequence[Alert], result: Score) -> dict[str, int]:
