@@ -53,14 +53,10 @@ data: $(STAMP)
 # Eight more crop sets, four times the counterfeits per brand, for embedder stages 7 and 8
 # (measured in models/README.md, not shipped): about 4.5 min per set on one core.
 data-more: $(STAMP)
-	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s11.npz --authentic 4 --counterfeit 16 --seed 11
-	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s12.npz --authentic 4 --counterfeit 16 --seed 12
-	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s13.npz --authentic 4 --counterfeit 16 --seed 13
-	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s14.npz --authentic 4 --counterfeit 16 --seed 14
-	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s15.npz --authentic 4 --counterfeit 16 --seed 15
-	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s16.npz --authentic 4 --counterfeit 16 --seed 16
-	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s17.npz --authentic 4 --counterfeit 16 --seed 17
-	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s18.npz --authentic 4 --counterfeit 16 --seed 18
+	for s in 11 12 13 14 15 16 17 18; do \
+	  $(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s$$s.npz \
+	    --authentic 4 --counterfeit 16 --seed $$s || exit 1; \
+	done
 
 train-detector: $(STAMP)
 	$(BIN)/python -m models.training.train_detector --config configs/train_detector.yaml
