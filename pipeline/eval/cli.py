@@ -16,7 +16,7 @@ import yaml
 from pipeline.alerts import AlertFormatError, read_alerts
 from pipeline.config import DEFAULT_CONFIG, Config, ConfigError
 from pipeline.eval.metrics import clip_bootstrap
-from pipeline.eval.scoring import Clip, LabelError, Score, false_alert_kinds, load_clips, score
+from pipeline.eval.scoring import Clip, LabelError, Score, false_alert_kinds, load_clips, recall_by_family, score
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -146,7 +146,11 @@ def evaluate(args: argparse.Namespace) -> dict:
     metrics = (
         result.to_dict()
         | extra
-        | {"intervals_95": intervals(rows), "false_alerts_by_kind": false_alert_kinds(clips, alerts, result)}
+        | {
+            "intervals_95": intervals(rows),
+            "false_alerts_by_kind": false_alert_kinds(clips, alerts, result),
+            "recall_by_family": recall_by_family(result),
+        }
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_clips_csv(out / "clips.csv", rows)

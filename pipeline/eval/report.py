@@ -203,6 +203,11 @@ def write_report(
         f"<tr><th>{esc(k.replace('_', ' '))}</th><td class='num'>{v}</td></tr>"
         for k, v in metrics.get("false_alerts_by_kind", {}).items()
     )
+    families = "".join(
+        f"<tr><th>{esc(fam)}</th><td class='num'>{f['counterfeits']}</td><td class='num'>{f['caught']}</td>"
+        f"<td class='num'>{'-' if f['event_recall'] is None else f['event_recall']}</td></tr>"
+        for fam, f in metrics.get("recall_by_family", {}).items()
+    )
     missed_cards = []
     for r in [o for o in result.objects if not o.caught][:max_items]:
         clip = by_stream[r.stream]
@@ -258,6 +263,8 @@ Each picture shows the stream crop (left) beside the nearest authentic gallery i
 <h2>Headline figures</h2>
 <table id="metrics"><tr><th></th><th>measured</th><th>95% interval (clips resampled)</th></tr>{rows}</table>
 <h2>Counts</h2><table id="counts">{counts}</table>
+<h2>Recall by counterfeit family</h2>
+<table id="families"><tr><th></th><th>fakes</th><th>caught</th><th>event recall</th></tr>{families}</table>
 <h2>What the false alerts fell on</h2><table id="false-kinds">{kinds}</table>
 <h2>Precision and recall</h2>
 <img id="pr-curve" alt="precision/recall curve" src="{_file_uri(curve_png)}">

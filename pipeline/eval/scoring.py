@@ -269,6 +269,21 @@ def score(clips: Sequence[Clip], alerts: Sequence[Alert]) -> Score:
     return Score(objects, hits, hours, [c.stream for c in clips], [a.stream for a in alerts])
 
 
+def recall_by_family(result: Score) -> dict[str, dict[str, float | int | None]]:
+    """Counterfeits, caught and event recall per counterfeit family (labels' optional ``family``).
+
+    Objects without a family are counted under ``"unlabelled"``; families are sorted by name.
+    """
+    counts: dict[str, list[int]] = {}
+    for r in result.objects:
+        c = counts.setdefault(r.object.family or "unlabelled", [0, 0])
+        c[0] += 1
+        c[1] += r.caught
+    return {
+        fam: {"counterfeits": n, "caught": k, "event_recall": _ratio(k, n)} for fam, (n, k) in sorted(counts.items())
+    }
+
+
 # What a false alert fell on, most telling first (see ``false_alert_kind``).
 FALSE_ALERT_KINDS = (
     "counterfeit_named_as_another_brand",

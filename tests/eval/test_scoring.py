@@ -17,6 +17,7 @@ from pipeline.eval.scoring import (
     false_alert_kind,
     false_alert_kinds,
     load_clip,
+    recall_by_family,
     score,
 )
 
@@ -256,3 +257,32 @@ def test_false_alert_kinds_count_only_false_alerts():
     counts = false_alert_kinds(clips, alerts, score(clips, alerts))
     assert set(counts) == set(FALSE_ALERT_KINDS) and sum(counts.values()) == 2
     assert counts["authentic_mark_of_the_brand"] == 1 and counts["no_labelled_mark"] == 1
+
+
+def fake_of(family, box):
+    return LabelledObject(4, "acme", False, np.arange(10, 31), np.tile(np.float32(box), (21, 1)), family)
+
+
+WARP = fake_of("warp", (100, 100, 200, 200))
+MIRROR = fake_of("mirror", (400, 300, 460, 350))
+
+
+@pytest.mark.parametrize(
+    ("objects", "alerts", "expected"),
+    [
+        pytest.param([], [], {}, id="no-counterfeits"),
+        pytest.param([REAL], [], {}, id="authentic-only"),
+        pytest.param([FAKE], [], {"unlabelled": (1, 0, 0.0)}, id="no-family-field"),
+        pytest.param(
+            [WARP, MIRROR, REAL],
+            [alert(2.0)],
+            {"mirror": (1, 0, 0.0), "warp": (1, 1, 1.0)},
+            id="one-family-caught",
+        ),
+        pytest.param([WARP], [alert(2.0), alert(2.5)], {"warp": (1, 1, 1.0)}, id="two-alerts-count-once"),
+    ],
+)
+def test_recall_by_family(objects, alerts, expected):
+    got = recall_by_family(score([clip(*objects)], alerts))
+    assert {k: (v["counterfeits"], v["caught"], v["event_recall"]) for k, v in got.items()} == expected
+    assert list(got) == sorted(got)
