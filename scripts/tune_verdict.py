@@ -4,6 +4,8 @@ Runs detection, embedding and gallery search over the tuning clips once, keeps e
 then replays only the verdict stage for each setting in a grid and scores the alerts.
 
     python scripts/tune_verdict.py --clips work/tune/clips --gallery work/tune/gallery
+
+Several tuning sets can be pooled (``--clips A B --gallery GA GB``, or one gallery or index for all).
 """
 
 from __future__ import annotations
@@ -49,29 +51,36 @@ def replay_verdicts(log: FrameLog, cfg: VerdictConfig) -> list[Alert]:
     return alerts
 
 
-def _run(args: argparse.Namespace, clips: list, cfg: Config, log: FrameLog) -> None:
+def _run(args: argparse.Namespace, clip_sets: list[list], cfg: Config, log: FrameLog) -> None:
     # Judge every mark the detector is fairly sure of; the grid decides the final floor.
     loose = dataclasses.replace(cfg, verdict=dataclasses.replace(cfg.verdict, min_detection=0.3))
-    index = resolve_index(args.gallery)
-    run_clips(clips, index, loose, Path(args.out), Sampling.from_arg(args.sample), 4, observer=log)
+    galleries = args.gallery * len(clip_sets) if len(args.gallery) == 1 else args.gallery
+    for k, (clips, gallery) in enumerate(zip(clip_sets, galleries, strict=True)):
+        out = Path(args.out) / f"set_{k}" if len(clip_sets) > 1 else Path(args.out)
+        run_clips(clips, resolve_index(gallery), loose, out, Sampling.from_arg(args.sample), 4, observer=log)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clips", required=True)
-    p.add_argument("--gallery", required=True)
+    p.add_argument("--clips", required=True, nargs="+", help="one or more folders of tuning clips")
+    p.add_argument("--gallery", required=True, nargs="+", help="one gallery (or index) for all, or one per --clips")
     p.add_argument("--out", default="work/tune_out")
     p.add_argument("--sample", default="2")
     p.add_argument("--reuse", action="store_true", help="reuse the judged marks of the last run")
     args = p.parse_args()
-    clips = load_clips(args.clips)
+    if len(args.gallery) not in (1, len(args.clips)):
+        p.error(f"give one --gallery for all clip folders or one each ({len(args.clips)}), got {len(args.gallery)}")
+    clip_sets = [load_clips(c) for c in args.clips]
+    clips = [c for cs in clip_sets for c in cs]
+    if len({c.stream for c in clips}) != len(clips):
+        p.error("clip stems repeat across the --clips folders; pooled sets need distinct stream ids")
     cfg = Config.load()
     log = FrameLog()
     cache = Path(args.out) / "samples.pkl"
     if args.reuse and cache.exists():
         log.frames = pickle.loads(cache.read_bytes())
     else:
-        _run(args, clips, cfg, log)
+        _run(args, clip_sets, cfg, log)
         cache.write_bytes(pickle.dumps(log.frames))
     rows = []
     grid = itertools.product(
