@@ -189,4 +189,9 @@ def _build(cls: type[T], data: Any, where: str) -> T:
                 raise ConfigError(f"{key}: expected a number, got {value!r}") from None
         else:
             kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from None

@@ -148,7 +148,14 @@ class Spine:
                 crop = all_crops[row] if all_crops is not None else None
                 found.append(
                     self._judge(
-                        frame, box, float(score), vectors.authenticity[row], nb.similarity[row], nb.brand[row], crop
+                        frame,
+                        box,
+                        float(score),
+                        vectors.authenticity[row],
+                        nb.similarity[row],
+                        nb.brand[row],
+                        crop,
+                        vectors.identity[row],
                     )
                 )
                 row += 1
@@ -173,6 +180,7 @@ class Spine:
         sims: np.ndarray,
         brands: np.ndarray,
         crop: np.ndarray | None,
+        identity: np.ndarray | None = None,
     ) -> MarkSample:
         """One mark's gallery evidence: its nearest brand, and per neighbouring brand its
         identity and authenticity similarity."""
@@ -197,6 +205,7 @@ class Spine:
             brand_refs=brand_refs,
             thresholds={b: self.gallery.threshold(b) for b in brand_sims},
             crop=crop,
+            appearance=None if identity is None else np.asarray(identity, np.float32),
         )
 
     def process(self, frames: Sequence[Frame]) -> list[Alert]:

@@ -5,9 +5,11 @@ shows or imitates) and records, for every brand among its neighbours, its identi
 its authenticity similarity to that brand's nearest reference. A track's brand is the one most of
 its samples vote for; it imitates that brand when the vote is clear and the mean identity
 similarity is high enough (a mark of a brand not in the gallery scatters its votes and stays far
-from every brand). It looks counterfeit when its mean authenticity similarity falls below the
-brand's calibrated authenticity threshold. Averaging over a track's samples is what makes the
-call stable: one blurred frame decides nothing. One track raises at most one alert.
+from every brand). It looks counterfeit when its authenticity similarity (an upper quantile over
+its samples, so frames where a hand hides part of the mark weigh less) falls below the brand's
+calibrated authenticity threshold. Judging a track over its samples is what makes the call
+stable: one blurred frame decides nothing. One track raises at most one alert. A mark joins a
+track by position and, with ``min_appearance``, only when it looks like the track.
 """
 
 from __future__ import annotations
@@ -34,8 +36,14 @@ class VerdictConfig:
     max_gap: float = 4.0  # seconds a track survives without a matching mark
     min_detection: float = 0.35  # detector score a mark needs to be judged
     min_size: float = 12.0  # pixels; smaller marks are too small to judge
+    min_appearance: float = 0.0  # identity-vector cosine a mark needs to join a track (0 = position only)
+    authenticity_quantile: float = 0.75  # a track's authenticity: this quantile over its samples
     alert_threshold: float = 0.0  # suspicion score an alert needs (set by calibration)
     brand_thresholds: dict[str, float] = field(default_factory=dict)  # per-brand alert_threshold
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.authenticity_quantile <= 1.0:
+            raise ValueError(f"authenticity_quantile: expected a value in [0, 1], got {self.authenticity_quantile}")
 
 
 @dataclass(frozen=True)
@@ -54,10 +62,13 @@ class MarkSample:
     brand_refs: dict[str, int] = field(default_factory=dict)  # id of that nearest authentic reference per brand
     thresholds: dict[str, float] = field(default_factory=dict)  # authenticity threshold per brand
     crop: np.ndarray | None = field(default=None, repr=False)
+    appearance: np.ndarray | None = field(default=None, repr=False)  # (D,) L2-normalised identity vector
 
     def __post_init__(self) -> None:
         if np.asarray(self.box).shape != (4,):
             raise ValueError(f"expected a (4,) box, got {np.asarray(self.box).shape}")
+        if self.appearance is not None and np.asarray(self.appearance).ndim != 1:
+            raise ValueError(f"expected a (D,) appearance vector, got {np.asarray(self.appearance).shape}")
 
     def identity_to(self, brand: str) -> float:
         """Identity similarity to ``brand``'s nearest reference (0 when none was among the neighbours)."""
@@ -87,6 +98,15 @@ class Track:
     last_t: float
     samples: deque[MarkSample]
     alerted: bool = False
+    appearance: np.ndarray | None = None  # running mean of its samples' identity vectors, L2-normalised
+
+    def follow(self, sample: MarkSample, t: float) -> None:
+        """Add ``sample`` to the track, moving its box and blending its appearance."""
+        self.box, self.last_t = sample.box, t
+        self.samples.append(sample)
+        if sample.appearance is not None:
+            v = sample.appearance if self.appearance is None else self.appearance + sample.appearance
+            self.appearance = v / max(float(np.linalg.norm(v)), 1e-6)
 
     def brand(self, weight: float = 0.0) -> tuple[str, float]:
         """The brand most samples vote for (``MarkSample.attributed``), and its share of the votes."""
@@ -99,8 +119,13 @@ class Track:
     def mean_identity(self, brand: str) -> float:
         return float(np.mean([s.identity_to(brand) for s in self.samples]))
 
-    def mean_authenticity(self, brand: str) -> float:
-        return float(np.mean([s.authenticity_to(brand) for s in self.samples]))
+    def authenticity(self, brand: str, quantile: float = 0.5) -> float:
+        """The ``quantile`` of its samples' authenticity similarity to ``brand``.
+
+        Above the median, frames where a hand or glare hides part of an authentic mark (and make it
+        look like a fake with a part erased) weigh less; a fake stays low in every frame.
+        """
+        return float(np.quantile([s.authenticity_to(brand) for s in self.samples], quantile))
 
 
 @dataclass(frozen=True)
@@ -111,13 +136,25 @@ class Verdict:
     track: int
     brand: str
     score: float
-    similarity: float  # the track's mean authenticity similarity to the brand's references
+    similarity: float  # the track's authenticity similarity to the brand's references
 
 
-def suspicion(mean_sim: float, threshold: float, cfg: VerdictConfig) -> float:
+def appearance_matrix(samples: list[MarkSample], tracks: list[Track]) -> np.ndarray:
+    """Cosine of each sample's identity vector with each track's (1 where either has none)."""
+    out = np.ones((len(samples), len(tracks)), np.float32)
+    rows = [i for i, s in enumerate(samples) if s.appearance is not None]
+    cols = [j for j, tr in enumerate(tracks) if tr.appearance is not None]
+    if rows and cols:
+        a = np.stack([samples[i].appearance for i in rows]).astype(np.float32)  # type: ignore[misc]
+        b = np.stack([tracks[j].appearance for j in cols]).astype(np.float32)  # type: ignore[misc]
+        out[np.ix_(rows, cols)] = a @ b.T
+    return out
+
+
+def suspicion(sim: float, threshold: float, cfg: VerdictConfig) -> float:
     """How far below its brand's authentic range a track falls, in [0, 1]."""
     thr = threshold + cfg.threshold_offset
-    return float(np.clip((thr - mean_sim) / max(cfg.suspicion_span, 1e-3), 0.0, 1.0))
+    return float(np.clip((thr - sim) / max(cfg.suspicion_span, 1e-3), 0.0, 1.0))
 
 
 class StreamVerdicts:
@@ -144,8 +181,7 @@ class StreamVerdicts:
                 track = Track(self._next, sample.box, t, deque(maxlen=cfg.window))
                 self._next += 1
                 self.tracks.append(track)
-            track.box, track.last_t = sample.box, t
-            track.samples.append(sample)
+            track.follow(sample, t)
             verdict = self._judge(track, sample)
             if verdict is not None:
                 track.alerted = True
@@ -161,15 +197,20 @@ class StreamVerdicts:
             return None
         if track.mean_identity(brand) < cfg.match_floor:
             return None
-        mean_sim = track.mean_authenticity(brand)
+        sim = track.authenticity(brand, cfg.authenticity_quantile)
         threshold = next((s.thresholds[brand] for s in reversed(track.samples) if brand in s.thresholds), 1.0)
-        score = suspicion(mean_sim, threshold, cfg)
+        score = suspicion(sim, threshold, cfg)
         if score <= 0 or score < cfg.brand_thresholds.get(brand, cfg.alert_threshold):
             return None
-        return Verdict(sample, track.id, brand, score, mean_sim)
+        return Verdict(sample, track.id, brand, score, sim)
 
     def _associate(self, samples: list[MarkSample]) -> list[Track | None]:
-        """Greedy matching by IoU, then by distance relative to size for fast movers."""
+        """Greedy matching by IoU, then by distance relative to size for fast movers.
+
+        With ``min_appearance`` set, a mark never joins a track that looks unlike it: when a seller
+        puts one product down and raises another in the same place, the new mark starts its own
+        track instead of inheriting the old one's votes (and its verdict).
+        """
         out: list[Track | None] = [None] * len(samples)
         if not samples or not self.tracks:
             return out
@@ -181,6 +222,8 @@ class StreamVerdicts:
         sizes = np.maximum(tboxes[:, 2] - tboxes[:, 0], tboxes[:, 3] - tboxes[:, 1])
         dist = np.linalg.norm(centres[:, None, :] - tcentres[None, :, :], axis=2) / np.maximum(sizes[None, :], 1)
         score = np.where(ious >= 0.2, 1 + ious, np.where(dist < 1.5, 1 - dist / 1.5, 0.0))
+        if self.cfg.min_appearance > 0:
+            score = np.where(appearance_matrix(samples, self.tracks) < self.cfg.min_appearance, 0.0, score)
         used_s: set[int] = set()
         used_t: set[int] = set()
         for flat in np.argsort(-score, axis=None):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import pytest
 
-from pipeline.verdict import MarkSample, StreamVerdicts, VerdictConfig, suspicion
+from pipeline.verdict import MarkSample, StreamVerdicts, Track, VerdictConfig, appearance_matrix, suspicion
 
 CFG = VerdictConfig(match_floor=0.3, min_share=0.5, confirm=3, window=8, max_gap=2.0, min_detection=0.3)
 
 
-def mark(t, sims, box=(100, 100, 160, 150), det=0.9, threshold=0.7):
+def mark(t, sims, box=(100, 100, 160, 150), det=0.9, threshold=0.7, look=None):
     best = max(sims, key=sims.get) if sims else ""
     return MarkSample(
         stream="s",
@@ -24,6 +26,7 @@ def mark(t, sims, box=(100, 100, 160, 150), det=0.9, threshold=0.7):
         auth_sims=dict(sims),
         brand_refs=dict.fromkeys(sims, 0),
         thresholds=dict.fromkeys(sims, threshold),
+        appearance=None if look is None else np.asarray(look, np.float32),
     )
 
 
@@ -80,6 +83,20 @@ def test_one_blurred_frame_does_not_decide():
     assert run(frames) == []
 
 
+@pytest.mark.parametrize(
+    ("quantile", "alerts"),
+    [
+        pytest.param(0.0, 1, id="lowest-sample-decides"),
+        pytest.param(0.5, 1, id="median"),
+        pytest.param(0.75, 0, id="upper-quantile-shrugs-off-occlusion"),
+    ],
+)
+def test_hand_over_an_authentic_mark(quantile, alerts):
+    # An authentic mark, half of its frames partly hidden by a hand (they look like a fake).
+    frames = [(i * 0.5, [mark(i * 0.5, FAKE if i % 2 else REAL)]) for i in range(6)]
+    assert len(run(frames, VerdictConfig(**{**CFG.__dict__, "authenticity_quantile": quantile}))) == alerts
+
+
 def test_moving_mark_stays_one_track():
     frames = [(i * 0.5, [mark(i * 0.5, FAKE, box=(100 + 30 * i, 100, 160 + 30 * i, 150))]) for i in range(6)]
     assert len(run(frames)) == 1
@@ -100,6 +117,57 @@ def test_suspicion(sim, expected):
 def test_sample_checks_its_box():
     with pytest.raises(ValueError, match=r"expected a \(4,\) box"):
         MarkSample("s", 0, 0.0, np.zeros(5), 0.9, "", 0.0)
+
+
+def test_sample_checks_its_appearance():
+    with pytest.raises(ValueError, match=r"expected a \(D,\) appearance vector"):
+        MarkSample("s", 0, 0.0, np.zeros(4), 0.9, "", 0.0, appearance=np.zeros((2, 8)))
+
+
+ACME_LOOK, ZETA_LOOK = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
+ZETA = {"zeta": 0.85}  # an authentic mark of another brand
+
+
+@pytest.mark.parametrize(
+    ("min_appearance", "alerts"),
+    [
+        pytest.param(0.0, 1, id="by-position-alone-the-new-mark-inherits-the-fake's-votes"),
+        pytest.param(0.5, 0, id="unlike-appearance-starts-a-new-track"),
+    ],
+)
+def test_product_swapped_in_place(min_appearance, alerts):
+    # Two samples of a fake of acme (not yet confirmed), then an authentic zeta mark in the same place.
+    frames = [(i * 0.5, [mark(i * 0.5, FAKE, look=ACME_LOOK)]) for i in range(2)]
+    frames += [(1.0 + i * 0.5, [mark(1.0 + i * 0.5, ZETA, look=ZETA_LOOK)]) for i in range(1)]
+    cfg = VerdictConfig(**{**CFG.__dict__, "min_appearance": min_appearance})
+    assert len(run(frames, cfg)) == alerts
+
+
+def test_alike_appearance_stays_one_track():
+    looks = [(1.0, 0.1 * i, 0.0) for i in range(6)]
+    frames = [(i * 0.5, [mark(i * 0.5, FAKE, look=np.array(v) / np.linalg.norm(v))]) for i, v in enumerate(looks)]
+    cfg = VerdictConfig(**{**CFG.__dict__, "min_appearance": 0.8})
+    (v,) = run(frames, cfg)
+    assert v.track == 1
+
+
+@pytest.mark.parametrize(
+    ("looks", "track_looks", "expected"),
+    [
+        pytest.param([], [], np.ones((0, 0)), id="empty"),
+        pytest.param([None], [ACME_LOOK], [[1.0]], id="sample-without-vector"),
+        pytest.param([ACME_LOOK, ZETA_LOOK], [ACME_LOOK], [[1.0], [0.0]], id="cosines"),
+    ],
+)
+def test_appearance_matrix(looks, track_looks, expected):
+    samples = [mark(0.0, FAKE, look=v) for v in looks]
+    tracks = []
+    for k, v in enumerate(track_looks):
+        tr = Track(k, np.zeros(4, np.float32), 0.0, deque(maxlen=4))
+        tr.follow(mark(0.0, FAKE, look=v), 0.0)
+        tracks.append(tr)
+    want = np.asarray(expected, np.float32).reshape(len(looks), len(track_looks))
+    np.testing.assert_allclose(appearance_matrix(samples, tracks), want)
 
 
 def _attr_sample(identity: dict, authenticity: dict) -> MarkSample:

@@ -155,3 +155,22 @@ def test_ctrl_c_keeps_written_alerts_and_exits_cleanly(tmp_path, library, galler
     assert "interrupted" in err and "Traceback" not in err
     if alerts.exists():
         read_alerts(alerts)  # every line that was written parses
+
+
+def test_judged_marks_carry_their_identity_vector(tmp_path, library, gallery):
+    # Track association compares these vectors (verdict.min_appearance): a spine that stopped
+    # passing them would silently fall back to position alone.
+    from pipeline.cli import resolve_index
+    from pipeline.config import Config
+    from pipeline.ingest.source import Sampling, read_frames
+    from pipeline.spine import Spine
+
+    video, _ = _clip(tmp_path, library, [(14, None)], "one_mark", seed=2)
+    frames = read_frames(video, Sampling.from_arg("2"))
+    with Spine.from_config(Config.load(), resolve_index(gallery)) as spine:
+        dim = spine.embedder.identity_dim  # type: ignore[attr-defined]
+        marks = [s for found in spine.samples(frames) for s in found]
+    assert marks, "the shipped detector found no mark in a clip showing one"
+    for s in marks:
+        assert s.appearance is not None and s.appearance.shape == (dim,)
+        assert np.linalg.norm(s.appearance) == pytest.approx(1.0, abs=1e-3)
