@@ -21,7 +21,11 @@ from pipeline.eval.scoring import Clip, LabelError, Score, false_alert_kinds, lo
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clips", required=True, help="folder of labelled clips (video + .json)")
-    p.add_argument("--gallery", help="gallery folder or built index")
+    p.add_argument(
+        "--gallery",
+        help="gallery folder or built index; with --alerts it only names the enrolled brands "
+        "(counterfeits of other brands must never alert, so they are not counted as misses)",
+    )
     p.add_argument("--alerts", help="score this alerts file instead of running the pipeline")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--sample", help="'keyframes', 'all' or frames per second (default: config)")
@@ -44,6 +48,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def enrolled_brands(gallery: Path) -> set[str]:
+    """The brands of a built index, or of a gallery folder (its sub-folders, formats.md section 1)."""
+    from pipeline.cli import UserError
+    from pipeline.gallery.index import GalleryIndex
+
+    if (gallery / "index.json").is_file():
+        with GalleryIndex.open(gallery) as idx:
+            return set(idx.brands)
+    if not gallery.is_dir():
+        raise UserError(f"gallery not found: {gallery}")
+    return {d.name for d in gallery.iterdir() if d.is_dir() and not d.name.startswith(".")}
+
+
 def per_clip_counts(clips: list[Clip], result: Score) -> list[dict[str, Any]]:
     """One row per clip: its length and its counts of counterfeits, catches and alerts."""
     per: dict[str, dict[str, Any]] = {
@@ -51,7 +68,7 @@ def per_clip_counts(clips: list[Clip], result: Score) -> list[dict[str, Any]]:
             "clip": c.stream,
             "seconds": round(c.seconds, 2),
             "objects": len(c.objects),
-            "counterfeits": len(c.counterfeits),
+            "counterfeits": 0,
             "caught": 0,
             "alerts": 0,
             "false_alerts": 0,
@@ -59,6 +76,7 @@ def per_clip_counts(clips: list[Clip], result: Score) -> list[dict[str, Any]]:
         for c in clips
     }
     for o in result.objects:
+        per[o.stream]["counterfeits"] += 1
         per[o.stream]["caught"] += int(o.caught)
     for stream, hit in zip(result.alert_streams, result.alert_hits, strict=True):
         if stream in per:
@@ -97,8 +115,11 @@ def evaluate(args: argparse.Namespace) -> dict:
     extra: dict = {}
     cfg = Config.load(args.config)
     gallery_dir: Path | None = None
+    enrolled: set[str] | None = None
     if args.alerts:
         alerts = read_alerts(args.alerts)
+        if args.gallery:
+            enrolled = enrolled_brands(Path(args.gallery))
     else:
         if not args.gallery:
             raise UserError("give --gallery to run the pipeline, or --alerts to score existing alerts")
@@ -138,7 +159,9 @@ def evaluate(args: argparse.Namespace) -> dict:
             "failed_clips": sorted(failed),
             **log.detection_figures(clips, enrolled),
         }
-    result = score(clips, alerts)
+    result = score(clips, alerts, enrolled)
+    labelled = sum(len(c.counterfeits) for c in clips)
+    extra["counterfeits_of_unenrolled_brands"] = labelled - result.counterfeits if enrolled is not None else None
     operating = cfg.verdict.alert_threshold
     extra["alert_threshold"] = operating
     extra["seconds"] = round(time.perf_counter() - t0, 1)
@@ -154,7 +177,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_clips_csv(out / "clips.csv", rows)
-    curve = pr_curve(clips, alerts)
+    curve = pr_curve(clips, alerts, enrolled)
     plot_pr_curve(curve, operating, out / "pr_curve.png")
     if args.calibrate:
         chosen = calibrate(clips, alerts, args.target_precision)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +28,16 @@ class CurvePoint:
     alerts: int
 
 
-def pr_curve(clips: Sequence[Clip], alerts: Sequence[Alert]) -> list[CurvePoint]:
-    """Alert precision and event recall as the alert score threshold sweeps over the alerts' scores."""
+def pr_curve(
+    clips: Sequence[Clip], alerts: Sequence[Alert], enrolled: Collection[str] | None = None
+) -> list[CurvePoint]:
+    """Alert precision and event recall as the alert score threshold sweeps over the alerts' scores
+    (recall over counterfeits of ``enrolled`` brands when given, as ``score`` counts them)."""
     thresholds = sorted({0.0, *(round(a.score, 4) for a in alerts)})
     points = []
     for thr in thresholds:
         kept = [a for a in alerts if a.score >= thr]
-        s = score(clips, kept)
+        s = score(clips, kept, enrolled)
         points.append(
             CurvePoint(
                 thr,

@@ -6,7 +6,7 @@ Pure functions over parsed records: no video is decoded here.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,16 +240,21 @@ def catches(alert: Alert, obj: LabelledObject, fps: float) -> bool:
     return iou is not None and iou >= IOU_MIN
 
 
-def score(clips: Sequence[Clip], alerts: Sequence[Alert]) -> Score:
+def score(clips: Sequence[Clip], alerts: Sequence[Alert], enrolled: Collection[str] | None = None) -> Score:
     """Score alerts against labelled clips.
 
-    An alert whose stream matches no clip catches nothing (a false alert).
+    An alert whose stream matches no clip catches nothing (a false alert). With ``enrolled`` (the
+    gallery's brands), a counterfeit of a brand outside it is not an object to catch: formats.md
+    says a mark of an unenrolled brand must never raise an alert, so it can only cost a false
+    alert, never a miss. Without it, every labelled counterfeit counts.
     """
     by_stream = {c.stream: c for c in clips}
     objects: list[ObjectResult] = []
     per_stream: dict[str, list[ObjectResult]] = {c.stream: [] for c in clips}
     for clip in clips:
         for obj in clip.counterfeits:
+            if enrolled is not None and obj.brand not in enrolled:
+                continue
             r = ObjectResult(clip.stream, obj, obj.first_frame() / clip.fps)
             objects.append(r)
             per_stream[clip.stream].append(r)

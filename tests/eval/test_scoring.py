@@ -286,3 +286,20 @@ def test_recall_by_family(objects, alerts, expected):
     got = recall_by_family(score([clip(*objects)], alerts))
     assert {k: (v["counterfeits"], v["caught"], v["event_recall"]) for k, v in got.items()} == expected
     assert list(got) == sorted(got)
+
+
+@pytest.mark.parametrize(
+    ("enrolled", "alerts", "counterfeits", "caught", "false_alerts"),
+    [
+        pytest.param(None, [], 2, 0, 0, id="no-gallery-every-fake-counts"),
+        pytest.param({"acme"}, [], 1, 0, 0, id="fake-of-unenrolled-brand-is-not-a-miss"),
+        pytest.param({"acme"}, [alert(2.0)], 1, 1, 0, id="enrolled-fake-caught"),
+        pytest.param(
+            {"acme"}, [alert(2.0, brand="nobrand", box=(300, 250, 360, 300))], 1, 0, 1, id="alert-on-it-is-false"
+        ),
+        pytest.param(set(), [], 0, 0, 0, id="empty-gallery"),
+    ],
+)
+def test_counterfeits_of_unenrolled_brands(enrolled, alerts, counterfeits, caught, false_alerts):
+    result = score([clip(FAKE, UNENROLLED)], alerts, enrolled)
+    assert (result.counterfeits, result.caught, result.false_alerts) == (counterfeits, caught, false_alerts)

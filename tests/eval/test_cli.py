@@ -1,0 +1,38 @@
+"""Which brands a gallery enrols, as the evaluation reads it (folder or built index)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.cli import UserError
+from pipeline.eval.cli import enrolled_brands
+
+
+@pytest.mark.parametrize(
+    ("folders", "expected"),
+    [
+        pytest.param([], set(), id="empty"),
+        pytest.param(["acme", "puma"], {"acme", "puma"}, id="one-per-sub-folder"),
+        pytest.param(["acme", ".cache"], {"acme"}, id="hidden-folders-are-not-brands"),
+    ],
+)
+def test_gallery_folder(tmp_path, folders, expected):
+    for name in folders:
+        (tmp_path / name).mkdir()
+    (tmp_path / "notes.txt").write_text("not a brand")
+    assert enrolled_brands(tmp_path) == expected
+
+
+def test_missing_gallery_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="gallery not found"):
+        enrolled_brands(tmp_path / "nowhere")
+
+
+def test_built_index(tmp_path, library):
+    from pipeline.gallery.index import GalleryIndex
+    from pipeline.synth.clips import write_gallery
+    from tests.conftest import HistogramEmbedder
+
+    gallery = write_gallery(list(library)[:3], tmp_path / "gallery")
+    GalleryIndex.build(gallery, tmp_path / "index", HistogramEmbedder(), "emb-test", views=1).close()
+    assert enrolled_brands(tmp_path / "index") == {m.slug for m in list(library)[:3]}
