@@ -21,7 +21,7 @@ HIGHER_IS_BETTER = ("event_recall", "alert_precision", "detection_ap50", "brand_
 LOWER_IS_BETTER = ("false_alerts_per_stream_hour", "median_time_to_first_alert_s", "alerts_per_caught_counterfeit")
 
 
-def make_gate_set(out: Path, clips: int = 8, seconds: float = 10.0) -> tuple[Path, Path]:
+def make_gate_set(out: Path, clips: int = 24, seconds: float = 10.0) -> tuple[Path, Path]:
     """Render the gate clips and gallery into ``out`` (skipped when already there)."""
     from pipeline.synth.clips import plan_clip, render_clip, write_gallery
     from pipeline.synth.marks import MarkLibrary
