@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.boxes import iou_matrix
+from pipeline.config import Config
 from pipeline.eval.metrics import roc_auc
 from pipeline.eval.scoring import load_clips
 
@@ -32,6 +34,7 @@ def main() -> int:
     p.add_argument("--min-detection", type=float, default=0.5)
     args = p.parse_args()
     clips = {c.stream: c for c in load_clips(args.clips)}
+    quantile = Config.load().verdict.authenticity_quantile
     frames = pickle.loads(Path(args.samples).read_bytes())
     enrolled: set[str] = set()
     found: dict[tuple[str, int], list] = {}
@@ -60,10 +63,11 @@ def main() -> int:
             rows.append((obj, 0, None, None, None, None))
             continue
         votes = [s.brand for s in got]
-        right = max(set(votes), key=votes.count) == obj.brand
+        right = Counter(votes).most_common(1)[0][0] == obj.brand  # ties: first voted wins, every run
         thr = next((s.thresholds[obj.brand] for s in got if obj.brand in s.thresholds), float("nan"))
         ident = float(np.mean([s.identity_to(obj.brand) for s in got]))
-        auth = float(np.mean([s.authenticity_to(obj.brand) for s in got]))
+        # As the verdict judges a track: an upper quantile of its samples' authenticity.
+        auth = float(np.quantile([s.authenticity_to(obj.brand) for s in got], quantile))
         rows.append((obj, len(got), right, ident, auth, thr))
     for label, authentic in (("authentic", True), ("counterfeit", False)):
         sel = [r for r in rows if r[0].authentic == authentic]
@@ -71,13 +75,13 @@ def main() -> int:
         print(
             f"{label}: {len(sel)} objects, {len(det)} detected, {sum(bool(r[2]) for r in det)} voted to their brand, "
             f"mean identity {np.mean([r[3] for r in det]) if det else float('nan'):.3f}, "
-            f"mean authenticity - threshold {np.nanmean([r[4] - r[5] for r in det]) if det else float('nan'):.3f}"
+            f"mean track authenticity - threshold {np.nanmean([r[4] - r[5] for r in det]) if det else float('nan'):.3f}"
         )
     usable = [r for r in rows if r[1] and r[5] == r[5]]
     if usable and len({r[0].authentic for r in usable}) == 2:
         score = np.array([r[4] - r[5] for r in usable])
         auc = roc_auc(score, np.array([r[0].authentic for r in usable]))
-        print(f"track AUC of authenticity - threshold (true brand): {auc:.3f}")
+        print(f"track AUC of authenticity (quantile {quantile}) - threshold (true brand): {auc:.3f}")
     for obj, n, right, ident, auth, thr in rows:
         if not obj.authentic:
             detail = "not detected" if not n else f"identity {ident:.3f} authenticity {auth:.3f} threshold {thr:.3f}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -76,7 +77,7 @@ def main() -> int:
             if len(seen) < 5:
                 continue
             votes = [s.attributed(cfg.attribution_weight) for s in seen]
-            named = max(set(votes), key=votes.count) == obj.brand
+            named = Counter(votes).most_common(1)[0][0] == obj.brand
             crops = [seen[i].crop[:, :, ::-1] for i in np.linspace(0, len(seen) - 1, 5).astype(int)]
             rows.setdefault(obj.family or "counterfeit", []).append(
                 (caught[(clip.stream, obj.id)], named, obj.brand, ref, crops)
