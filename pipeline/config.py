@@ -181,6 +181,9 @@ def _build(cls: type[T], data: Any, where: str) -> T:
                 raise ConfigError(f"{key}: expected true or false, got {value!r}")
             kwargs[name] = value
         elif isinstance(default, str):
+            if isinstance(value, bool):
+                # YAML 1.1 reads an unquoted on/off/yes/no as a boolean: keep the word the user meant.
+                value = "on" if value else "off"
             kwargs[name] = "" if value is None else str(value)
         elif isinstance(default, int | float):
             try:

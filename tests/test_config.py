@@ -58,3 +58,12 @@ def test_calibration_file_is_merged(tmp_path):
     cfg = Config.load(path)
     assert cfg.verdict.alert_threshold == 0.4 and cfg.verdict.brand_thresholds == {"acme": 0.7}
     assert cfg.verdict.confirm == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("on", "on"), ("off", "off"), ("yes", "on"), ('"on"', "on"), ("auto", "auto")]
+)
+def test_unquoted_on_off_stay_words(tmp_path, text, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"models:\n  device_path: {text}\n")
+    assert Config.load(path).models.device_path == expected
