@@ -129,10 +129,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         from tqdm import tqdm
 
         from pipeline.eval.runner import FrameLog, run_clips
-        from pipeline.gallery.index import GalleryIndex
 
-        with GalleryIndex.open(index) as idx:
-            enrolled = set(idx.brands)
+        enrolled = enrolled_brands(Path(index))
         bar = tqdm(
             total=round(sum(c.seconds for c in clips)),
             desc="evaluating",
