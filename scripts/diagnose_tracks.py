@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.boxes import iou_matrix
 from pipeline.config import Config
 from pipeline.eval.metrics import roc_auc
+from pipeline.eval.runner import FrameLog
 from pipeline.eval.scoring import load_clips
 
 
@@ -35,25 +35,15 @@ def main() -> int:
     args = p.parse_args()
     clips = {c.stream: c for c in load_clips(args.clips)}
     quantile = Config.load().verdict.authenticity_quantile
-    frames = pickle.loads(Path(args.samples).read_bytes())
-    enrolled: set[str] = set()
+    log = FrameLog()
+    log.frames = pickle.loads(Path(args.samples).read_bytes())
+    enrolled = {b for _t, samples in log.frames.values() for s in samples for b in s.thresholds}
     found: dict[tuple[str, int], list] = {}
-    for (stream, index), (_t, samples) in frames.items():
-        for s in samples:
-            enrolled |= set(s.thresholds)
-        clip = clips.get(stream)
-        if clip is None:
-            continue
+    for stream, clip in clips.items():
         for k, obj in enumerate(clip.objects):
-            hit = np.nonzero(obj.frames == index)[0]
-            if not len(hit):
-                continue
-            got = found.setdefault((stream, k), [])
-            if samples:
-                ious = iou_matrix(obj.boxes[hit[0]][None], np.asarray([s.box for s in samples], np.float32))[0]
-                j = int(np.argmax(ious))
-                if ious[j] >= 0.3 and samples[j].detection >= args.min_detection:
-                    got.append(samples[j])
+            if any((stream, int(f)) in log.frames for f in obj.frames):
+                got = log.samples_of(stream, obj)
+                found[(stream, k)] = [s for s in got if s.detection >= args.min_detection]
     rows = []
     for (stream, k), got in sorted(found.items()):
         obj = clips[stream].objects[k]

@@ -21,7 +21,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.boxes import iou_matrix
 from pipeline.config import Config
 from pipeline.eval.runner import FrameLog
 from pipeline.eval.scoring import load_clips, score
@@ -53,10 +52,9 @@ def main() -> int:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--per-family", type=int, default=4, help="fakes shown per family, misses first")
     args = p.parse_args()
-    frames = pickle.loads(Path(args.samples).read_bytes())
     clips = [c for folder in args.clips for c in load_clips(folder)]
     log = FrameLog()
-    log.frames = frames
+    log.frames = pickle.loads(Path(args.samples).read_bytes())
     cfg = Config.load().verdict
     result = score(clips, replay_verdicts(log, cfg))
     caught = {(r.stream, r.object.id): r.caught for r in result.objects}
@@ -66,14 +64,7 @@ def main() -> int:
             ref = gallery_tile(args.gallery, obj.brand)
             if ref is None:
                 continue
-            seen = []
-            for k, f in enumerate(obj.frames):
-                judged = frames.get((clip.stream, int(f)), (0.0, []))[1]
-                if not judged:
-                    continue
-                ious = iou_matrix(obj.boxes[k][None], np.float32([s.box for s in judged]))[0]
-                if ious.max() >= 0.3 and judged[int(np.argmax(ious))].crop is not None:
-                    seen.append(judged[int(np.argmax(ious))])
+            seen = [s for s in log.samples_of(clip.stream, obj) if s.crop is not None]
             if len(seen) < 5:
                 continue
             votes = [s.attributed(cfg.attribution_weight) for s in seen]

@@ -11,7 +11,7 @@ from pipeline.alerts import Alert, EvidenceWriter, JsonlSink, read_alerts
 from pipeline.boxes import iou_matrix
 from pipeline.config import Config
 from pipeline.eval.metrics import average_precision
-from pipeline.eval.scoring import Clip
+from pipeline.eval.scoring import Clip, LabelledObject
 from pipeline.ingest.source import FFmpegSource, Sampling
 from pipeline.spine import SourceResult, Spine, run_sources
 from pipeline.types import Frame
@@ -78,6 +78,20 @@ class FrameLog:
 
     def __call__(self, frame: Frame, samples: list[MarkSample]) -> None:
         self.frames[(frame.stream, frame.index)] = (frame.t, samples)
+
+    def samples_of(self, stream: str, obj: LabelledObject, min_iou: float = 0.3) -> list[MarkSample]:
+        """The judged mark that best overlaps ``obj`` in each of its sampled frames, in time order
+        (frames where none overlaps it by ``min_iou`` give none)."""
+        out = []
+        for box, index in zip(obj.boxes, obj.frames, strict=True):
+            samples = self.frames.get((stream, int(index)), (0.0, []))[1]
+            if not samples:
+                continue
+            ious = iou_matrix(box[None], np.asarray([s.box for s in samples], np.float32))[0]
+            j = int(np.argmax(ious))
+            if ious[j] >= min_iou:
+                out.append(samples[j])
+        return out
 
     def detection_figures(self, clips: Sequence[Clip], enrolled: set[str]) -> dict:
         """Mark AP50 over the sampled frames and brand top-1 on detected marks of enrolled brands."""
