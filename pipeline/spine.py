@@ -180,7 +180,7 @@ class Spine:
         sims: np.ndarray,
         brands: np.ndarray,
         crop: np.ndarray | None,
-        identity: np.ndarray | None = None,
+        identity: np.ndarray,
     ) -> MarkSample:
         """One mark's gallery evidence: its nearest brand, and per neighbouring brand its
         identity and authenticity similarity."""
@@ -205,7 +205,7 @@ class Spine:
             brand_refs=brand_refs,
             thresholds={b: self.gallery.threshold(b) for b in brand_sims},
             crop=crop,
-            appearance=None if identity is None else np.asarray(identity, np.float32),
+            appearance=np.asarray(identity, np.float32),
         )
 
     def process(self, frames: Sequence[Frame]) -> list[Alert]:

@@ -98,7 +98,7 @@ class Track:
     last_t: float
     samples: deque[MarkSample]
     alerted: bool = False
-    appearance: np.ndarray | None = None  # running mean of its samples' identity vectors, L2-normalised
+    appearance: np.ndarray | None = None  # its samples' identity vectors blended, newest weighing half
 
     def follow(self, sample: MarkSample, t: float) -> None:
         """Add ``sample`` to the track, moving its box and blending its appearance."""
@@ -119,7 +119,7 @@ class Track:
     def mean_identity(self, brand: str) -> float:
         return float(np.mean([s.identity_to(brand) for s in self.samples]))
 
-    def authenticity(self, brand: str, quantile: float = 0.5) -> float:
+    def authenticity(self, brand: str, quantile: float) -> float:
         """The ``quantile`` of its samples' authenticity similarity to ``brand``.
 
         Above the median, frames where a hand or glare hides part of an authentic mark (and make it
