@@ -38,6 +38,11 @@ class ModelsConfig:
 class DetectorConfig:
     threshold: float = 0.3
     iou: float = 0.5
+    cpu_frames_per_run: int = 1
+
+    def __post_init__(self) -> None:
+        if self.cpu_frames_per_run < 0:
+            raise ConfigError(f"detector.cpu_frames_per_run: expected 0 or more, got {self.cpu_frames_per_run}")
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,9 @@ class Spine:
     ) -> Spine:
         """Load the configured models and open a gallery index built with the same embedder."""
         m = config.models
+        d = config.detector
         detector = OnnxDetector(
-            config.model_path("detector"), m.providers, config.detector.threshold, config.detector.iou, m.threads
+            config.model_path("detector"), m.providers, d.threshold, d.iou, m.threads, d.cpu_frames_per_run
         )
         embedder = OnnxEmbedder(config.model_path("embedder"), m.providers, threads=m.threads)
         gallery = GalleryIndex.open(index, embedder.version)

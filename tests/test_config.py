@@ -27,6 +27,7 @@ def test_every_key_is_commented():
         ("verdict:\n  nonsense: 1\n", "unknown key"),
         ("gallery: [1, 2]\n", "expected a mapping"),
         ("models:\n  device_path: sometimes\n", "device_path"),
+        ("detector:\n  cpu_frames_per_run: -1\n", "detector.cpu_frames_per_run: expected 0 or more"),
         ("verdict:\n  authenticity_quantile: 1.5\n", r"verdict: authenticity_quantile: expected a value in \[0, 1\]"),
         ("- just\n- a list\n", "mapping at the top level"),
         ("verdict: {confirm: [\n", "not valid YAML"),

@@ -67,10 +67,14 @@ class OnnxDetector:
         threshold: float = 0.3,
         iou: float = 0.5,
         threads: int = 0,
+        cpu_frames_per_run: int = 1,
     ) -> None:
         self.session = OnnxSession(path, providers, threads)
         self.threshold = threshold
         self.iou = iou
+        # A batch buys a GPU parallel work; on a CPU it only pushes the stride-8 feature maps out
+        # of cache, so there frames go through the graph a few at a time (0 = all at once).
+        self.frames_per_run = cpu_frames_per_run if self.session.device == "cpu" else 0
         self.input_size = network_input(self.session.metadata.get("input", ""))
 
     @property
@@ -95,7 +99,10 @@ class OnnxDetector:
                 scale = np.array([width / net[0], height / net[1]] * 2, np.float32)
             else:
                 batch, scale = np.stack([images[i] for i in idx]), None
-            boxes, scores = self.session.run(batch)
+            step = self.frames_per_run or len(batch)
+            runs = [self.session.run(batch[k : k + step]) for k in range(0, len(batch), step)]
+            boxes = np.concatenate([b for b, _ in runs])
+            scores = np.concatenate([s for _, s in runs])
             if scale is not None:
                 boxes = boxes * scale
             for j, i in enumerate(idx):

@@ -48,3 +48,18 @@ def test_host_resize_finds_what_the_graph_resize_finds(library, size):
         assert (ious.max(axis=1) >= 0.9).all()
         np.testing.assert_allclose(np.sort(ma.scores[strong_a]), np.sort(mb.scores[strong_b]), atol=0.02)
         assert ma.boxes[:, 2].max() <= size[0] and ma.boxes[:, 3].max() <= size[1]
+
+
+@pytest.mark.parametrize(("per_run", "frames"), [(1, 3), (2, 3), (0, 3), (4, 3), (1, 1), (1, 0)])
+def test_frames_per_run_changes_nothing_but_speed(library, per_run, frames):
+    rng = np.random.default_rng(5)
+    images = [random_scene(rng, [(m.mask, m.colour) for m in library[k : k + 2]])[0] for k in range(frames)]
+    with OnnxDetector(providers=["CPUExecutionProvider"], cpu_frames_per_run=0) as whole:
+        expected = whole.detect(images)
+    with OnnxDetector(providers=["CPUExecutionProvider"], cpu_frames_per_run=per_run) as det:
+        assert det.frames_per_run == per_run
+        got = det.detect(images)
+    assert len(got) == len(expected) == frames
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
