@@ -20,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.gallery.references import plain_reference
+from pipeline.synth.counterfeit import FAMILIES
 from pipeline.synth.datasets import crop_set, write_detector_set
 from pipeline.synth.marks import MarkLibrary
 from pipeline.synth.render import gallery_image
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=8000, help="detector frames")
     p.add_argument("--authentic", type=int, default=8, help="authentic crops per brand")
     p.add_argument("--counterfeit", type=int, default=4, help="counterfeit crops per brand")
+    p.add_argument(
+        "--families",
+        default=",".join(FAMILIES),
+        help="counterfeit families to draw from, comma-separated; repeat one to draw it more often",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
@@ -69,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}: the gallery crops of {len(marks)} brands")
     else:
         marks = list(MarkLibrary.from_folder(folder))
-        data = crop_set(marks, args.authentic, args.counterfeit, args.seed)
+        families = [f.strip() for f in args.families.split(",") if f.strip()]
+        unknown = sorted(set(families) - set(FAMILIES))
+        if unknown or not families:
+            print(f"error: --families: got {args.families!r}; expected some of {', '.join(FAMILIES)}", file=sys.stderr)
+            return 2
+        data = crop_set(marks, args.authentic, args.counterfeit, args.seed, families=families)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, slugs=np.array([m.slug for m in marks]), **data)
         print(f"wrote {args.out}: {len(data['crops'])} crops of {len(marks)} brands")

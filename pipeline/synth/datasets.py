@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -138,20 +138,28 @@ def crop_set(
     counterfeit: int,
     seed: int,
     others: list[Mark] | None = None,
+    families: Sequence[str] = FAMILIES,
 ) -> dict[str, np.ndarray]:
     """Render embedder crops for ``marks``.
+
+    ``families`` are the counterfeit families drawn from, uniformly; a family named twice is
+    drawn twice as often (more examples of the families the embedder separates worst).
 
     Returns arrays: ``crops`` (N, 64, 64, 3) uint8, ``brand`` (N,) index into ``marks``,
     ``fake`` (N,) bool, ``family`` (N,) index into ``FAMILIES`` (-1 for authentic).
     """
     pool = others or marks
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown or not families:
+        raise ValueError(f"unknown counterfeit families {unknown}; expected some of {FAMILIES}")
+    drawn = [FAMILIES.index(f) for f in families]
     crops, brand, fake, family = [], [], [], []
     for b, mark in enumerate(marks):
         rng = np.random.default_rng([seed, b])
         for k in range(authentic + counterfeit):
             mask, fam = mark.mask, -1
             if k >= authentic:
-                fam = int(rng.integers(len(FAMILIES)))
+                fam = drawn[int(rng.integers(len(drawn)))]
                 other = pool[int(rng.integers(len(pool)))].mask
                 made = make_counterfeit(mark.mask, FAMILIES[fam], rng, other=other)
                 if made is None:

@@ -1,0 +1,37 @@
+"""Embedder crop sets: counterfeit families drawn only from those asked for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.synth.counterfeit import FAMILIES
+from pipeline.synth.datasets import crop_set
+
+
+@pytest.mark.parametrize(
+    "families",
+    [("stroke",), ("stroke", "stroke", "aspect"), ("erase", "extra", "warp"), FAMILIES],
+)
+def test_counterfeits_come_from_the_families_asked_for(library, families):
+    data = crop_set(list(library)[:4], authentic=1, counterfeit=4, seed=3, families=families)
+    fake = data["fake"]
+    assert fake.any() and (~fake).any()
+    assert (data["family"][~fake] == -1).all()
+    drawn = {FAMILIES[i] for i in data["family"][fake]}
+    assert drawn <= set(families)
+    assert len(data["crops"]) == len(data["brand"]) == len(fake)
+
+
+def test_all_families_by_default_keep_earlier_sets_reproducible(library):
+    marks = list(library)[:3]
+    a = crop_set(marks, authentic=1, counterfeit=3, seed=5)
+    b = crop_set(marks, authentic=1, counterfeit=3, seed=5, families=FAMILIES)
+    np.testing.assert_array_equal(a["crops"], b["crops"])
+    np.testing.assert_array_equal(a["family"], b["family"])
+
+
+@pytest.mark.parametrize("families", [(), ("bogus",), ("stroke", "Stroke")])
+def test_unknown_families_are_refused(library, families):
+    with pytest.raises(ValueError, match="unknown counterfeit families"):
+        crop_set(list(library)[:2], authentic=1, counterfeit=1, seed=0, families=families)
