@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MARKS ?= ../shared/data/logos
 STAMP := $(VENV)/.installed
 
-.PHONY: venv sysdeps test lint demo data data-more train train-detector train-embedder export validate bench clean
+.PHONY: venv sysdeps test lint demo data data-more data-weak train train-detector train-embedder export validate bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -56,6 +56,14 @@ data-more: $(STAMP)
 	for s in 11 12 13 14 15 16 17 18; do \
 	  $(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s$$s.npz \
 	    --authentic 4 --counterfeit 16 --seed $$s || exit 1; \
+	done
+
+# Four crop sets for the stage-9 candidate that draw the families the embedder separates worst
+# (stroke, aspect, extra) twice as often as erase, warp and splice, and mirror not at all.
+data-weak: $(STAMP)
+	for s in 19 20 21 22; do \
+	  $(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s$$s.npz \
+	    --authentic 4 --counterfeit 16 --seed $$s --families stroke,stroke,aspect,aspect,extra,extra,erase,warp,splice || exit 1; \
 	done
 
 train-detector: $(STAMP)
