@@ -50,15 +50,14 @@ data: $(STAMP)
 	$(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train2.npz --authentic 4 --counterfeit 8 --seed 4
 	$(BIN)/python scripts/make_training_data.py references --marks $(MARKS) --out work/references_train.npy
 
-# Eight more crop sets, four times the counterfeits per brand, for embedder stages 7 and 8
-# (stage 8 is the shipped embedder): about 4.5 min per set on one core.
+# Eight more crop sets, four times the counterfeits per brand, for embedder stages 7 and 8: about 4.5 min per set on one core.
 data-more: $(STAMP)
 	for s in 11 12 13 14 15 16 17 18; do \
 	  $(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s$$s.npz \
 	    --authentic 4 --counterfeit 16 --seed $$s || exit 1; \
 	done
 
-# Four crop sets for the stage-9 candidate that draw the families the embedder separates worst
+# Four crop sets for embedder stage 9 (the shipped embedder) that draw the families the embedder separates worst
 # (stroke, aspect, extra) twice as often as erase, warp and splice, and mirror not at all.
 data-weak: $(STAMP)
 	for s in 19 20 21 22; do \
@@ -80,12 +79,13 @@ train-embedder: $(STAMP)
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage5.yaml
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage7.yaml
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage8.yaml
+	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage9.yaml
 
-train: data data-more train-detector train-embedder export
+train: data data-more data-weak train-detector train-embedder export
 
 export: $(STAMP)
 	$(BIN)/python -m models.training.export detector runs/detector_stage5/last.pt models/detector.onnx --input-size 800x448
-	$(BIN)/python -m models.training.export embedder runs/embedder_stage8/last.pt models/embedder.onnx
+	$(BIN)/python -m models.training.export embedder runs/embedder_stage9/last.pt models/embedder.onnx
 
 validate: $(STAMP)
 	$(BIN)/python scripts/validate_models.py --marks $(MARKS) --det-val work/det_val --out models/validation.json
