@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.gallery.references import plain_reference
 from pipeline.synth.counterfeit import FAMILIES
-from pipeline.synth.datasets import crop_set, write_detector_set
+from pipeline.synth.datasets import crop_set, family_indices, write_detector_set
 from pipeline.synth.marks import MarkLibrary
 from pipeline.synth.render import gallery_image
 
@@ -63,7 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.marks.is_dir():
         print(f"error: marks folder not found: {args.marks}", file=sys.stderr)
         return 2
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    try:
+        family_indices(families)
+    except ValueError as exc:
+        print(f"error: --families {args.families!r}: {exc}", file=sys.stderr)
+        return 2
     folder = split_folder(args.marks, args.split)
+    if not any(folder.glob("*.png")):
+        print(f"error: {args.marks} holds no marks of the {args.split} split", file=sys.stderr)
+        return 2
+    return _make(args, folder, families)
+
+
+def _make(args: argparse.Namespace, folder: Path, families: list[str]) -> int:
     if args.kind == "detector":
         path = write_detector_set(folder, args.out, args.frames, args.seed, workers=args.workers)
         print(f"wrote {path}")
@@ -75,11 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}: the gallery crops of {len(marks)} brands")
     else:
         marks = list(MarkLibrary.from_folder(folder))
-        families = [f.strip() for f in args.families.split(",") if f.strip()]
-        unknown = sorted(set(families) - set(FAMILIES))
-        if unknown or not families:
-            print(f"error: --families: got {args.families!r}; expected some of {', '.join(FAMILIES)}", file=sys.stderr)
-            return 2
         data = crop_set(marks, args.authentic, args.counterfeit, args.seed, families=families)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, slugs=np.array([m.slug for m in marks]), **data)

@@ -72,7 +72,7 @@ class OnnxDetector:
         self.session = OnnxSession(path, providers, threads)
         self.threshold = threshold
         self.iou = iou
-        # A batch buys a GPU parallel work; on a CPU it only pushes the stride-8 feature maps out
+        # On a GPU a batch is parallel work; on a CPU it only pushes the stride-8 feature maps out
         # of cache, so there frames go through the graph a few at a time (0 = all at once).
         self.frames_per_run = cpu_frames_per_run if self.session.device == "cpu" else 0
         self.input_size = network_input(self.session.metadata.get("input", ""))

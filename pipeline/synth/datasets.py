@@ -132,6 +132,14 @@ def load_coco(path: str | Path) -> list[tuple[Path, np.ndarray, np.ndarray]]:
     return out
 
 
+def family_indices(families: Sequence[str]) -> list[int]:
+    """Indices into ``FAMILIES`` of ``families``; ValueError for an unknown name or none at all."""
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown or not families:
+        raise ValueError(f"unknown counterfeit families {unknown}; expected some of {FAMILIES}")
+    return [FAMILIES.index(f) for f in families]
+
+
 def crop_set(
     marks: list[Mark],
     authentic: int,
@@ -149,10 +157,7 @@ def crop_set(
     ``fake`` (N,) bool, ``family`` (N,) index into ``FAMILIES`` (-1 for authentic).
     """
     pool = others or marks
-    unknown = sorted(set(families) - set(FAMILIES))
-    if unknown or not families:
-        raise ValueError(f"unknown counterfeit families {unknown}; expected some of {FAMILIES}")
-    drawn = [FAMILIES.index(f) for f in families]
+    drawn = family_indices(families)
     crops, brand, fake, family = [], [], [], []
     for b, mark in enumerate(marks):
         rng = np.random.default_rng([seed, b])
