@@ -40,6 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-out", help="where --calibrate writes (default: configs/calibration.yaml)")
     p.add_argument("--no-report", action="store_true", help="skip report.html (faster)")
     p.add_argument(
+        "--record",
+        metavar="NAME",
+        help="also keep the headline figures in benchmarks/baseline.json under evaluation.NAME",
+    )
+    p.add_argument(
         "--ray",
         nargs="?",
         const="",
@@ -188,6 +193,10 @@ def evaluate(args: argparse.Namespace) -> dict:
         target.write_text(text)
         metrics["calibration"] = {"file": str(target), **chosen}
         print(f"calibration written to {target}", file=sys.stderr)
+    if args.record:
+        from pipeline.eval.gate import record_evaluation
+
+        record_evaluation(args.record, metrics, str(args.clips))
     if not args.no_report:
         write_report(out / "report.html", metrics, out / "pr_curve.png", clips, alerts, result, gallery_dir)
     return metrics

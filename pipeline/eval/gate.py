@@ -21,6 +21,22 @@ HIGHER_IS_BETTER = ("event_recall", "alert_precision", "detection_ap50", "brand_
 LOWER_IS_BETTER = ("false_alerts_per_stream_hour", "median_time_to_first_alert_s", "alerts_per_caught_counterfeit")
 
 
+def record_evaluation(name: str, metrics: dict, source: str, baseline: Path = BASELINE) -> None:
+    """Keep an evaluation's headline figures in the baseline file under ``evaluation.<name>``.
+
+    Recorded, not gated: the evaluation clip sets are too large to generate on every CI run. The
+    gate's own margins and figures are left as they are.
+    """
+    data = json.loads(baseline.read_text()) if baseline.exists() else {"margins": {}, "figures": {}}
+    counts = metrics.get("counts", {})
+    data.setdefault("evaluation", {})[name] = {
+        "source": source,
+        **{k: metrics.get(k) for k in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER)},
+        "counts": {k: counts.get(k) for k in ("clips", "hours", "counterfeits", "caught", "alerts", "false_alerts")},
+    }
+    baseline.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def make_gate_set(out: Path, clips: int = 24, seconds: float = 10.0) -> tuple[Path, Path]:
     """Render the gate clips and gallery into ``out`` (skipped when already there)."""
     from pipeline.synth.clips import plan_clip, render_clip, write_gallery
