@@ -9,7 +9,9 @@ from every brand). It looks counterfeit when its authenticity similarity (an upp
 its samples, so frames where a hand hides part of the mark weigh less) falls below the brand's
 calibrated authenticity threshold. Judging a track over its samples is what makes the call
 stable: one blurred frame decides nothing. One track raises at most one alert. A mark joins a
-track by position and, with ``min_appearance``, only when it looks like the track.
+track by position and, with ``min_appearance``, only when it looks like the track. With
+``brand_agreement``, a track alerts only when the authenticity similarities also rank its brand
+near the top: where the two heads disagree, the brand is usually wrong.
 """
 
 from __future__ import annotations
@@ -38,12 +40,15 @@ class VerdictConfig:
     min_size: float = 12.0  # pixels; smaller marks are too small to judge
     min_appearance: float = 0.0  # identity-vector cosine a mark needs to join a track (0 = position only)
     authenticity_quantile: float = 0.75  # a track's authenticity: this quantile over its samples
+    brand_agreement: int = 0  # the track's brand must rank in this top-k by authenticity (0 = off)
     alert_threshold: float = 0.0  # suspicion score an alert needs (set by calibration)
     brand_thresholds: dict[str, float] = field(default_factory=dict)  # per-brand alert_threshold
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.authenticity_quantile <= 1.0:
             raise ValueError(f"authenticity_quantile: expected a value in [0, 1], got {self.authenticity_quantile}")
+        if self.brand_agreement < 0:
+            raise ValueError(f"brand_agreement: expected 0 or more, got {self.brand_agreement}")
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,17 @@ class Track:
         """
         return float(np.quantile([s.authenticity_to(brand) for s in self.samples], quantile))
 
+    def authenticity_rank(self, brand: str) -> int:
+        """Where ``brand`` ranks (1 = first) among its samples' brands by mean authenticity similarity.
+
+        The authenticity head answers "whose authentic references is this closest to" apart from
+        the identity head; a fake the identity head names as another brand often stays closer to
+        its own brand's references there.
+        """
+        brands = {b for s in self.samples for b in s.auth_sims} | {brand}
+        mean = {b: float(np.mean([s.authenticity_to(b) for s in self.samples])) for b in brands}
+        return 1 + sum(v > mean[brand] for b, v in mean.items() if b != brand)
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -196,6 +212,8 @@ class StreamVerdicts:
         if not brand or share < cfg.min_share:
             return None
         if track.mean_identity(brand) < cfg.match_floor:
+            return None
+        if cfg.brand_agreement and track.authenticity_rank(brand) > cfg.brand_agreement:
             return None
         sim = track.authenticity(brand, cfg.authenticity_quantile)
         threshold = next((s.thresholds[brand] for s in reversed(track.samples) if brand in s.thresholds), 1.0)

@@ -87,10 +87,9 @@ def main() -> int:
     enrolled = set().union(*(enrolled_brands(Path(g)) for g in args.gallery))
     rows = []
     # confirm stops at 3: at the daemon's 1 fps a fourth sample puts a live alert past 5 s.
-    grid = itertools.product(
-        [0.3, 0.4, 0.5], [0.4, 0.5, 0.6], [-0.1, -0.05, 0.0, 0.05, 0.1], [2, 3], [0.35, 0.5], [0.0, 0.25, 0.5]
-    )
-    for floor, share, offset, confirm, min_det, weight in grid:
+    floors, shares, offsets = [0.3, 0.4, 0.5], [0.4, 0.5, 0.6], [-0.1, -0.05, 0.0, 0.05, 0.1]
+    grid = itertools.product(floors, shares, offsets, [2, 3], [0.35, 0.5], [0.0, 0.25, 0.5], [0, 1, 2])
+    for floor, share, offset, confirm, min_det, weight, agreement in grid:
         vc = dataclasses.replace(
             cfg.verdict,
             match_floor=floor,
@@ -99,6 +98,7 @@ def main() -> int:
             confirm=confirm,
             min_detection=min_det,
             attribution_weight=weight,
+            brand_agreement=agreement,
         )
         alerts = replay_verdicts(log, vc)
         m = score(clips, alerts, enrolled).to_dict()
@@ -117,6 +117,7 @@ def main() -> int:
                 "confirm": confirm,
                 "min_detection": min_det,
                 "attribution_weight": weight,
+                "brand_agreement": agreement,
                 **{k: m[k] for k in keys},
             }
         )

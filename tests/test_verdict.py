@@ -197,3 +197,58 @@ def _attr_sample(identity: dict, authenticity: dict) -> MarkSample:
 )
 def test_attribution_weighs_authenticity_beside_identity(identity, authenticity, weight, expected):
     assert _attr_sample(identity, authenticity).attributed(weight) == expected
+
+
+@pytest.mark.parametrize(
+    ("authenticity", "brand", "rank"),
+    [
+        ({"acme": 0.5, "other": 0.3}, "acme", 1),
+        ({"acme": 0.3, "other": 0.5}, "acme", 2),
+        ({"acme": 0.3, "other": 0.5, "third": 0.4}, "acme", 3),
+        ({"acme": 0.5, "other": 0.5}, "acme", 1),  # a tie does not push a brand down
+        ({"other": 0.5}, "acme", 2),  # never measured: similarity 0
+        ({}, "acme", 1),
+    ],
+)
+def test_authenticity_rank(authenticity, brand, rank):
+    track = Track(1, np.zeros(4, np.float32), 0.0, deque([_attr_sample({"acme": 0.6}, authenticity)] * 3))
+    assert track.authenticity_rank(brand) == rank
+
+
+# Named acme by identity, but its shape is closer to another brand's authentic references.
+DISAGREE = MarkSample(
+    stream="s",
+    frame=0,
+    t=0.0,
+    box=np.array([100, 100, 160, 150], np.float32),
+    detection=0.9,
+    brand="acme",
+    similarity=0.6,
+    brand_sims={"acme": 0.6, "other": 0.4},
+    auth_sims={"acme": 0.3, "other": 0.5},
+    thresholds={"acme": 0.7, "other": 0.7},
+)
+
+
+@pytest.mark.parametrize(
+    ("sample", "agreement", "alerts"),
+    [
+        pytest.param(DISAGREE, 0, 1, id="off"),
+        pytest.param(DISAGREE, 1, 0, id="heads-disagree"),
+        pytest.param(DISAGREE, 2, 1, id="runner-up-allowed"),
+        pytest.param(None, 1, 1, id="heads-agree"),
+    ],
+)
+def test_brand_agreement(sample, agreement, alerts):
+    cfg = VerdictConfig(**{**CFG.__dict__, "brand_agreement": agreement})
+    frames = []
+    for i in range(4):
+        t = i * 0.5
+        m = mark(t, FAKE) if sample is None else MarkSample(**{**sample.__dict__, "t": t, "frame": int(t * 30)})
+        frames.append((t, [m]))
+    assert len(run(frames, cfg)) == alerts
+
+
+def test_brand_agreement_must_not_be_negative():
+    with pytest.raises(ValueError, match="brand_agreement"):
+        VerdictConfig(brand_agreement=-1)
