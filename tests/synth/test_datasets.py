@@ -41,34 +41,25 @@ def test_unknown_families_are_refused(library, families):
         crop_set(list(library)[:2], authentic=1, counterfeit=1, seed=0, families=families)
 
 
-def test_make_training_data_refuses_an_unknown_family_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--split", "heldout", "--families", "stroke,bogus"], "unknown counterfeit families ['bogus']"),
+        # The committed sample holds held-out brands only: its training split is empty.
+        (["--split", "train"], "no marks of the train split"),
+    ],
+)
+def test_make_training_data_refuses_bad_input_in_one_line(tmp_path, args, message):
     root = Path(__file__).resolve().parents[2]
-    out = tmp_path / "crops.npz"
     script, marks = root / "scripts" / "make_training_data.py", root / "data" / "marks"
+    out = tmp_path / "crops.npz"
     proc = subprocess.run(
-        [sys.executable, str(script), "crops", "--marks", str(marks), "--out", str(out), "--families", "stroke,bogus"],
+        [sys.executable, str(script), "crops", "--marks", str(marks), "--out", str(out), *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 2
-    assert "unknown counterfeit families ['bogus']" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not out.exists()
-
-
-def test_make_training_data_says_when_a_split_has_no_marks(tmp_path):
-    # The committed sample holds held-out brands only: its training split is empty.
-    root = Path(__file__).resolve().parents[2]
-    script, marks = root / "scripts" / "make_training_data.py", root / "data" / "marks"
-    out = tmp_path / "crops.npz"
-    proc = subprocess.run(
-        [sys.executable, str(script), "crops", "--marks", str(marks), "--out", str(out), "--split", "train"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("error:") and "no marks of the train split" in proc.stderr
+    assert proc.stderr.startswith("error:") and message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
