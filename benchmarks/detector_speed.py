@@ -30,9 +30,7 @@ def main() -> None:
         batch = np.stack(frames)
 
         def graph_only() -> int:
-            step = det.frames_per_run or len(batch)
-            for k in range(0, len(batch), step):
-                det.session.run(batch[k : k + step])
+            det.run_network(batch)
             return len(frames)
 
         def graph_whole_batch() -> int:

@@ -58,7 +58,8 @@ def network_input(text: str) -> tuple[int, int] | None:
 
 
 class OnnxDetector:
-    """The ONNX mark detector; frames of one size are run as one batch."""
+    """The ONNX mark detector; frames of one size are batched together (on the CPU provider, the
+    graph then takes them ``cpu_frames_per_run`` at a time)."""
 
     def __init__(
         self,
@@ -99,15 +100,18 @@ class OnnxDetector:
                 scale = np.array([width / net[0], height / net[1]] * 2, np.float32)
             else:
                 batch, scale = np.stack([images[i] for i in idx]), None
-            step = self.frames_per_run or len(batch)
-            runs = [self.session.run(batch[k : k + step]) for k in range(0, len(batch), step)]
-            boxes = np.concatenate([b for b, _ in runs])
-            scores = np.concatenate([s for _, s in runs])
+            boxes, scores = self.run_network(batch)
             if scale is not None:
                 boxes = boxes * scale
             for j, i in enumerate(idx):
                 results[i] = decode(boxes[j], scores[j], width, height, self.threshold, self.iou)
         return [r if r is not None else Detections.empty() for r in results]
+
+    def run_network(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The graph's raw boxes and scores for a (B, H, W, 3) uint8 batch, ``frames_per_run`` at a time."""
+        step = self.frames_per_run or len(batch)
+        runs = [self.session.run(batch[k : k + step]) for k in range(0, len(batch), step)]
+        return np.concatenate([b for b, _ in runs]), np.concatenate([s for _, s in runs])
 
     def close(self) -> None:
         self.session.close()
