@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MARKS ?= ../shared/data/logos
 STAMP := $(VENV)/.installed
 
-.PHONY: venv sysdeps test lint demo data data-more data-weak train train-detector train-embedder export validate bench clean
+.PHONY: venv sysdeps test lint demo data data-more data-weak data-96 train train-detector train-embedder export validate bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -63,6 +63,14 @@ data-weak: $(STAMP)
 	for s in 19 20 21 22; do \
 	  $(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s$$s.npz \
 	    --authentic 4 --counterfeit 16 --seed $$s --families stroke,stroke,aspect,aspect,extra,extra,erase,warp,splice || exit 1; \
+	done
+
+# Four crop sets at 96 px for the larger-crop embedder (stage 10, `configs/train_embedder_stage10.yaml`).
+data-96: $(STAMP)
+	mkdir -p work/c96
+	for s in 31 32 33 34; do \
+	  $(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/c96/crops_s$$s.npz \
+	    --authentic 6 --counterfeit 14 --seed $$s --crop-size 96 || exit 1; \
 	done
 
 train-detector: $(STAMP)

@@ -18,8 +18,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seconds", type=float, default=5.0)
     args = p.parse_args()
-    crops = np.random.default_rng(0).integers(0, 256, (args.batch, 64, 64, 3), dtype=np.uint8)
     with OnnxEmbedder(threads=1, providers=["CPUExecutionProvider"], batch=args.batch) as emb:
+        side = emb.crop_size
+        crops = np.random.default_rng(0).integers(0, 256, (args.batch, side, side, 3), dtype=np.uint8)
 
         def single() -> int:
             emb.embed(crops[:1])
@@ -34,7 +35,7 @@ def main() -> None:
         report(
             {
                 "benchmark": "embedder_speed",
-                "crop": "64x64",
+                "crop": f"{side}x{side}",
                 "threads": 1,
                 "batch": args.batch,
                 "crops_per_s": round(cps, 1),

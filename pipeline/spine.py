@@ -128,15 +128,16 @@ class Spine:
             detections = self.detector.detect([f.image for f in frames])
             t1 = time.perf_counter()
             crops = []
+            side = self.embedder.crop_size
             for frame, det in zip(frames, detections, strict=True):
                 marks = det.of_class(MARK)
                 keep = marks.scores >= vc.min_detection
                 boxes, scores = marks.boxes[keep], marks.scores[keep]
                 per_frame_marks.append((boxes, scores))
                 if len(boxes):
-                    crops.append(cut_crops(frame.image, boxes))
+                    crops.append(cut_crops(frame.image, boxes, side))
             t2 = time.perf_counter()
-            all_crops = np.concatenate(crops) if crops else np.zeros((0, 64, 64, 3), np.uint8)
+            all_crops = np.concatenate(crops) if crops else np.zeros((0, side, side, 3), np.uint8)
             vectors = self.embedder.embed(all_crops)
             t3 = time.perf_counter()
         nb = self.gallery.search(vectors.identity, self.config.gallery.neighbours)
@@ -252,7 +253,7 @@ class Spine:
         )
         if self.evidence is not None:
             # The device path keeps no crops on the host: cut the one the evidence needs.
-            crop = s.crop if s.crop is not None else cut_crops(frame.image, s.box[None])[0]
+            crop = s.crop if s.crop is not None else cut_crops(frame.image, s.box[None], self.embedder.crop_size)[0]
             ref_id = s.brand_refs.get(verdict.brand, -1)
             ref = self.gallery.reference_image(ref_id) if ref_id >= 0 else None
             where = f"{s.stream} t={s.t:.1f}s"

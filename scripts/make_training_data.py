@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.boxes import CROP_SIZE
 from pipeline.gallery.references import plain_reference
 from pipeline.synth.counterfeit import FAMILIES
 from pipeline.synth.datasets import crop_set, family_indices, write_detector_set
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(FAMILIES),
         help="counterfeit families to draw from, comma-separated; repeat one to draw it more often",
     )
+    p.add_argument("--crop-size", type=int, default=CROP_SIZE, help="side of the square embedder crops, pixels")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
@@ -88,7 +90,7 @@ def _make(args: argparse.Namespace, folder: Path, families: list[str]) -> int:
         print(f"wrote {args.out}: the gallery crops of {len(marks)} brands")
     else:
         marks = list(MarkLibrary.from_folder(folder))
-        data = crop_set(marks, args.authentic, args.counterfeit, args.seed, families=families)
+        data = crop_set(marks, args.authentic, args.counterfeit, args.seed, families=families, size=args.crop_size)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, slugs=np.array([m.slug for m in marks]), **data)
         print(f"wrote {args.out}: {len(data['crops'])} crops of {len(marks)} brands")

@@ -22,6 +22,7 @@ class HistogramEmbedder:
 
     dim = 64
     version = "histogram"
+    crop_size = 64
 
     def embed(self, crops):  # type: ignore[no-untyped-def]
         import numpy as np

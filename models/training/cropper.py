@@ -67,9 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", nargs="?", default="models/cropper.onnx")
     p.add_argument("--manifest", default="models/manifest.json")
+    p.add_argument("--crop", type=int, default=CROP, help="crop side in pixels: the embedder's input")
     args = p.parse_args(argv)
     out = Path(args.out)
-    onnx.save(build(), str(out))
+    onnx.save(build(args.crop), str(out))
     record(Path(args.manifest), out, "cropper")
     print(f"wrote {out}")
 

@@ -1,4 +1,4 @@
-"""The crop embedder: a small CNN that maps a 64x64 mark crop to two L2-normalised vectors.
+"""The crop embedder: a small CNN that maps a square mark crop to two L2-normalised vectors.
 
 - ``authenticity``: renderings of one authentic mark lie close together, counterfeits of it
   measurably further away;
@@ -6,7 +6,9 @@
   fake is still recognised as an imitation of its brand, and unrelated marks stay far from all.
 
 One shared body, two heads. The heads flatten the last feature map instead of pooling it, so
-where a part sits in the mark (mirrored, spliced, erased) stays in the vectors.
+where a part sits in the mark (mirrored, spliced, erased) stays in the vectors. The body runs at
+stride 16; a crop larger than 64 px gives a larger map, which a stride-1 average pool brings back
+to 4x4, so the heads (and the weights of a 64 px network, as a warm start) fit every crop size.
 """
 
 from __future__ import annotations
@@ -21,11 +23,17 @@ CROP = 64
 DIM = 128
 
 
-class MarkEmbedder(nn.Module):
-    """(B, 64, 64, 3) uint8 RGB crops -> (B, 128) authenticity and (B, 128) identity unit vectors."""
+GRID = 4  # side of the feature map the heads read
 
-    def __init__(self, dim: int = DIM) -> None:
+
+class MarkEmbedder(nn.Module):
+    """(B, crop, crop, 3) uint8 RGB crops -> (B, 128) authenticity and (B, 128) identity unit vectors."""
+
+    def __init__(self, dim: int = DIM, crop: int = CROP) -> None:
         super().__init__()
+        if crop % 16 or crop < 16 * GRID:
+            raise ValueError(f"crop must be a multiple of 16 and at least {16 * GRID}, got {crop}")
+        self.crop = crop
         self.body = nn.Sequential(
             conv_bn(3, 24, 2),
             conv_bn(24, 32),
@@ -35,8 +43,10 @@ class MarkEmbedder(nn.Module):
             conv_bn(96, 96),
             conv_bn(96, 160, 2),
         )
-        self.fc = nn.Linear(160 * 4 * 4, dim)
-        self.identity = nn.Linear(160 * 4 * 4, dim)
+        side = crop // 16
+        self.pool: nn.Module = nn.AvgPool2d(side - GRID + 1, stride=1) if side > GRID else nn.Identity()
+        self.fc = nn.Linear(160 * GRID * GRID, dim)
+        self.identity = nn.Linear(160 * GRID * GRID, dim)
 
     @staticmethod
     def normalise(crops_u8: torch.Tensor) -> torch.Tensor:
@@ -47,7 +57,7 @@ class MarkEmbedder(nn.Module):
         return (x - mean) / std
 
     def forward(self, crops_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.body(self.normalise(crops_u8)).flatten(1)
+        x = self.pool(self.body(self.normalise(crops_u8))).flatten(1)
         return F.normalize(self.fc(x), dim=1), F.normalize(self.identity(x), dim=1)
 
 

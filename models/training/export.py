@@ -47,11 +47,19 @@ def load_model(kind: str, checkpoint: str | Path | None, size: tuple[int, int] |
     elif kind == "verifier":
         model = MarkVerifier()
     else:
-        model = MarkEmbedder()
+        crop = CROP
+        if checkpoint is not None:  # checkpoints before the crop size was recorded are 64 px
+            crop = int(torch.load(checkpoint, map_location="cpu", weights_only=False).get("crop", CROP))
+        model = MarkEmbedder(crop=crop)
     if checkpoint is not None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
     return model.eval()
+
+
+def crop_of(model: torch.nn.Module) -> int:
+    """The crop side a crop model takes (the verifier's is fixed at 64)."""
+    return int(getattr(model, "crop", CROP))
 
 
 def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
@@ -68,7 +76,7 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
         names_in, names_out = ["crops", "references"], ["counterfeit"]
         axes = {"crops": {0: "batch"}, "references": {0: "batch"}, "counterfeit": {0: "batch"}}
     else:
-        example = (torch.zeros(2, CROP, CROP, 3, dtype=torch.uint8),)
+        example = (torch.zeros(2, crop_of(model), crop_of(model), 3, dtype=torch.uint8),)
         names_in, names_out = ["crops"], ["authenticity", "identity"]
         axes = {"crops": {0: "batch"}, "authenticity": {0: "batch"}, "identity": {0: "batch"}}
     tmp = out.with_suffix(".tmp.onnx")
@@ -90,7 +98,7 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
     proto.producer_name = "fakewatch"
     meta = {
         "kind": kind,
-        "input": f"{model.input_w}x{model.input_h}" if kind == "detector" else f"{CROP}x{CROP}",
+        "input": f"{model.input_w}x{model.input_h}" if kind == "detector" else f"{crop_of(model)}x{crop_of(model)}",
         "dim": str(DIM) if kind == "embedder" else "",
         "exported": time.strftime("%Y-%m-%d"),
     }
@@ -121,7 +129,7 @@ def max_relative_error(kind: str, model: torch.nn.Module, path: Path, seed: int 
     import onnxruntime as ort
 
     rng = np.random.default_rng(seed)
-    shape = (2, 360, 640, 3) if kind == "detector" else (4, CROP, CROP, 3)
+    shape = (2, 360, 640, 3) if kind == "detector" else (4, crop_of(model), crop_of(model), 3)
     xs = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2 if kind == "verifier" else 1)]
     with torch.no_grad():
         ref = model(*(torch.from_numpy(x) for x in xs))

@@ -55,7 +55,7 @@ def train(args: argparse.Namespace) -> None:
     brand = torch.from_numpy(data["brand"])
     fake = torch.from_numpy(data["fake"])
     n_brands = int(brand.max()) + 1
-    model = MarkEmbedder()
+    model = MarkEmbedder(crop=crops.shape[1])
     head = ProxyHead(n_brands)
     id_head = ProxyHead(n_brands)
     params = list(model.parameters()) + list(head.parameters()) + list(id_head.parameters())
@@ -128,6 +128,7 @@ def train(args: argparse.Namespace) -> None:
             "opt": opt.state_dict(),
             "sched": sched.state_dict(),
             "epoch": epoch,
+            "crop": model.crop,
         }
         save_checkpoint(ckpt, state)
         print(f"epoch {epoch} done ({time.time() - t0:.0f}s)", flush=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.boxes import CROP_SIZE
 from pipeline.eval.metrics import average_precision, roc_auc
 from pipeline.gallery.references import reference_views
 from pipeline.infer.detector import Detector
@@ -67,14 +68,16 @@ def build_reference_set(
     """Embed ``views`` references per brand from one gallery image each; (vectors, brand index)."""
     vecs, owners = [], []
     for b, mark in enumerate(marks):
-        crops = reference_views(gallery_image(mark.mask, mark.colour), views, seed=seed + b)
+        crops = reference_views(gallery_image(mark.mask, mark.colour), views, seed=seed + b, size=embedder.crop_size)
         vecs.append(embedder.embed(crops))
         owners.append(np.full(len(crops), b))
     return Embeddings.concat(vecs), np.concatenate(owners)
 
 
-def query_set(marks: Sequence[Mark], authentic: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Authentic crops and one counterfeit per family for each brand.
+def query_set(
+    marks: Sequence[Mark], authentic: int, seed: int, size: int = CROP_SIZE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Authentic crops and one counterfeit per family for each brand, ``size`` pixels square.
 
     Returns crops, brand index and family index (-1 authentic).
     """
@@ -82,7 +85,7 @@ def query_set(marks: Sequence[Mark], authentic: int, seed: int) -> tuple[np.ndar
     for b, mark in enumerate(marks):
         rng = np.random.default_rng([seed, b])
         for _ in range(authentic):
-            c = render_mark_crop(rng, mark.mask, mark.colour)
+            c = render_mark_crop(rng, mark.mask, mark.colour, size=size)
             if c is not None:
                 crops.append(c)
                 brand.append(b)
@@ -92,7 +95,7 @@ def query_set(marks: Sequence[Mark], authentic: int, seed: int) -> tuple[np.ndar
             fake = make_counterfeit(mark.mask, name, rng, other=other)
             if fake is None:
                 continue
-            c = render_mark_crop(rng, fake, mark.colour)
+            c = render_mark_crop(rng, fake, mark.colour, size=size)
             if c is not None:
                 crops.append(c)
                 brand.append(b)
@@ -106,7 +109,7 @@ def embedder_report(
     """Brand top-1 retrieval (identity vectors) and counterfeit ROC-AUC (authenticity similarity to
     the nearest reference of the crop's brand)."""
     refs, owners = build_reference_set(embedder, marks, views)
-    crops, brand, family = query_set(marks, authentic, seed)
+    crops, brand, family = query_set(marks, authentic, seed, embedder.crop_size)
     q = embedder.embed(crops)
     top1_brand = owners[np.argmax(q.identity @ refs.identity.T, axis=1)]
     auth = family < 0

@@ -403,7 +403,7 @@ def _create_db(path: Path) -> sqlite3.Connection:
 
 
 def _embed_image(embedder: Embedder, image: np.ndarray, views: int, seed: int) -> Embeddings:
-    return embedder.embed(reference_views(image, views, seed=seed))
+    return embedder.embed(reference_views(image, views, seed=seed, size=embedder.crop_size))
 
 
 def _calibrate(db: sqlite3.Connection, vectors: np.ndarray, ids: np.ndarray, quantile: float) -> None:

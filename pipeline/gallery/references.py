@@ -51,31 +51,32 @@ def mark_box(image: np.ndarray) -> np.ndarray:
     return np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
 
 
-def plain_reference(image: np.ndarray) -> np.ndarray:
-    """The crop of a gallery image's mark as it is, (64, 64, 3) uint8: what the verifier compares with."""
+def plain_reference(image: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """The crop of a gallery image's mark as it is, (size, size, 3) uint8."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-    return cut_crops(image, mark_box(image), CROP_SIZE)[0]
+    return cut_crops(image, mark_box(image), size)[0]
 
 
-def reference_views(image: np.ndarray, views: int, seed: int = 0) -> np.ndarray:
+def reference_views(image: np.ndarray, views: int, seed: int = 0, size: int = CROP_SIZE) -> np.ndarray:
     """The plain crop of a gallery image followed by ``views - 1`` camera renderings of it.
 
     Args:
         image: (H, W, 3) uint8 RGB gallery image of one authentic mark.
         views: how many crops to return in all (at least 1).
         seed: random seed; the same image and seed give the same views.
+        size: crop side in pixels (the embedder's).
 
     Returns:
-        (views, 64, 64, 3) uint8 crops.
+        (views, size, size, 3) uint8 crops.
     """
-    out = [plain_reference(image)]
+    out = [plain_reference(image, size)]
     mask, ink = coverage(image)
     rng = np.random.default_rng(seed)
     attempts = 0
     while len(out) < views and attempts < views * 3:
         attempts += 1
-        crop = render_mark_crop(rng, mask, ink, box_jitter=0.03)
+        crop = render_mark_crop(rng, mask, ink, size=size, box_jitter=0.03)
         if crop is not None:
             out.append(crop)
     while len(out) < views:  # a mark too faint to re-render: repeat the plain crop

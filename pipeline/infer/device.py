@@ -36,6 +36,13 @@ class DevicePipeline:
         self.detector = detector
         self.embedder = embedder
         self.cropper = OnnxSession(cropper_path, providers, threads)
+        side = self.cropper.output_shapes[0][1] if self.cropper.output_shapes else None
+        if side != embedder.crop_size:
+            self.cropper.close()
+            raise ValueError(
+                f"{cropper_path} cuts {side} px crops but the embedder takes {embedder.crop_size} px; "
+                f"rebuild it with `python -m models.training.cropper --crop {embedder.crop_size}`"
+            )
 
     def run(
         self, images: Sequence[np.ndarray], min_score: float

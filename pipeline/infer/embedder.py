@@ -50,18 +50,27 @@ class Embeddings:
 
 
 class Embedder(Protocol):
-    """Maps (N, 64, 64, 3) uint8 crops to their ``Embeddings``."""
+    """Maps (N, S, S, 3) uint8 crops to their ``Embeddings``; S is ``crop_size``."""
 
     @property
     def version(self) -> str: ...
 
+    @property
+    def crop_size(self) -> int: ...
+
     def embed(self, crops: np.ndarray) -> Embeddings: ...
 
 
-def check_crops(crops: np.ndarray) -> None:
-    """Raise unless ``crops`` is (N, 64, 64, 3) uint8."""
-    if crops.ndim != 4 or crops.shape[1:] != (CROP_SIZE, CROP_SIZE, 3) or crops.dtype != np.uint8:
-        raise ValueError(f"expected (N, {CROP_SIZE}, {CROP_SIZE}, 3) uint8 crops, got {crops.shape} {crops.dtype}")
+def check_crops(crops: np.ndarray, size: int = CROP_SIZE) -> None:
+    """Raise unless ``crops`` is (N, size, size, 3) uint8."""
+    if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
+        raise ValueError(f"expected (N, {size}, {size}, 3) uint8 crops, got {crops.shape} {crops.dtype}")
+
+
+def input_side(shape: Sequence[object], default: int = CROP_SIZE) -> int:
+    """The crop side an embedder graph declares in its (N, S, S, 3) input shape (``default`` if dynamic)."""
+    side = shape[1] if len(shape) == 4 else None
+    return side if isinstance(side, int) and side > 0 else default
 
 
 class OnnxEmbedder:
@@ -76,9 +85,12 @@ class OnnxEmbedder:
     ) -> None:
         self.session = OnnxSession(path, providers, threads)
         self.batch = batch
+        # The crop side is the model's: a 96 px embedder takes 96 px crops, and every caller cuts
+        # its crops at this size.
+        self.crop_size = input_side(self.session.input_shape)
         if len(self.session.output_names) != 2:
             raise ValueError(f"{path}: expected an embedder with authenticity and identity outputs")
-        probe = self.outputs(self.session.run(np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8)))
+        probe = self.outputs(self.session.run(np.zeros((1, self.crop_size, self.crop_size, 3), np.uint8)))
         self.auth_dim = probe.authenticity.shape[1]
         self.identity_dim = probe.identity.shape[1]
 
@@ -92,8 +104,8 @@ class OnnxEmbedder:
         return Embeddings(np.asarray(values[0], np.float32), np.asarray(values[1], np.float32))
 
     def embed(self, crops: np.ndarray) -> Embeddings:
-        """Embed (N, 64, 64, 3) uint8 crops."""
-        check_crops(crops)
+        """Embed (N, S, S, 3) uint8 crops, S = ``crop_size``."""
+        check_crops(crops, self.crop_size)
         if len(crops) == 0:
             return Embeddings.empty(self.auth_dim, self.identity_dim)
         parts = [

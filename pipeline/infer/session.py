@@ -61,7 +61,9 @@ class OnnxSession:
             str(path), sess_options=options, providers=self.providers
         )
         self.input_name = self._session.get_inputs()[0].name
+        self.input_shape: list[int | str | None] = list(self._session.get_inputs()[0].shape)
         self.output_names = [o.name for o in self._session.get_outputs()]
+        self.output_shapes: list[list[int | str | None]] = [list(o.shape) for o in self._session.get_outputs()]
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
 
     @property

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.boxes import CROP_SIZE
 from pipeline.synth.counterfeit import FAMILIES, make_counterfeit
 from pipeline.synth.marks import Mark, MarkLibrary
 from pipeline.synth.render import CLASS_NAMES, random_scene, render_mark_crop
@@ -147,13 +148,14 @@ def crop_set(
     seed: int,
     others: list[Mark] | None = None,
     families: Sequence[str] = FAMILIES,
+    size: int = CROP_SIZE,
 ) -> dict[str, np.ndarray]:
-    """Render embedder crops for ``marks``.
+    """Render embedder crops of ``size`` pixels for ``marks``.
 
     ``families`` are the counterfeit families drawn from, uniformly; a family named twice is
     drawn twice as often (more examples of the families the embedder separates worst).
 
-    Returns arrays: ``crops`` (N, 64, 64, 3) uint8, ``brand`` (N,) index into ``marks``,
+    Returns arrays: ``crops`` (N, size, size, 3) uint8, ``brand`` (N,) index into ``marks``,
     ``fake`` (N,) bool, ``family`` (N,) index into ``FAMILIES`` (-1 for authentic).
     """
     pool = others or marks
@@ -170,7 +172,7 @@ def crop_set(
                 if made is None:
                     continue
                 mask = made
-            crop = render_mark_crop(rng, mask, mark.colour)
+            crop = render_mark_crop(rng, mask, mark.colour, size=size)
             if crop is None:
                 continue
             crops.append(crop)
@@ -179,7 +181,7 @@ def crop_set(
             family.append(fam)
         _progress(b + 1, len(marks), "crops (brands)")
     return {
-        "crops": np.stack(crops) if crops else np.zeros((0, 64, 64, 3), np.uint8),
+        "crops": np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
         "brand": np.asarray(brand, np.int64),
         "fake": np.asarray(fake, bool),
         "family": np.asarray(family, np.int64),

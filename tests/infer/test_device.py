@@ -37,7 +37,7 @@ def test_device_path_matches_host_path(frames):
             marks = (d_host.classes == MARK) & (d_host.scores >= 0.35)
             assert np.array_equal(np.nonzero(marks)[0], pick)
             if len(pick):
-                ref = emb.embed(cut_crops(img, d_host.boxes[pick]))
+                ref = emb.embed(cut_crops(img, d_host.boxes[pick], emb.crop_size))
                 got = vectors[k : k + len(pick)]
                 inside = _inside(d_host.boxes[pick], img.shape)
                 cos = np.minimum(
@@ -65,5 +65,20 @@ def test_run_bound_keeps_outputs_on_device():
             keep_on_device=("crops",),
         )
         value = out["crops"]
+        side = crop.output_shapes[0][1]
         assert not isinstance(value, np.ndarray)
-        assert value.numpy().shape == (1, 64, 64, 3) and (value.numpy() == 77).all()
+        assert value.numpy().shape == (1, side, side, 3) and (value.numpy() == 77).all()
+
+
+def test_cropper_of_another_crop_size_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from models.training import cropper
+    from models.training.export import record
+
+    cpu = ["CPUExecutionProvider"]
+    with OnnxDetector(providers=cpu) as det, OnnxEmbedder(providers=cpu) as emb:
+        path = tmp_path / "cropper.onnx"
+        onnx.save(cropper.build(emb.crop_size + 16), str(path))
+        record(tmp_path / "manifest.json", path, "cropper")
+        with pytest.raises(ValueError, match=f"cuts {emb.crop_size + 16} px crops but the embedder takes"):
+            DevicePipeline(det, emb, path, cpu)

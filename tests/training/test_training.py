@@ -72,6 +72,38 @@ def test_onnx_matches_torch(kind, detector_ckpt, embedder_ckpt, tmp_path):
     assert info.kind == kind
 
 
+@pytest.mark.parametrize("crop", [64, 96, 128])
+def test_embedder_crop_sizes_share_weights(crop, tmp_path):
+    # A larger crop only enlarges the body's map, pooled back to 4x4: a 64 px network's weights
+    # are a warm start for it, and the exported graph declares its crop side.
+    from models.training.embedder import MarkEmbedder
+
+    small = MarkEmbedder()
+    model = MarkEmbedder(crop=crop)
+    model.load_state_dict(small.state_dict())
+    model.eval()
+    auth, ident = model(torch.zeros(3, crop, crop, 3, dtype=torch.uint8))
+    assert auth.shape == (3, 128) and ident.shape == (3, 128)
+    path = export_mod.export("embedder", model, tmp_path / "embedder.onnx")
+    assert export_mod.max_relative_error("embedder", model, path) <= 1e-4
+    export_mod.record(tmp_path / "manifest.json", path, "embedder")
+    from pipeline.infer.embedder import OnnxEmbedder
+
+    with OnnxEmbedder(path, providers=["CPUExecutionProvider"]) as emb:
+        assert emb.crop_size == crop
+        assert len(emb.embed(np.zeros((2, crop, crop, 3), np.uint8))) == 2
+        with pytest.raises(ValueError, match=f"expected \\(N, {crop}, {crop}, 3\\)"):
+            emb.embed(np.zeros((2, crop + 16, crop + 16, 3), np.uint8))
+
+
+@pytest.mark.parametrize("crop", [48, 72, 100])
+def test_embedder_refuses_crop_sizes_off_its_grid(crop):
+    from models.training.embedder import MarkEmbedder
+
+    with pytest.raises(ValueError, match="multiple of 16"):
+        MarkEmbedder(crop=crop)
+
+
 def test_loader_refuses_tampered_model(tmp_path):
     model = export_mod.load_model("embedder", None)
     path = export_mod.export("embedder", model, tmp_path / "embedder.onnx")
