@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.marks.is_dir():
         print(f"error: marks folder not found: {args.marks}", file=sys.stderr)
         return 2
+    if args.crop_size < 16:
+        print(f"error: --crop-size must be at least 16 pixels, got {args.crop_size}", file=sys.stderr)
+        return 2
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     try:
         family_indices(families)

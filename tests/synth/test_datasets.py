@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -35,6 +36,20 @@ def test_all_families_by_default_keep_earlier_sets_reproducible(library):
     np.testing.assert_array_equal(a["family"], b["family"])
 
 
+@pytest.mark.parametrize("size", [32, 96])
+def test_crop_size_renders_the_same_scenes(library, size):
+    # The renderer draws the scene before cutting the crop: a larger crop set holds the same
+    # marks, fakes and camera conditions, at more pixels.
+    marks = list(library)[:3]
+    base = crop_set(marks, authentic=1, counterfeit=2, seed=7)
+    other = crop_set(marks, authentic=1, counterfeit=2, seed=7, size=size)
+    assert other["crops"].shape[1:] == (size, size, 3)
+    np.testing.assert_array_equal(base["family"], other["family"])
+    np.testing.assert_array_equal(base["brand"], other["brand"])
+    resized = np.stack([cv2.resize(c, (64, 64), interpolation=cv2.INTER_AREA) for c in other["crops"]])
+    assert np.abs(resized.astype(int) - base["crops"]).mean() < 5  # another seed: about 75
+
+
 @pytest.mark.parametrize("families", [(), ("bogus",), ("stroke", "Stroke")])
 def test_unknown_families_are_refused(library, families):
     with pytest.raises(ValueError, match="unknown counterfeit families"):
@@ -47,6 +62,7 @@ def test_unknown_families_are_refused(library, families):
         (["--split", "heldout", "--families", "stroke,bogus"], "unknown counterfeit families ['bogus']"),
         # The committed sample holds held-out brands only: its training split is empty.
         (["--split", "train"], "no marks of the train split"),
+        (["--split", "heldout", "--crop-size", "8"], "--crop-size must be at least 16"),
     ],
 )
 def test_make_training_data_refuses_bad_input_in_one_line(tmp_path, args, message):
