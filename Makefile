@@ -94,6 +94,7 @@ train: data data-more data-weak train-detector train-embedder export
 export: $(STAMP)
 	$(BIN)/python -m models.training.export detector runs/detector_stage5/last.pt models/detector.onnx --input-size 800x448
 	$(BIN)/python -m models.training.export embedder runs/embedder_stage9/last.pt models/embedder.onnx
+	$(BIN)/python -m models.training.cropper models/cropper.onnx
 
 validate: $(STAMP)
 	$(BIN)/python scripts/validate_models.py --marks $(MARKS) --det-val work/det_val --out models/validation.json

@@ -6,6 +6,8 @@ few standard ONNX operators (RoiAlign does the sampling, averaging several sampl
 pixel when shrinking, like an area filter), built here without torch.
 
     python -m models.training.cropper models/cropper.onnx
+
+The crop side is the embedder's: by default it is read from the ``embedder.onnx`` beside OUT.
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ from models.training.export import IR_VERSION, record
 
 CROP = 64
 OPSET = 17
+
+
+def embedder_side(path: Path, default: int = CROP) -> int:
+    """The crop side an embedder graph declares, ``default`` where there is none or it is dynamic."""
+    if not path.exists():
+        return default
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    side = dims[1].dim_value if len(dims) == 4 else 0
+    return side or default
 
 
 def build(crop: int = CROP) -> onnx.ModelProto:
@@ -67,12 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", nargs="?", default="models/cropper.onnx")
     p.add_argument("--manifest", default="models/manifest.json")
-    p.add_argument("--crop", type=int, default=CROP, help="crop side in pixels: the embedder's input")
+    p.add_argument("--crop", type=int, help="crop side in pixels (default: the input of embedder.onnx beside OUT)")
     args = p.parse_args(argv)
     out = Path(args.out)
-    onnx.save(build(args.crop), str(out))
+    crop = args.crop or embedder_side(out.parent / "embedder.onnx")
+    onnx.save(build(crop), str(out))
     record(Path(args.manifest), out, "cropper")
-    print(f"wrote {out}")
+    print(f"wrote {out}: {crop} px crops")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,16 @@ def test_embedder_crop_sizes_share_weights(crop, tmp_path):
         assert len(emb.embed(np.zeros((2, crop, crop, 3), np.uint8))) == 2
         with pytest.raises(ValueError, match=f"expected \\(N, {crop}, {crop}, 3\\)"):
             emb.embed(np.zeros((2, crop + 16, crop + 16, 3), np.uint8))
+        # The GPU path's crop graph follows the embedder beside it, and the device path takes it.
+        from models.training import cropper
+        from pipeline.infer.detector import OnnxDetector
+        from pipeline.infer.device import DevicePipeline
+
+        cropper.main([str(tmp_path / "cropper.onnx"), "--manifest", str(tmp_path / "manifest.json")])
+        with OnnxDetector(providers=["CPUExecutionProvider"]) as det:
+            device = DevicePipeline(det, emb, tmp_path / "cropper.onnx", ["CPUExecutionProvider"])
+            assert device.cropper.output_shapes[0][1] == crop
+            device.close()
 
 
 @pytest.mark.parametrize("crop", [48, 72, 100])
