@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(FAMILIES),
         help="counterfeit families to draw from, comma-separated; repeat one to draw it more often",
     )
-    p.add_argument("--crop-size", type=int, default=CROP_SIZE, help="side of the square embedder crops, pixels")
+    p.add_argument(
+        "--crop-size", type=int, default=CROP_SIZE, help="side of the square embedder crops (and references), pixels"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
@@ -87,7 +89,7 @@ def _make(args: argparse.Namespace, folder: Path, families: list[str]) -> int:
         print(f"wrote {path}")
     elif args.kind == "references":
         marks = list(MarkLibrary.from_folder(folder))
-        refs = np.stack([plain_reference(gallery_image(m.mask, m.colour)) for m in marks])
+        refs = np.stack([plain_reference(gallery_image(m.mask, m.colour), args.crop_size) for m in marks])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.save(args.out, refs)
         print(f"wrote {args.out}: the gallery crops of {len(marks)} brands")

@@ -19,6 +19,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from models.training.export import IR_VERSION, record
+from pipeline.infer.embedder import input_side
 
 CROP = 64
 OPSET = 17
@@ -29,8 +30,7 @@ def embedder_side(path: Path, default: int = CROP) -> int:
     if not path.exists():
         return default
     dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    side = dims[1].dim_value if len(dims) == 4 else 0
-    return side or default
+    return input_side([d.dim_value or d.dim_param for d in dims], default)
 
 
 def build(crop: int = CROP) -> onnx.ModelProto:

@@ -41,18 +41,16 @@ def input_size(checkpoint: str | Path | None, given: str | None = None) -> tuple
 
 def load_model(kind: str, checkpoint: str | Path | None, size: tuple[int, int] | None = None) -> torch.nn.Module:
     """Build a model of ``kind`` and load its weights (fresh weights when ``checkpoint`` is None)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False) if checkpoint is not None else None
     model: torch.nn.Module
     if kind == "detector":
         model = MarkDetector(size or input_size(checkpoint))
     elif kind == "verifier":
         model = MarkVerifier()
     else:
-        crop = CROP
-        if checkpoint is not None:  # checkpoints before the crop size was recorded are 64 px
-            crop = int(torch.load(checkpoint, map_location="cpu", weights_only=False).get("crop", CROP))
-        model = MarkEmbedder(crop=crop)
-    if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        # Checkpoints from before the crop size was recorded are 64 px.
+        model = MarkEmbedder(crop=int(state.get("crop", CROP)) if state is not None else CROP)
+    if state is not None:
         model.load_state_dict(state["model"])
     return model.eval()
 
