@@ -1,0 +1,282 @@
+"""Mark verification: lay the brand's authentic mark over the crop and measure what is left.
+
+The embedder compares two vectors of a 64 px crop; in a stream a mark is often 100-200 px
+across, and a stroke a few pixels heavier, a stretched axis or a mirrored part is lost in the
+shrink. The verifier looks at the crop cut from the full-resolution frame instead. It splits the
+crop into colour clusters (one of them, or all but one, is the mark's ink), aligns the
+reference's ink coverage onto each candidate by enhanced correlation (ECC: a coarse affine
+search over a few start angles and the mirror image, then a homography), and reports:
+
+- ``agreement``: the correlation of the aligned reference with the crop's ink (1 = identical);
+  a counterfeit's erased, added, spliced or re-weighted parts stay misaligned under any
+  camera-like warp;
+- ``anisotropy``: how unequally the fitted warp stretches the two axes; camera tilt explains
+  about 1.3, a stretched counterfeit needs 1.4-1.9;
+- ``mirrored``: the agreement of the mirrored reference; above ``agreement`` the mark is a
+  mirror image of the brand's.
+
+Everything here is numpy/OpenCV on the CPU; ``MarkVerifier`` caches reference masks per
+gallery reference.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pipeline.gallery.references import coverage
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """Verifier settings (``verifier:`` in configs/fakewatch.yaml)."""
+
+    enabled: bool = False  # on: samples carry verifier scores the verdict weighs (costs CPU; see configs)
+    side: int = 128  # pixels of the square crop cut from the full-resolution frame
+    crop_scale: float = 1.15  # crop side over the mark's longer side, as for the embedder
+    coarse: int = 48  # pixels of the coarse affine search
+    angles: tuple[float, ...] = (
+        0.0,
+        -20.0,
+        20.0,
+    )  # start angles of the coarse search, the first tried on every ink candidate
+    search_inks: int = 2  # ink candidates the other start angles are tried on
+    coarse_iterations: int = 25  # ECC iterations of each coarse affine fit
+    keep: int = 1  # coarse fits refined by a homography, per mirror state
+    fine_iterations: int = 30  # ECC iterations of that homography
+    clusters: int = 3  # colour clusters the crop is split into
+    top_brands: int = 3  # brands verified per mark: its nearest by identity...
+    brand_floor: float = 0.4  # ...with at least this identity similarity
+    anisotropy_limit: float = 1.3  # axis stretch camera tilt explains; beyond it counts against the mark
+    cache: int = 512  # reference masks kept
+
+    def __post_init__(self) -> None:
+        if self.side < 32 or self.coarse < 16 or self.coarse > self.side:
+            raise ValueError(f"verifier: expected 16 <= coarse <= side and side >= 32, got {self.coarse}, {self.side}")
+        if self.clusters < 2:
+            raise ValueError(f"verifier: clusters must be 2 or more, got {self.clusters}")
+        if self.anisotropy_limit < 1.0:
+            raise ValueError(f"verifier: anisotropy_limit must be >= 1, got {self.anisotropy_limit}")
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How well a brand's reference mark lays over a crop."""
+
+    agreement: float  # ECC correlation of the aligned reference (-1 when no fit converged)
+    anisotropy: float  # singular-value ratio of the fitted warp at the mark's centre
+    mirrored: float  # the same correlation for the mirrored reference
+
+    def score(self, anisotropy_limit: float = 1.3) -> float:
+        """Agreement less what a camera cannot explain (stretch, a mirror image fitting better)."""
+        stretch = max(float(np.log(max(self.anisotropy, 1e-3) / anisotropy_limit)), 0.0)
+        return float(self.agreement - stretch - max(self.mirrored - self.agreement, 0.0))
+
+
+NO_FIT = Fit(-1.0, 1.0, -1.0)
+
+
+def reference_mask(image: np.ndarray, side: int) -> np.ndarray:
+    """The ink coverage of a gallery image, centred at 70% of a ``2 * side`` float32 canvas."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+    mask, _ = coverage(image)
+    canvas = 2 * side
+    out = np.zeros((canvas, canvas), np.float32)
+    if mask.size == 0:
+        return out
+    h, w = mask.shape
+    s = canvas * 0.7 / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    small = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    y0, x0 = (canvas - nh) // 2, (canvas - nw) // 2
+    out[y0 : y0 + nh, x0 : x0 + nw] = small
+    return out
+
+
+def crop_at(image: np.ndarray, box: np.ndarray, side: int, scale: float = 1.15) -> np.ndarray:
+    """A square (side, side, 3) crop centred on ``box``, ``scale`` times its longer side."""
+    box = np.asarray(box, np.float32)
+    if box.shape != (4,):
+        raise ValueError(f"expected a (4,) box, got {box.shape}")
+    x1, y1, x2, y2 = (float(v) for v in box)
+    span = max(x2 - x1, y2 - y1, 1.0) * scale
+    k = side / span
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    m = np.array([[k, 0, side / 2 - cx * k], [0, k, side / 2 - cy * k]], np.float32)
+    return cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+
+
+def ink_candidates(crop: np.ndarray, clusters: int = 3) -> list[np.ndarray]:
+    """Soft masks that may be the mark's ink: each colour cluster, and each one's complement.
+
+    Which cluster is ink is not known (a light mark on a dark product, a hand over it); the
+    alignment tries them all and keeps the one the reference fits best.
+    """
+    lab = cv2.cvtColor(cv2.GaussianBlur(crop, (0, 0), 1.0), cv2.COLOR_RGB2LAB).astype(np.float32)
+    px = lab.reshape(-1, 3)
+    if len(np.unique(px[:: max(1, len(px) // 512)], axis=0)) < clusters:
+        return []
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    cv2.setRNGSeed(0)  # k-means++ seeding: the same crop always gives the same masks
+    # Cluster a quarter of the pixels (every other row and column), then label them all.
+    sub = lab[::2, ::2].reshape(-1, 3)
+    _, _, centres = cv2.kmeans(sub, clusters, None, crit, 2, cv2.KMEANS_PP_CENTERS)  # type: ignore[call-overload]
+    ids = np.argmin(((px[:, None, :] - centres[None, :, :]) ** 2).sum(-1), axis=1).reshape(crop.shape[:2])
+    out = []
+    for c in range(clusters):
+        m = (ids == c).astype(np.float32)
+        frac = float(m.mean())
+        if 0.03 < frac < 0.85:
+            out.append(cv2.GaussianBlur(m, (0, 0), 0.8))
+        if clusters > 2 and 0.03 < 1 - frac < 0.85:
+            out.append(cv2.GaussianBlur(1 - m, (0, 0), 0.8))
+    return out
+
+
+def _tight(mask: np.ndarray, level: float) -> tuple[float, float, float, float] | None:
+    ys, xs = np.nonzero(mask > level)
+    if len(xs) == 0:
+        return None
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+def start_warp(crop_box: tuple[float, ...], ref_box: tuple[float, ...], angle: float) -> np.ndarray:
+    """A (3, 3) crop -> reference map sending one box onto the other, turned by ``angle`` degrees."""
+    cx, cy = (crop_box[0] + crop_box[2]) / 2, (crop_box[1] + crop_box[3]) / 2
+    rx, ry = (ref_box[0] + ref_box[2]) / 2, (ref_box[1] + ref_box[3]) / 2
+    sx = (ref_box[2] - ref_box[0]) / max(crop_box[2] - crop_box[0], 1.0)
+    sy = (ref_box[3] - ref_box[1]) / max(crop_box[3] - crop_box[1], 1.0)
+    a = np.deg2rad(angle)
+    lin = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.diag([sx, sy])
+    h = np.eye(3, dtype=np.float32)
+    h[:2, :2] = lin
+    h[:2, 2] = np.array([rx, ry]) - lin @ np.array([cx, cy])
+    return h
+
+
+def anisotropy(h: np.ndarray, x: float, y: float) -> float:
+    """Singular-value ratio of the homography's Jacobian at (x, y): 1 for a similarity."""
+    w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+    u = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w
+    v = (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w
+    jac = np.array([[h[0, 0] - u * h[2, 0], h[0, 1] - u * h[2, 1]], [h[1, 0] - v * h[2, 0], h[1, 1] - v * h[2, 1]]]) / w
+    s = np.linalg.svd(jac, compute_uv=False)
+    return float(s[0] / max(s[1], 1e-6))
+
+
+def _ecc(
+    template: np.ndarray, image: np.ndarray, h: np.ndarray, motion: int, iters: int, blur: int
+) -> tuple[float, np.ndarray]:
+    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, 1e-5 if motion == cv2.MOTION_HOMOGRAPHY else 1e-4)
+    warp = h.copy() if motion == cv2.MOTION_HOMOGRAPHY else h[:2].copy()
+    try:
+        # OpenCV's stubs do not allow the None mask the function takes.
+        rho, warp = cv2.findTransformECC(template, image, warp, motion, crit, None, blur)  # type: ignore[call-overload]
+    except cv2.error:  # no convergence (a flat mask, a degenerate warp)
+        return -1.0, h
+    if motion != cv2.MOTION_HOMOGRAPHY:
+        warp = np.vstack([warp, [0, 0, 1]]).astype(np.float32)
+    return float(rho), warp
+
+
+def fit_reference(inks: list[np.ndarray], reference: np.ndarray, cfg: VerifierConfig) -> Fit:
+    """Align ``reference`` (a ``reference_mask``) onto the best of the crop's ink candidates."""
+    if not inks or not reference.any() or not cfg.angles:
+        return NO_FIT
+    side, coarse = inks[0].shape[0], cfg.coarse
+    ref_box = _tight(reference, 0.3)
+    if ref_box is None:
+        return NO_FIT
+    refs = {False: reference, True: np.ascontiguousarray(reference[:, ::-1])}
+    c = reference.shape[1]
+    ref_boxes = {False: ref_box, True: (c - ref_box[2], ref_box[1], c - ref_box[0], ref_box[3])}
+    down = coarse / side
+    small_refs = {m: cv2.resize(r, None, fx=down, fy=down, interpolation=cv2.INTER_AREA) for m, r in refs.items()}
+    # Coarse: an affine fit of both mirror states on every ink candidate from the first start
+    # angle; the other start angles only on the candidates that fitted best.
+    small_inks: dict[int, tuple[np.ndarray, tuple[float, ...]]] = {}
+    for i, ink in enumerate(inks):
+        small = cv2.resize(ink, (coarse, coarse), interpolation=cv2.INTER_AREA)
+        box = _tight(small, 0.5)
+        if box is not None:
+            small_inks[i] = (small, box)
+    small_boxes = {m: tuple(v * down for v in b) for m, b in ref_boxes.items()}
+
+    def coarse_fit(i: int, mirrored: bool, angle: float) -> tuple[float, int, bool, np.ndarray]:
+        small, box = small_inks[i]
+        warp = start_warp(box, small_boxes[mirrored], angle)
+        rho, h = _ecc(small, small_refs[mirrored], warp, cv2.MOTION_AFFINE, cfg.coarse_iterations, 3)
+        return rho, i, mirrored, h
+
+    first, rest = cfg.angles[0], cfg.angles[1:]
+    found = [coarse_fit(i, m, first) for i in small_inks for m in (False, True)]
+    best_inks = sorted(small_inks, key=lambda i: -max(f[0] for f in found if f[1] == i))[: cfg.search_inks]
+    found += [coarse_fit(i, m, a) for i in best_inks for m in (False, True) for a in rest]
+    found = [f for f in found if f[0] > -1.0]
+    # Fine: the best coarse fits refined to a homography at full crop size.
+    up = np.diag([1 / down, 1 / down, 1.0]).astype(np.float32)
+    back = np.diag([down, down, 1.0]).astype(np.float32)
+    best = {False: (-1.0, 1.0), True: (-1.0, 1.0)}
+    tried = {False: 0, True: 0}
+    for _rho, i, mirrored, h in sorted(found, key=lambda f: -f[0]):
+        if tried[mirrored] >= cfg.keep:
+            continue
+        tried[mirrored] += 1
+        rho, hh = _ecc(inks[i], refs[mirrored], up @ h @ back, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5)
+        if rho > best[mirrored][0]:
+            box = _tight(inks[i], 0.5) or (0.0, 0.0, float(side), float(side))
+            best[mirrored] = (rho, anisotropy(hh, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2))
+    return Fit(best[False][0], best[False][1], best[True][0])
+
+
+class MarkVerifier:
+    """Verifies marks against their brands' gallery references; owns a cache of reference masks.
+
+    Args:
+        reference_image: gallery reference id -> its RGB image (None when the gallery folder is gone).
+        config: the verifier settings.
+    """
+
+    def __init__(self, reference_image: Callable[[int], np.ndarray | None], config: VerifierConfig) -> None:
+        self.reference_image = reference_image
+        self.cfg = config
+        self._masks: OrderedDict[int, np.ndarray | None] = OrderedDict()
+
+    def _reference(self, ref: int) -> np.ndarray | None:
+        if ref in self._masks:
+            self._masks.move_to_end(ref)
+            return self._masks[ref]
+        image = self.reference_image(ref)
+        mask = reference_mask(image, self.cfg.side) if image is not None else None
+        self._masks[ref] = mask
+        if len(self._masks) > self.cfg.cache:
+            self._masks.popitem(last=False)
+        return mask
+
+    def candidates(self, brand_sims: dict[str, float]) -> list[str]:
+        """The brands a mark is verified against: its nearest by identity, above the floor."""
+        ranked = sorted(brand_sims.items(), key=lambda kv: -kv[1])[: self.cfg.top_brands]
+        return [b for b, sim in ranked if sim >= self.cfg.brand_floor]
+
+    def verify(self, image: np.ndarray, box: np.ndarray, refs: dict[str, int]) -> dict[str, float]:
+        """Verifier score (``Fit.score``) of the mark at ``box`` in ``image`` against each brand's reference.
+
+        Args:
+            image: the full-resolution (H, W, 3) uint8 RGB frame.
+            box: the mark's (4,) box in ``image`` pixels.
+            refs: brand -> id of the gallery reference to lay over the mark.
+        """
+        if not refs:
+            return {}
+        inks = ink_candidates(crop_at(image, box, self.cfg.side, self.cfg.crop_scale), self.cfg.clusters)
+        out = {}
+        for brand, ref in refs.items():
+            mask = self._reference(ref)
+            if mask is not None:
+                out[brand] = fit_reference(inks, mask, self.cfg).score(self.cfg.anisotropy_limit)
+        return out

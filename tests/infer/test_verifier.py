@@ -1,0 +1,163 @@
+"""The verifier: a brand's reference laid over real renderings of its mark and of counterfeits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.infer.verifier import (
+    NO_FIT,
+    Fit,
+    MarkVerifier,
+    VerifierConfig,
+    anisotropy,
+    crop_at,
+    fit_reference,
+    ink_candidates,
+    reference_mask,
+    start_warp,
+)
+from pipeline.synth.counterfeit import make_counterfeit
+from pipeline.synth.marks import MarkLibrary
+from pipeline.synth.render import MARK, Pose, SceneItem, busy_background, gallery_image, render_frame
+
+CFG = VerifierConfig()
+
+
+def scene(
+    mask: np.ndarray, colour: tuple[int, int, int], seed: int, size: float = 150.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A 400x400 frame with ``mask`` on a product, turned and tilted as a camera would; its box."""
+    rng = np.random.default_rng(seed)
+    bg = busy_background(rng, 400, 400)
+    pose = Pose(200.0, 200.0, size, float(rng.normal(0, 8)), tuple(float(v) for v in rng.uniform(-0.06, 0.06, 8)))
+    frame, anns = render_frame(bg, [SceneItem.make(rng, mask, colour)], [pose], rng, effects=0.5)
+    box = next(a.box for a in anns if a.category == MARK)
+    return frame, np.asarray(box, np.float32)
+
+
+def score_of(frame: np.ndarray, box: np.ndarray, reference: np.ndarray) -> float:
+    inks = ink_candidates(crop_at(frame, box, CFG.side, CFG.crop_scale), CFG.clusters)
+    return fit_reference(inks, reference_mask(reference, CFG.side), CFG).score(CFG.anisotropy_limit)
+
+
+@pytest.fixture(scope="module")
+def marks(library: MarkLibrary) -> list:
+    # Marks with enough structure to fake by every family (not symmetric, not tiny).
+    return [m for m in library if min(m.mask.shape) >= 24][:6]
+
+
+def test_an_authentic_mark_fits_its_reference(marks: list) -> None:
+    scores = []
+    for i, m in enumerate(marks):
+        frame, box = scene(m.mask, m.colour, seed=i)
+        scores.append(score_of(frame, box, gallery_image(m.mask, m.colour)))
+    assert np.median(scores) >= 0.9, scores
+
+
+@pytest.mark.parametrize("family", ["mirror", "aspect", "stroke", "erase", "splice", "warp"])
+def test_counterfeits_fit_worse_than_the_authentic_mark(marks: list, family: str) -> None:
+    rng = np.random.default_rng(7)
+    worse = total = 0
+    for i, m in enumerate(marks):
+        fake = make_counterfeit(m.mask, family, rng, other=marks[(i + 1) % len(marks)].mask)
+        if fake is None:
+            continue
+        ref = gallery_image(m.mask, m.colour)
+        real = score_of(*scene(m.mask, m.colour, seed=100 + i), ref)
+        faked = score_of(*scene(fake, m.colour, seed=100 + i), ref)
+        worse += faked < real
+        total += 1
+    assert total >= 3
+    assert worse / total >= 0.75, f"{family}: {worse} of {total} counterfeits scored below the authentic mark"
+
+
+@pytest.mark.parametrize(
+    ("fit", "expected"),
+    [
+        (Fit(0.95, 1.1, 0.5), 0.95),  # camera-like warp, mirror worse: agreement as it is
+        (Fit(0.95, 1.3 * np.e**0.2, 0.5), 0.75),  # stretched beyond the limit
+        (Fit(0.6, 1.0, 0.9), 0.3),  # the mirror image fits better
+        (NO_FIT, -1.0),
+    ],
+)
+def test_fit_score(fit: Fit, expected: float) -> None:
+    assert fit.score(1.3) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("sx", "sy", "expected"),
+    [(1.0, 1.0, 1.0), (2.0, 2.0, 1.0), (1.5, 1.0, 1.5), (1.0, 0.5, 2.0)],
+)
+def test_anisotropy_of_a_scaling(sx: float, sy: float, expected: float) -> None:
+    h = start_warp((0, 0, 10, 10), (0, 0, 10 * sx, 10 * sy), 20.0)
+    assert anisotropy(h, 5.0, 5.0) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "crop",
+    [
+        np.full((128, 128, 3), 90, np.uint8),  # a flat crop: no ink to fit
+        np.zeros((128, 128, 3), np.uint8),
+    ],
+)
+def test_flat_crops_give_no_fit(crop: np.ndarray, marks: list) -> None:
+    inks = ink_candidates(crop)
+    assert inks == []
+    assert fit_reference(inks, reference_mask(gallery_image(marks[0].mask, marks[0].colour), 128), CFG) == NO_FIT
+
+
+def test_an_empty_reference_gives_no_fit(marks: list) -> None:
+    frame, box = scene(marks[0].mask, marks[0].colour, seed=3)
+    blank = np.full((256, 256, 3), 250, np.uint8)
+    assert score_of(frame, box, blank) == -1.0
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: crop_at(np.zeros((10, 10, 3), np.uint8), np.zeros(5), 64), "expected a \\(4,\\) box"),
+        (lambda: reference_mask(np.zeros((10, 10), np.uint8), 64), "expected an \\(H, W, 3\\) uint8 image"),
+        (lambda: VerifierConfig(side=16), "coarse <= side"),
+        (lambda: VerifierConfig(clusters=1), "clusters"),
+        (lambda: VerifierConfig(anisotropy_limit=0.5), "anisotropy_limit"),
+    ],
+)
+def test_bad_input_is_named(call, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("sims", "expected"),
+    [
+        ({}, []),
+        ({"a": 0.9, "b": 0.3}, ["a"]),  # below the floor
+        ({"a": 0.5, "b": 0.9, "c": 0.7, "d": 0.6}, ["b", "c", "d"]),  # best three, best first
+    ],
+)
+def test_candidates(sims: dict[str, float], expected: list[str]) -> None:
+    v = MarkVerifier(lambda ref: None, VerifierConfig(top_brands=3, brand_floor=0.4))
+    assert v.candidates(sims) == expected
+
+
+def test_verifier_scores_each_brand_and_skips_missing_references(marks: list) -> None:
+    m, other = marks[0], marks[1]
+    images = {1: gallery_image(m.mask, m.colour), 2: gallery_image(other.mask, other.colour)}
+    loads: list[int] = []
+
+    def reference_image(ref: int) -> np.ndarray | None:
+        loads.append(ref)
+        return images.get(ref)
+
+    v = MarkVerifier(reference_image, VerifierConfig(cache=2))
+    # cache 2: three references loaded, the oldest (1) is evicted and loaded again
+    frame, box = scene(m.mask, m.colour, seed=11)
+    out = v.verify(frame, box, {m.slug: 1, other.slug: 2, "gone": 3})
+    assert set(out) == {m.slug, other.slug}  # a reference whose image is gone gives no score
+    assert out[m.slug] > out[other.slug]
+    v.verify(frame, box, {m.slug: 1})
+    assert loads.count(1) == 2  # evicted once
+    v.verify(frame, box, {m.slug: 1})
+    assert loads.count(1) == 2  # now cached
+    assert v.verify(frame, box, {}) == {}
