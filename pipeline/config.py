@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from pipeline.infer.verifier import VerifierConfig
 from pipeline.verdict import VerdictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +109,7 @@ class Config:
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import queue
 import threading
 import time
@@ -26,6 +27,7 @@ from pipeline.gallery.index import Gallery, GalleryIndex
 from pipeline.infer.detector import Detector, OnnxDetector
 from pipeline.infer.device import DevicePipeline
 from pipeline.infer.embedder import Embedder, OnnxEmbedder
+from pipeline.infer.verifier import MarkVerifier
 from pipeline.ingest.source import IngestError, Source
 from pipeline.types import MARK, Frame
 from pipeline.verdict import MarkSample, StreamVerdicts, Verdict
@@ -53,8 +55,10 @@ class Spine:
         model_version: str = "",
         observer: Callable[[Frame, list[MarkSample]], None] | None = None,
         device: DevicePipeline | None = None,
+        verifier: MarkVerifier | None = None,
     ) -> None:
         self.config = config
+        self.verifier = verifier
         self.observer = observer
         self.device = device
         self.detector = detector
@@ -86,6 +90,7 @@ class Spine:
         device = None
         if m.device_path == "on" or (m.device_path == "auto" and detector.session.device != "cpu"):
             device = DevicePipeline(detector, embedder, config.model_path("cropper"), m.providers, m.threads)
+        verifier = MarkVerifier(gallery.reference_image, config.verifier) if config.verifier.enabled else None
         return cls(
             config,
             detector,
@@ -94,6 +99,7 @@ class Spine:
             sinks,
             evidence,
             device=device,
+            verifier=verifier,
             model_version=f"{detector.version}+{embedder.version}+{gallery.path.name}",
         )
 
@@ -163,6 +169,9 @@ class Spine:
                 row += 1
             out.append(found)
         t5 = time.perf_counter()
+        if self.verifier is not None:
+            out = [[self._verify(frame, s) for s in found] for frame, found in zip(frames, out, strict=True)]
+        t6 = time.perf_counter()
         with self._lock:
             s = self.times.seconds
             s["detect"] += t1 - t0
@@ -170,6 +179,7 @@ class Spine:
             s["embed"] += t3 - t2
             s["search"] += t4 - t3
             s["judge"] += t5 - t4
+            s["verify"] += t6 - t5
             self.times.batches.append(len(frames))
         return out
 
@@ -209,6 +219,18 @@ class Spine:
             crop=crop,
             appearance=np.asarray(identity, np.float32),
         )
+
+    def _verify(self, frame: Frame, sample: MarkSample) -> MarkSample:
+        """The sample with the verifier's score for each of its candidate brands (marks the
+        verdict will not judge are left as they are)."""
+        assert self.verifier is not None
+        vc = self.config.verdict
+        side = max(sample.box[2] - sample.box[0], sample.box[3] - sample.box[1])
+        if sample.detection < vc.min_detection or side < vc.min_size:
+            return sample
+        refs = {b: sample.brand_refs[b] for b in self.verifier.candidates(sample.brand_sims) if b in sample.brand_refs}
+        verified = self.verifier.verify(frame.image, sample.box, refs)
+        return dataclasses.replace(sample, verified=verified) if verified else sample
 
     def process(self, frames: Sequence[Frame]) -> list[Alert]:
         """Run one micro-batch through every stage; returns the alerts raised (already sunk)."""

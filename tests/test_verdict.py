@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 
 import numpy as np
@@ -252,3 +253,34 @@ def test_brand_agreement(sample, agreement, alerts):
 def test_brand_agreement_must_not_be_negative():
     with pytest.raises(ValueError, match="brand_agreement"):
         VerdictConfig(brand_agreement=-1)
+
+
+@pytest.mark.parametrize(
+    ("verified", "weight", "target", "expected"),
+    [
+        ({}, 1.0, 0.85, 0.8),  # not verified: the embedder's similarity as it is
+        ({"acme": 0.95}, 0.0, 0.85, 0.8),  # weight 0: the verifier is ignored
+        ({"acme": 0.95}, 1.0, 0.85, 0.9),  # fits the reference well: more authentic
+        ({"acme": 0.55}, 1.0, 0.85, 0.5),  # fits badly: less
+        ({"acme": 0.55}, 0.5, 0.85, 0.65),
+        ({"other": 0.2}, 1.0, 0.85, 0.8),  # another brand's score does not move acme's
+    ],
+)
+def test_verifier_moves_authenticity(verified, weight, target, expected):
+    s = dataclasses.replace(mark(0.0, {"acme": 0.8, "other": 0.3}), verified=verified)
+    assert s.authenticity_to("acme", weight, target) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("verified", "weight", "alerts"),
+    [
+        (0.95, 0.0, 0),  # embedder alone: 0.75 is above the threshold 0.7, no alert
+        (0.95, 1.0, 0),  # and the verifier agrees the mark fits its reference
+        (0.6, 1.0, 1),  # the verifier finds the reference does not lay over it: 0.75 - 0.25 = 0.5
+    ],
+)
+def test_verifier_decides_near_the_threshold(verified, weight, alerts):
+    cfg = dataclasses.replace(CFG, verifier_weight=weight, verifier_target=0.85)
+    near = {"acme": 0.75, "other": 0.3}
+    frames = [(t * 0.5, [dataclasses.replace(mark(t * 0.5, near), verified={"acme": verified})]) for t in range(5)]
+    assert len(run(frames, cfg)) == alerts

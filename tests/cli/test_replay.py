@@ -174,3 +174,35 @@ def test_judged_marks_carry_their_identity_vector(tmp_path, library, gallery):
     for s in marks:
         assert s.appearance is not None and s.appearance.shape == (dim,)
         assert np.linalg.norm(s.appearance) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(("enabled", "family"), [(True, None), (True, "aspect"), (False, None)])
+def test_verifier_scores_judged_marks_against_their_brands(tmp_path, library, gallery, enabled, family):
+    # verifier.enabled: each judged mark carries the verifier's score for its nearest brands,
+    # its own brand among them; the authentic mark fits its reference, a stretched fake does not.
+    # (A mirrored fastly mark, symmetric but for its small needle, still scores 0.92: large
+    # shared areas dominate the correlation; see models/README.md.)
+    import dataclasses
+
+    from pipeline.cli import resolve_index
+    from pipeline.config import Config
+    from pipeline.ingest.source import Sampling, read_frames
+    from pipeline.spine import Spine
+
+    video, clip = _clip(tmp_path, library, [(14, family)], "verified", seed=2)
+    brand = clip.objects[0].brand
+    cfg = Config.load()
+    cfg = dataclasses.replace(cfg, verifier=dataclasses.replace(cfg.verifier, enabled=enabled))
+    frames = read_frames(video, Sampling.from_arg("2"))
+    with Spine.from_config(cfg, resolve_index(gallery)) as spine:
+        judged = [s for found in spine.samples(frames) for s in found if s.detection >= cfg.verdict.min_detection]
+    assert judged, "the shipped detector found no mark in a clip showing one"
+    if not enabled:
+        assert all(s.verified == {} for s in judged)
+        return
+    own = [s.verified[brand] for s in judged if brand in s.verified]
+    assert len(own) >= len(judged) // 2, "the mark's own brand was rarely verified"
+    if family is None:
+        assert np.median(own) >= 0.85
+    else:
+        assert np.median(own) < 0.85
