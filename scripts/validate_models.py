@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--authentic", type=int, default=3, help="authentic queries per brand")
     p.add_argument("--brands", type=int, default=0, help="limit held-out brands (0 = all)")
+    p.add_argument(
+        "--verifier",
+        action="store_true",
+        help="also measure the ROC-AUC with the verifier weighed in (verifier: and verdict: of the config)",
+    )
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.add_argument("--card", type=Path, help="write the figures into this model card (between markers)")
     p.add_argument("--bench", nargs="*", type=Path, default=[], help="benchmark JSON-line files to include")
@@ -63,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     _, held = MarkLibrary.from_folder(args.marks).split()
     marks = list(held)[: args.brands or None]
     with OnnxEmbedder(args.embedder) as emb:
-        report = embedder_report(emb, marks, views=args.views, authentic=args.authentic)
+        cfg = Config.load()
+        verifier = (cfg.verifier, cfg.verdict.verifier_weight, cfg.verdict.verifier_target) if args.verifier else None
+        report = embedder_report(emb, marks, views=args.views, authentic=args.authentic, verifier=verifier)
         result["embedder"] = report.to_dict() | {"version": emb.version}
     result["seconds"] = round(time.time() - t0, 1)
     text = json.dumps(result, indent=2)
@@ -102,6 +109,9 @@ def write_card(card: Path, result: dict, bench_files: list[Path], command: str) 
     )
     for fam, v in emb["counterfeit_auc_by_family"].items():
         lines.append(f"| ROC-AUC, family `{fam}` | (reported) | {v:.3f} |")
+    for fam, v in emb.get("verified_auc", {}).items():
+        name = "all families" if fam == "all" else f"family `{fam}`"
+        lines.append(f"| ROC-AUC with the verifier weighed in (`--verifier`), {name} | (reported) | {v:.3f} |")
     for path in bench_files:
         for raw in path.read_text().splitlines():
             if raw.startswith("{"):

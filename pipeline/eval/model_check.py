@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -12,9 +12,10 @@ from pipeline.eval.metrics import average_precision, roc_auc
 from pipeline.gallery.references import reference_views
 from pipeline.infer.detector import Detector
 from pipeline.infer.embedder import Embedder, Embeddings
+from pipeline.infer.verifier import VerifierConfig, fit_reference, ink_candidates, reference_mask
 from pipeline.synth.counterfeit import FAMILIES, make_counterfeit
 from pipeline.synth.marks import Mark
-from pipeline.synth.render import gallery_image, render_mark_crop
+from pipeline.synth.render import gallery_image, render_mark_crops
 from pipeline.types import MARK
 
 
@@ -30,9 +31,10 @@ class EmbedderReport:
     counterfeit_top1: float
     auc: float
     auc_by_family: dict[str, float]
+    verified_auc: dict[str, float] = field(default_factory=dict)  # with the verifier: "all" and per family
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "gallery_brands": self.brands,
             "references": self.references,
             "authentic_queries": self.authentic_queries,
@@ -42,6 +44,9 @@ class EmbedderReport:
             "counterfeit_auc": round(self.auc, 4),
             "counterfeit_auc_by_family": {k: round(v, 4) for k, v in self.auc_by_family.items()},
         }
+        if self.verified_auc:
+            out["verified_auc"] = {k: round(v, 4) for k, v in self.verified_auc.items()}
+        return out
 
 
 SIZE_BUCKETS = {"under_32px": (0.0, 32.0), "32_to_64px": (32.0, 64.0), "over_64px": (64.0, 1e9)}
@@ -75,51 +80,75 @@ def build_reference_set(
 
 
 def query_set(
-    marks: Sequence[Mark], authentic: int, seed: int, size: int = CROP_SIZE
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    marks: Sequence[Mark], authentic: int, seed: int, size: int = CROP_SIZE, detail: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Authentic crops and one counterfeit per family for each brand, ``size`` pixels square.
 
-    Returns crops, brand index and family index (-1 authentic).
+    Returns crops, brand index, family index (-1 authentic) and, with ``detail``, the same
+    renderings cut at ``detail`` pixels for the verifier (else None).
     """
-    crops, brand, family = [], [], []
+    sizes = (size, detail) if detail else (size,)
+    crops, details, brand, family = [], [], [], []
+
+    def add(rendered: list[np.ndarray] | None, b: int, f: int) -> None:
+        if rendered is not None:
+            crops.append(rendered[0])
+            details.extend(rendered[1:])
+            brand.append(b)
+            family.append(f)
+
     for b, mark in enumerate(marks):
         rng = np.random.default_rng([seed, b])
         for _ in range(authentic):
-            c = render_mark_crop(rng, mark.mask, mark.colour, size=size)
-            if c is not None:
-                crops.append(c)
-                brand.append(b)
-                family.append(-1)
+            add(render_mark_crops(rng, mark.mask, mark.colour, sizes), b, -1)
         for f, name in enumerate(FAMILIES):
             other = marks[int(rng.integers(len(marks)))].mask
             fake = make_counterfeit(mark.mask, name, rng, other=other)
             if fake is None:
                 continue
-            c = render_mark_crop(rng, fake, mark.colour, size=size)
-            if c is not None:
-                crops.append(c)
-                brand.append(b)
-                family.append(f)
-    return np.stack(crops), np.asarray(brand), np.asarray(family)
+            add(render_mark_crops(rng, fake, mark.colour, sizes), b, f)
+    return np.stack(crops), np.asarray(brand), np.asarray(family), np.stack(details) if detail else None
+
+
+def verifier_scores(details: np.ndarray, brand: np.ndarray, marks: Sequence[Mark], cfg: VerifierConfig) -> np.ndarray:
+    """The verifier's score of each detail crop against its brand's gallery image."""
+    refs = [reference_mask(gallery_image(m.mask, m.colour), cfg.side) for m in marks]
+    out = np.empty(len(details), np.float32)
+    for i, (crop, b) in enumerate(zip(details, brand, strict=True)):
+        if crop.shape[0] != cfg.side:
+            raise ValueError(f"expected {cfg.side} px detail crops, got {crop.shape[0]}")
+        out[i] = fit_reference(ink_candidates(crop, cfg.clusters), refs[int(b)], cfg).score(cfg.anisotropy_limit)
+    return out
 
 
 def embedder_report(
-    embedder: Embedder, marks: Sequence[Mark], views: int = 8, authentic: int = 3, seed: int = 1000
+    embedder: Embedder,
+    marks: Sequence[Mark],
+    views: int = 8,
+    authentic: int = 3,
+    seed: int = 1000,
+    verifier: tuple[VerifierConfig, float, float] | None = None,
 ) -> EmbedderReport:
     """Brand top-1 retrieval (identity vectors) and counterfeit ROC-AUC (authenticity similarity to
-    the nearest reference of the crop's brand)."""
+    the nearest reference of the crop's brand).
+
+    With ``verifier`` (its settings, the verdict's weight and target), the ROC-AUC is measured
+    again on the similarity the verdict weighs: ``+ weight x (verifier score - target)``.
+    """
     refs, owners = build_reference_set(embedder, marks, views)
-    crops, brand, family = query_set(marks, authentic, seed, embedder.crop_size)
+    detail = verifier[0].side if verifier else 0
+    crops, brand, family, details = query_set(marks, authentic, seed, embedder.crop_size, detail)
     q = embedder.embed(crops)
     top1_brand = owners[np.argmax(q.identity @ refs.identity.T, axis=1)]
     auth = family < 0
     sim = q.authenticity @ refs.authenticity.T
     own = np.where(owners[None, :] == brand[:, None], sim, -np.inf).max(axis=1)
-    by_family = {}
-    for f, name in enumerate(FAMILIES):
-        sel = auth | (family == f)
-        if (family == f).any():
-            by_family[name] = roc_auc(own[sel], auth[sel])
+    by_family = _auc_by_family(own, auth, family)
+    verified: dict[str, float] = {}
+    if verifier is not None and details is not None:
+        cfg, weight, target = verifier
+        blended = own + weight * (verifier_scores(details, brand, marks, cfg) - target)
+        verified = {"all": roc_auc(blended, auth), **_auc_by_family(blended, auth, family)}
     return EmbedderReport(
         brands=len(marks),
         references=len(refs),
@@ -129,4 +158,14 @@ def embedder_report(
         counterfeit_top1=float(np.mean(top1_brand[~auth] == brand[~auth])) if (~auth).any() else float("nan"),
         auc=roc_auc(own, auth),
         auc_by_family=by_family,
+        verified_auc=verified,
     )
+
+
+def _auc_by_family(score: np.ndarray, auth: np.ndarray, family: np.ndarray) -> dict[str, float]:
+    out = {}
+    for f, name in enumerate(FAMILIES):
+        sel = auth | (family == f)
+        if (family == f).any():
+            out[name] = roc_auc(score[sel], auth[sel])
+    return out

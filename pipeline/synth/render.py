@@ -353,6 +353,21 @@ def render_mark_crop(
     ``clean`` renders a gallery-style reference (flat product, no tilt, no camera effects).
     Returns an (size, size, 3) uint8 RGB crop, or None when the mark ended up hidden.
     """
+    crops = render_mark_crops(rng, mask, brand_colour, (size,), box_jitter, clean)
+    return None if crops is None else crops[0]
+
+
+def render_mark_crops(
+    rng: np.random.Generator,
+    mask: np.ndarray,
+    brand_colour: tuple[int, int, int],
+    sizes: tuple[int, ...] = (CROP_SIZE,),
+    box_jitter: float = 0.08,
+    clean: bool = False,
+) -> list[np.ndarray] | None:
+    """``render_mark_crop`` cut at several sizes from one rendering (the embedder's crop and the
+    verifier's larger one see the same mark); None when the mark ended up hidden.
+    """
     canvas = 160
     bg = busy_background(rng, canvas, canvas)
     item = SceneItem.make(rng, mask, brand_colour)
@@ -385,7 +400,7 @@ def render_mark_crop(
     if box_jitter > 0 and not clean:
         w, h = box[2] - box[0], box[3] - box[1]
         box = box + rng.normal(0, box_jitter, 4).astype(np.float32) * np.array([w, h, w, h], np.float32)
-    return cut_crops(frame, box[None], size)[0]
+    return [cut_crops(frame, box[None], size)[0] for size in sizes]
 
 
 def random_scene(
