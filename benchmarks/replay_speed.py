@@ -1,14 +1,17 @@
 """Replay speed at 2 fps sampling of a 720p30 H.264 clip, as a multiple of real time (floor: 15x).
 
-Baseline in the same run: ffmpeg decoding and sampling the same clip with no models
-(``-vf select=... -f null -``), the upper bound replay can reach on this machine.
+Baselines in the same run: ffmpeg decoding and sampling the same clip with no models
+(``-vf select=... -f null -``), the upper bound replay can reach on this machine; and the same
+replay with the verifier switched the other way (``verifier.enabled``), what it costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import time
+from pathlib import Path
 
 from _common import bench_clip, bench_index, report
 
@@ -38,15 +41,12 @@ def main() -> None:
         )
     decode_x = media * args.repeat / (time.perf_counter() - t0)
     cfg = Config.load()
-    with Spine.from_config(cfg, index) as spine:
-        run_sources(spine, [FFmpegSource(clip, "warmup", sampling)])
-        t0 = time.perf_counter()
-        frames = 0
-        for k in range(args.repeat):
-            res = run_sources(spine, [FFmpegSource(clip, f"run{k}", sampling)])
-            frames += sum(r.frames for r in res.values())
-        wall = time.perf_counter() - t0
-        stages = {k: round(v, 2) for k, v in spine.times.seconds.items()}
+    speed, stages, frames = replay(cfg, clip, index, sampling, media, args.repeat)
+    # The same replay with the verifier switched the other way: what laying references over the
+    # marks costs (it is off in the shipped configuration).
+    other = dataclasses.replace(cfg, verifier=dataclasses.replace(cfg.verifier, enabled=not cfg.verifier.enabled))
+    speed_other, other_stages, _ = replay(other, clip, index, sampling, media, args.repeat)
+    other_key = "verifier_on" if other.verifier.enabled else "baseline_verifier_off"
     report(
         {
             "benchmark": "replay_speed",
@@ -54,12 +54,32 @@ def main() -> None:
             "sampling": str(sampling),
             "media_s": round(media * args.repeat, 1),
             "frames": frames,
-            "speed_x_realtime": round(media * args.repeat / wall, 2),
+            "speed_x_realtime": round(speed, 2),
+            "verifier": cfg.verifier.enabled,
+            f"{other_key}_x_realtime": round(speed_other, 2),
+            f"{other_key}_verify_s": other_stages.get("verify", 0.0),
             "baseline_ffmpeg_decode_only_x_realtime": round(decode_x, 2),
             "stage_seconds": stages,
             "floor_x": 15,
         }
     )
+
+
+def replay(
+    cfg: Config, clip: Path, index: Path, sampling: Sampling, media: float, repeat: int
+) -> tuple[float, dict[str, float], int]:
+    """Replay ``clip`` ``repeat`` times after a warm-up: (x real time, seconds per stage, frames)."""
+    with Spine.from_config(cfg, index) as spine:
+        run_sources(spine, [FFmpegSource(clip, "warmup", sampling)])
+        spine.times.seconds.clear()
+        t0 = time.perf_counter()
+        frames = 0
+        for k in range(repeat):
+            res = run_sources(spine, [FFmpegSource(clip, f"run{k}", sampling)])
+            frames += sum(r.frames for r in res.values())
+        wall = time.perf_counter() - t0
+        stages = {k: round(v, 2) for k, v in spine.times.seconds.items()}
+    return media * repeat / wall, stages, frames
 
 
 if __name__ == "__main__":
