@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -70,6 +70,7 @@ class Fit:
     agreement: float  # ECC correlation of the aligned reference (-1 when no fit converged)
     anisotropy: float  # singular-value ratio of the fitted warp at the mark's centre
     mirrored: float  # the same correlation for the mirrored reference
+    warp: np.ndarray | None = field(default=None, compare=False, repr=False)  # (3, 3) crop -> reference, plain fit
 
     def score(self, anisotropy_limit: float = 1.3) -> float:
         """Agreement less what a camera cannot explain (stretch, a mirror image fitting better)."""
@@ -221,7 +222,7 @@ def fit_reference(inks: list[np.ndarray], reference: np.ndarray, cfg: VerifierCo
     # Fine: the best coarse fits refined to a homography at full crop size.
     up = np.diag([1 / down, 1 / down, 1.0]).astype(np.float32)
     back = np.diag([down, down, 1.0]).astype(np.float32)
-    best = {False: (-1.0, 1.0), True: (-1.0, 1.0)}
+    best: dict[bool, tuple[float, float, np.ndarray | None]] = {False: (-1.0, 1.0, None), True: (-1.0, 1.0, None)}
     tried = {False: 0, True: 0}
     for _rho, i, mirrored, h in sorted(found, key=lambda f: -f[0]):
         if tried[mirrored] >= cfg.keep:
@@ -230,8 +231,25 @@ def fit_reference(inks: list[np.ndarray], reference: np.ndarray, cfg: VerifierCo
         rho, hh = _ecc(inks[i], refs[mirrored], up @ h @ back, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5)
         if rho > best[mirrored][0]:
             box = _tight(inks[i], 0.5) or (0.0, 0.0, float(side), float(side))
-            best[mirrored] = (rho, anisotropy(hh, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2))
-    return Fit(best[False][0], best[False][1], best[True][0])
+            best[mirrored] = (rho, anisotropy(hh, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2), hh)
+    return Fit(best[False][0], best[False][1], best[True][0], best[False][2])
+
+
+def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit) -> np.ndarray:
+    """The crop with the aligned reference's outline drawn on it in green (RGB), for reviewers.
+
+    Where the outline leaves the crop's ink, the mark deviates from the brand's; a crop with no
+    fit comes back unmarked.
+    """
+    out = crop.copy()
+    if fit.warp is None:
+        return out
+    side = crop.shape[0]
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    aligned = cv2.warpPerspective(reference, fit.warp, (side, side), flags=flags) > 0.5
+    edge = aligned & ~cv2.erode(aligned.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    out[edge] = (0, 255, 0)
+    return out
 
 
 class MarkVerifier:

@@ -14,6 +14,7 @@ from pipeline.infer.verifier import (
     crop_at,
     fit_reference,
     ink_candidates,
+    overlay,
     reference_mask,
     start_warp,
 )
@@ -161,3 +162,16 @@ def test_verifier_scores_each_brand_and_skips_missing_references(marks: list) ->
     v.verify(frame, box, {m.slug: 1})
     assert loads.count(1) == 2  # now cached
     assert v.verify(frame, box, {}) == {}
+
+
+def test_overlay_outlines_the_aligned_reference(marks: list) -> None:
+    m = marks[0]
+    frame, box = scene(m.mask, m.colour, seed=5)
+    crop = crop_at(frame, box, CFG.side, CFG.crop_scale)
+    ref = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
+    fit = fit_reference(ink_candidates(crop, CFG.clusters), ref, CFG)
+    assert fit.warp is not None and fit.warp.shape == (3, 3)
+    drawn = overlay(crop, ref, fit)
+    green = np.all(drawn == (0, 255, 0), axis=-1) & ~np.all(crop == (0, 255, 0), axis=-1)
+    assert green.sum() > CFG.side  # an outline at least a crop side long
+    np.testing.assert_array_equal(overlay(crop, ref, NO_FIT), crop)  # no fit: nothing drawn
