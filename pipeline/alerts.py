@@ -180,14 +180,27 @@ class SqliteStore:
 
 
 def _label(img: np.ndarray, text: str, y: int, scale: float = 0.5) -> None:
-    cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    # A dark halo from 1-px copies shifted around the text: OpenCV spaces thicker text wider, so
+    # one thick dark copy drifts away from the white one along the line.
+    for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, 1), (-1, 1), (1, -1)):
+        cv2.putText(img, text, (6 + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def evidence_image(
-    crop: np.ndarray, reference: np.ndarray | None, brand: str, score: float, similarity: float, where: str
+    crop: np.ndarray,
+    reference: np.ndarray | None,
+    brand: str,
+    score: float,
+    similarity: float,
+    where: str,
+    aligned: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The stream crop beside the nearest authentic reference, captioned (RGB, 2 panels)."""
+    """The stream crop beside the nearest authentic reference, captioned (RGB).
+
+    With ``aligned`` (verifier mode: the crop with the reference's outline laid over it) a third
+    panel shows where the mark leaves the brand's shape.
+    """
     side = 256
     left = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
     if reference is None:
@@ -200,10 +213,16 @@ def evidence_image(
         right = np.full((side, side, 3), 255, np.uint8)
         y0, x0 = (side - ref.shape[0]) // 2, (side - ref.shape[1]) // 2
         right[y0 : y0 + ref.shape[0], x0 : x0 + ref.shape[1]] = ref
-    panel = np.concatenate([left, np.full((side, 4, 3), 40, np.uint8), right], axis=1)
+    gap = np.full((side, 4, 3), 40, np.uint8)
+    panels = [left, gap, right]
+    caption = f"stream crop ({where})  |  nearest authentic reference"
+    if aligned is not None:
+        panels += [gap, cv2.resize(aligned, (side, side), interpolation=cv2.INTER_NEAREST)]
+        caption += "  |  reference aligned onto the mark"
+    panel = np.concatenate(panels, axis=1)
     header = np.full((54, panel.shape[1], 3), 30, np.uint8)
     _label(header, f"suspected fake of '{brand}'  score {score:.2f}  similarity {similarity:.2f}", 20)
-    _label(header, f"stream crop ({where})  |  nearest authentic reference", 44, 0.45)
+    _label(header, caption, 44, 0.45)
     return np.concatenate([header, panel], axis=0)
 
 

@@ -279,7 +279,10 @@ class Spine:
             ref_id = s.brand_refs.get(verdict.brand, -1)
             ref = self.gallery.reference_image(ref_id) if ref_id >= 0 else None
             where = f"{s.stream} t={s.t:.1f}s"
-            img = evidence_image(crop, ref, verdict.brand, verdict.score, verdict.similarity, where)
+            aligned = None
+            if self.verifier is not None and ref_id >= 0:
+                aligned = self.verifier.aligned_view(frame.image, s.box, ref_id)
+            img = evidence_image(crop, ref, verdict.brand, verdict.score, verdict.similarity, where, aligned)
             path = self.evidence.write(alert.id, img)
             alert = Alert(**{**alert.__dict__, "evidence": str(path)})
         for sink in self.sinks:

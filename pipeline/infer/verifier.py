@@ -236,10 +236,11 @@ def fit_reference(inks: list[np.ndarray], reference: np.ndarray, cfg: VerifierCo
 
 
 def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit) -> np.ndarray:
-    """The crop with the aligned reference's outline drawn on it in green (RGB), for reviewers.
+    """The crop with the aligned reference's outline drawn on it (RGB), for reviewers.
 
     Where the outline leaves the crop's ink, the mark deviates from the brand's; a crop with no
-    fit comes back unmarked.
+    fit comes back unmarked. The outline takes whichever of a few vivid colours lies farthest
+    from the crop's own colours, so it shows on a green product as on a magenta one.
     """
     out = crop.copy()
     if fit.warp is None:
@@ -248,8 +249,19 @@ def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit) -> np.ndarray:
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     aligned = cv2.warpPerspective(reference, fit.warp, (side, side), flags=flags) > 0.5
     edge = aligned & ~cv2.erode(aligned.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    out[edge] = (0, 255, 0)
+    out[edge] = outline_colour(crop)
     return out
+
+
+OUTLINE_COLOURS = ((0, 255, 0), (255, 0, 255), (0, 255, 255), (255, 255, 0), (255, 0, 0), (0, 0, 255))
+
+
+def outline_colour(crop: np.ndarray) -> tuple[int, int, int]:
+    """The vivid colour (of ``OUTLINE_COLOURS``) farthest from every colour cluster of the crop."""
+    px = crop.reshape(-1, 3).astype(np.float32)[:: max(1, crop.shape[0] * crop.shape[1] // 1024)]
+    dist = np.linalg.norm(px[None, :, :] - np.asarray(OUTLINE_COLOURS, np.float32)[:, None, :], axis=2)
+    # The 5% quantile: the distance to the nearest sizeable patch of the crop, not to one stray pixel.
+    return OUTLINE_COLOURS[int(np.argmax(np.quantile(dist, 0.05, axis=1)))]
 
 
 class MarkVerifier:
@@ -298,3 +310,12 @@ class MarkVerifier:
             if mask is not None:
                 out[brand] = fit_reference(inks, mask, self.cfg).score(self.cfg.anisotropy_limit)
         return out
+
+    def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:
+        """The mark's crop with reference ``ref`` aligned onto it (``overlay``), for evidence; None
+        when the reference image is gone."""
+        mask = self._reference(ref)
+        if mask is None:
+            return None
+        crop = crop_at(image, box, self.cfg.side, self.cfg.crop_scale)
+        return overlay(crop, mask, fit_reference(ink_candidates(crop, self.cfg.clusters), mask, self.cfg))

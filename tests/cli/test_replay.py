@@ -206,3 +206,18 @@ def test_verifier_scores_judged_marks_against_their_brands(tmp_path, library, ga
         assert np.median(own) >= 0.85
     else:
         assert np.median(own) < 0.85
+
+
+def test_verifier_mode_evidence_shows_the_aligned_reference(tmp_path, library, gallery, monkeypatch):
+    # With the verifier on, an alert's evidence gains a third panel: the brand's mark aligned onto
+    # the stream's (what a reviewer checks first).
+    import cv2
+
+    monkeypatch.setenv("FAKEWATCH_VERIFIER__ENABLED", "true")
+    video, clip = _clip(tmp_path, library, [(14, "aspect")], "fake_stretched", seed=2)
+    code, alerts = _replay(tmp_path, gallery, video)
+    assert code == 0
+    assert len(alerts) == 1, [a.to_json() for a in alerts]
+    assert alerts[0].brand == clip.objects[0].brand
+    evidence = cv2.imread(alerts[0].evidence)
+    assert evidence.shape[1] == 3 * 256 + 8

@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.infer.verifier import (
     NO_FIT,
+    OUTLINE_COLOURS,
     Fit,
     MarkVerifier,
     VerifierConfig,
@@ -14,6 +15,7 @@ from pipeline.infer.verifier import (
     crop_at,
     fit_reference,
     ink_candidates,
+    outline_colour,
     overlay,
     reference_mask,
     start_warp,
@@ -172,6 +174,28 @@ def test_overlay_outlines_the_aligned_reference(marks: list) -> None:
     fit = fit_reference(ink_candidates(crop, CFG.clusters), ref, CFG)
     assert fit.warp is not None and fit.warp.shape == (3, 3)
     drawn = overlay(crop, ref, fit)
-    green = np.all(drawn == (0, 255, 0), axis=-1) & ~np.all(crop == (0, 255, 0), axis=-1)
-    assert green.sum() > CFG.side  # an outline at least a crop side long
+    colour = outline_colour(crop)
+    line = np.all(drawn == colour, axis=-1) & ~np.all(crop == colour, axis=-1)
+    assert line.sum() > CFG.side  # an outline at least a crop side long
     np.testing.assert_array_equal(overlay(crop, ref, NO_FIT), crop)  # no fit: nothing drawn
+
+
+def test_aligned_view_for_evidence(marks: list) -> None:
+    m = marks[0]
+    v = MarkVerifier(lambda ref: gallery_image(m.mask, m.colour) if ref == 1 else None, CFG)
+    frame, box = scene(m.mask, m.colour, seed=6)
+    view = v.aligned_view(frame, box, 1)
+    assert view is not None and view.shape == (CFG.side, CFG.side, 3)
+    assert v.aligned_view(frame, box, 2) is None
+
+
+@pytest.mark.parametrize(
+    ("background", "not_expected"),
+    [((0, 230, 0), (0, 255, 0)), ((250, 0, 250), (255, 0, 255)), ((120, 120, 120), None)],
+)
+def test_outline_colour_stands_out(background: tuple[int, int, int], not_expected: tuple | None) -> None:
+    crop = np.zeros((64, 64, 3), np.uint8)
+    crop[:] = background
+    crop[20:40, 20:40] = 255  # white ink
+    colour = outline_colour(crop)
+    assert colour in OUTLINE_COLOURS and colour != not_expected
