@@ -224,9 +224,7 @@ class Spine:
         """The sample with the verifier's score for each of its candidate brands (marks the
         verdict will not judge are left as they are)."""
         assert self.verifier is not None
-        vc = self.config.verdict
-        side = max(sample.box[2] - sample.box[0], sample.box[3] - sample.box[1])
-        if sample.detection < vc.min_detection or side < vc.min_size:
+        if not self.config.verdict.judges(sample):
             return sample
         refs = {b: sample.brand_refs[b] for b in self.verifier.candidates(sample.brand_sims) if b in sample.brand_refs}
         verified = self.verifier.verify(frame.image, sample.box, refs)

@@ -48,6 +48,11 @@ class VerdictConfig:
     verifier_weight: float = 0.0  # weight of the verifier's score beside authenticity (0 = embedder alone)
     verifier_target: float = 0.8  # verifier score that leaves authenticity unchanged
 
+    def judges(self, sample: MarkSample) -> bool:
+        """Whether a mark is judged at all: sure enough a mark, and large enough to tell."""
+        box = sample.box
+        return sample.detection >= self.min_detection and max(box[2] - box[0], box[3] - box[1]) >= self.min_size
+
     def __post_init__(self) -> None:
         if not 0.0 <= self.authenticity_quantile <= 1.0:
             raise ValueError(f"authenticity_quantile: expected a value in [0, 1], got {self.authenticity_quantile}")
@@ -198,11 +203,7 @@ class StreamVerdicts:
         """Associate this frame's marks with tracks and return newly confirmed verdicts."""
         cfg = self.cfg
         self.tracks = [tr for tr in self.tracks if t - tr.last_t <= cfg.max_gap]
-        usable = [
-            s
-            for s in samples
-            if s.detection >= cfg.min_detection and max(s.box[2] - s.box[0], s.box[3] - s.box[1]) >= cfg.min_size
-        ]
+        usable = [s for s in samples if cfg.judges(s)]
         verdicts = []
         for sample, track in zip(usable, self._associate(usable), strict=True):
             if track is None:

@@ -1,5 +1,5 @@
 """Picture of what the verifier sees: labelled marks of clips, each cut at the verifier's size
-beside the same crop with its brand's gallery mark aligned onto it (green outline), and the score.
+beside the same crop with its brand's gallery mark aligned onto it (its outline), and the score.
 
 Takes one authentic mark and one counterfeit per family (enrolled brands only), from the middle
 of its visible span. Run it on tuning clips.
@@ -20,19 +20,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import Config
 from pipeline.eval.scoring import load_clips
-from pipeline.gallery.index import read_rgb
+from pipeline.gallery.index import GalleryError, gallery_images, read_rgb
 from pipeline.infer.verifier import crop_at, fit_reference, ink_candidates, overlay, reference_mask
 
 CAPTION = 18
 
 
-def pick(clips: list, gallery: Path, per_kind: int) -> list[tuple]:
+def pick(clips: list, enrolled: set[str], per_kind: int) -> list[tuple]:
     """(clip, object, kind) for up to ``per_kind`` authentic marks and counterfeits of each family."""
     taken: dict[str, int] = {}
     out = []
     for clip in clips:
         for obj in clip.objects:
-            if not any((gallery / obj.brand).glob("*.[pj][pn]g")):
+            if obj.brand not in enrolled:
                 continue
             kind = "authentic" if obj.authentic else (obj.family or "counterfeit")
             if taken.get(kind, 0) < per_kind:
@@ -41,7 +41,7 @@ def pick(clips: list, gallery: Path, per_kind: int) -> list[tuple]:
     return sorted(out, key=lambda t: (t[2] != "authentic", t[2]))
 
 
-def tile(clip, obj, kind: str, gallery: Path, cfg) -> np.ndarray:  # type: ignore[no-untyped-def]
+def tile(clip, obj, kind: str, image: Path, cfg) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Crop | crop with the aligned reference, captioned with the kind and the score (BGR)."""
     frame_no = int(obj.frames[len(obj.frames) // 2])
     cap = cv2.VideoCapture(str(clip.video))
@@ -51,8 +51,7 @@ def tile(clip, obj, kind: str, gallery: Path, cfg) -> np.ndarray:  # type: ignor
     if not ok:
         raise SystemExit(f"error: cannot read frame {frame_no} of {clip.video}")
     crop = crop_at(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), obj.box_near(frame_no), cfg.side, cfg.crop_scale)
-    image = sorted((gallery / obj.brand).glob("*.png")) + sorted((gallery / obj.brand).glob("*.jpg"))
-    ref = reference_mask(read_rgb(image[0]), cfg.side)
+    ref = reference_mask(read_rgb(image), cfg.side)
     fit = fit_reference(ink_candidates(crop, cfg.clusters), ref, cfg)
     pair = np.hstack([crop, overlay(crop, ref, fit)])
     bar = np.full((CAPTION, pair.shape[1], 3), 255, np.uint8)
@@ -70,12 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("docs/verifier.jpg"))
     args = p.parse_args(argv)
     clips = [c for folder in args.clips for c in load_clips(folder)]
-    chosen = pick(clips, args.gallery, args.per_kind)
+    first_image: dict[str, Path] = {}
+    try:
+        for brand, path in gallery_images(args.gallery):
+            first_image.setdefault(brand, path)
+    except GalleryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    chosen = pick(clips, set(first_image), args.per_kind)
     if not chosen:
         print(f"error: no labelled marks of brands in {args.gallery}", file=sys.stderr)
         return 2
     cfg = Config.load().verifier
-    tiles = [tile(clip, obj, kind, args.gallery, cfg) for clip, obj, kind in chosen]
+    tiles = [tile(clip, obj, kind, first_image[obj.brand], cfg) for clip, obj, kind in chosen]
     blank = np.full_like(tiles[0], 255)
     tiles += [blank] * (-len(tiles) % args.columns)
     rows = [np.hstack(tiles[i : i + args.columns]) for i in range(0, len(tiles), args.columns)]

@@ -112,11 +112,11 @@ def query_set(
 
 def verifier_scores(details: np.ndarray, brand: np.ndarray, marks: Sequence[Mark], cfg: VerifierConfig) -> np.ndarray:
     """The verifier's score of each detail crop against its brand's gallery image."""
+    if details.shape[1:3] != (cfg.side, cfg.side):
+        raise ValueError(f"expected {cfg.side} px detail crops, got {details.shape[1]}")
     refs = [reference_mask(gallery_image(m.mask, m.colour), cfg.side) for m in marks]
     out = np.empty(len(details), np.float32)
     for i, (crop, b) in enumerate(zip(details, brand, strict=True)):
-        if crop.shape[0] != cfg.side:
-            raise ValueError(f"expected {cfg.side} px detail crops, got {crop.shape[0]}")
         out[i] = fit_reference(ink_candidates(crop, cfg.clusters), refs[int(b)], cfg).score(cfg.anisotropy_limit)
     return out
 

@@ -39,11 +39,8 @@ class VerifierConfig:
     side: int = 128  # pixels of the square crop cut from the full-resolution frame
     crop_scale: float = 1.15  # crop side over the mark's longer side, as for the embedder
     coarse: int = 48  # pixels of the coarse affine search
-    angles: tuple[float, ...] = (
-        0.0,
-        -20.0,
-        20.0,
-    )  # start angles of the coarse search, the first tried on every ink candidate
+    # Start angles of the coarse search (degrees); the first is tried on every ink candidate.
+    angles: tuple[float, ...] = (0.0, -20.0, 20.0)
     search_inks: int = 2  # ink candidates the other start angles are tried on
     coarse_iterations: int = 25  # ECC iterations of each coarse affine fit
     keep: int = 1  # coarse fits refined by a homography, per mirror state
