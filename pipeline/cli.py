@@ -153,7 +153,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     cfg = Config.load(args.config)
     try:
-        sampling = Sampling.from_arg(args.sample or cfg.ingest.sample)
+        sampling = Sampling.from_arg(args.sample or cfg.ingest.sample, cfg.ingest.skip_nonref)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     index = resolve_index(args.gallery, args.config)

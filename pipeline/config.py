@@ -62,6 +62,7 @@ class GalleryConfig:
 @dataclass(frozen=True)
 class IngestConfig:
     sample: str = "2"
+    skip_nonref: bool = True
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ class Worker:
         if not stream_id or len(stream_id) > 128 or any(c in stream_id for c in "/\\\0\n"):
             raise WorkerError("stream id must be 1-128 characters without slashes or newlines")
         checked = check_url(url, allow_files=self.config.daemon.allow_files)
-        sampling = Sampling.from_arg(self.config.daemon.sample)
+        sampling = Sampling.from_arg(self.config.daemon.sample, self.config.ingest.skip_nonref)
         with self._lock:
             if stream_id in self.streams:
                 raise WorkerError(f"stream {stream_id!r} already exists")

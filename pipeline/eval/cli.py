@@ -128,7 +128,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     else:
         if not args.gallery:
             raise UserError("give --gallery to run the pipeline, or --alerts to score existing alerts")
-        sampling = Sampling.from_arg(args.sample or cfg.ingest.sample)
+        sampling = Sampling.from_arg(args.sample or cfg.ingest.sample, cfg.ingest.skip_nonref)
         index = resolve_index(args.gallery, args.config)
         gallery_dir = Path(args.gallery) if not (Path(args.gallery) / "index.json").is_file() else None
         from tqdm import tqdm

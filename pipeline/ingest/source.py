@@ -39,12 +39,25 @@ class Source(Protocol):
     def __iter__(self) -> Iterator[Frame]: ...
 
 
+# Rate sampling at or below this many frames per second decodes reference frames only. Encoders
+# leave at most a few non-reference frames in a row (B-frames: 1-3 at 24-60 fps, 0.1 s at most),
+# so every slot of 0.2 s or longer still holds a reference frame to sample.
+NONREF_MAX_RATE = 5.0
+
+
 @dataclass(frozen=True)
 class Sampling:
-    """Which frames to decode: ``keyframes``, ``fps`` (at ``rate`` per second) or ``all``."""
+    """Which frames to decode: ``keyframes``, ``fps`` (at ``rate`` per second) or ``all``.
+
+    ``skip_nonref``: at rates up to ``NONREF_MAX_RATE``, frames that no other frame refers to are
+    not decoded at all, and each slot's sample is its first reference frame (at most a few frames
+    after the slot starts; its index and time stay exact). On H.264 with B-frames this cuts
+    decoding by about a third.
+    """
 
     mode: Literal["keyframes", "fps", "all"] = "fps"
     rate: float = 2.0
+    skip_nonref: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("keyframes", "fps", "all"):
@@ -53,25 +66,33 @@ class Sampling:
             raise ValueError(f"sampling rate must be a positive number, got {self.rate}")
 
     @classmethod
-    def from_arg(cls, text: str | float) -> Sampling:
+    def from_arg(cls, text: str | float, skip_nonref: bool = True) -> Sampling:
         """Parse ``keyframes``, ``all`` or a rate such as ``2`` or ``0.5``."""
         if isinstance(text, int | float):
-            return cls("fps", float(text))
+            return cls("fps", float(text), skip_nonref)
         t = str(text).strip().lower()
         if t in ("keyframes", "all"):
-            return cls(t)  # type: ignore[arg-type]
+            return cls(t, skip_nonref=skip_nonref)  # type: ignore[arg-type]
         try:
-            return cls("fps", float(t))
+            return cls("fps", float(t), skip_nonref)
         except ValueError:
             raise ValueError(f"--sample must be 'keyframes', 'all' or frames per second, got {text!r}") from None
 
     def __str__(self) -> str:
         return f"{self.rate:g} fps" if self.mode == "fps" else self.mode
 
+    def decoder_skip(self) -> str | None:
+        """ffmpeg's ``skip_frame`` for this sampling: frames the decoder need not decode (None: all)."""
+        if self.mode == "keyframes":
+            return "nokey"
+        if self.mode == "fps" and self.skip_nonref and self.rate <= NONREF_MAX_RATE:
+            return "noref"
+        return None
+
     def select_expression(self) -> str | None:
         """ffmpeg ``select`` expression for rate sampling (None for all frames or keyframes).
 
-        Keeps the first frame of every 1/rate slot of media time: the average rate is exact even
+        Keeps the first decoded frame of every 1/rate slot of media time: the average rate is exact even
         where it does not divide the source rate (7.5 of 25 fps).
         """
         if self.mode != "fps":
@@ -131,8 +152,8 @@ class FFmpegSource:
     def command(self) -> list[str]:
         """The ffmpeg command line for this source."""
         in_args: dict[str, str] = dict(self.input_args)
-        if self.sampling.mode == "keyframes":
-            in_args["skip_frame"] = "nokey"
+        if (skip := self.sampling.decoder_skip()) is not None:
+            in_args["skip_frame"] = skip
         if self.realtime:
             in_args["re"] = None  # type: ignore[assignment]
         stream = ffmpeg.input(self.url, **in_args).video

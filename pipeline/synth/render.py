@@ -347,13 +347,15 @@ def render_mark_crop(
     size: int = CROP_SIZE,
     box_jitter: float = 0.08,
     clean: bool = False,
+    apparent: tuple[float, float] = (16.0, 110.0),
 ) -> np.ndarray | None:
     """Render a mark as the detector would hand it to the embedder: a square crop.
 
-    ``clean`` renders a gallery-style reference (flat product, no tilt, no camera effects).
+    ``clean`` renders a gallery-style reference (flat product, no tilt, no camera effects);
+    ``apparent`` is the range of the mark's size in the frame, in pixels.
     Returns an (size, size, 3) uint8 RGB crop, or None when the mark ended up hidden.
     """
-    crops = render_mark_crops(rng, mask, brand_colour, (size,), box_jitter, clean)
+    crops = render_mark_crops(rng, mask, brand_colour, (size,), box_jitter, clean, apparent)
     return None if crops is None else crops[0]
 
 
@@ -364,6 +366,7 @@ def render_mark_crops(
     sizes: tuple[int, ...] = (CROP_SIZE,),
     box_jitter: float = 0.08,
     clean: bool = False,
+    apparent: tuple[float, float] = (16.0, 110.0),
 ) -> list[np.ndarray] | None:
     """``render_mark_crop`` cut at several sizes from one rendering (the embedder's crop and the
     verifier's larger one see the same mark); None when the mark ended up hidden.
@@ -385,8 +388,7 @@ def render_mark_crops(
         hand = [float(rng.uniform(0.05, 0.2))] if rng.random() < 0.15 else None
         frame, anns = render_frame(bg, [item], [pose], rng, hands=hand, effects=1.0)
         # Marks in streams range from tiny to large: render small, then let the crop upsample.
-        apparent = rng.uniform(16, 110)
-        shrink = min(1.0, apparent / pose.size)
+        shrink = min(1.0, rng.uniform(*apparent) / pose.size)
         if shrink < 1.0:
             small = cv2.resize(frame, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
             small = jpeg(small, rng)

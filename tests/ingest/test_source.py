@@ -12,26 +12,41 @@ from pipeline.ingest.source import FFmpegSource, IngestError, Sampling, read_fra
 from tests.ingest.conftest import make_video
 
 
-def ffprobe_frames(path, keyframes_only=False):
-    """(presentation index, pts_time) of every frame per ffprobe."""
+def ffprobe_frames(path, skip=None):
+    """(presentation time, key frame) of every frame ffprobe decodes (``skip``: its ``-skip_frame``)."""
     exe = shutil.which("ffprobe")
     if exe is None:
         pytest.skip("ffprobe not installed")
     args = [exe, "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time,key_frame", "-of", "json"]
-    if keyframes_only:
-        args[1:1] = ["-skip_frame", "nokey"]
+    if skip:
+        args[1:1] = ["-skip_frame", skip]
     out = json.loads(subprocess.run([*args, str(path)], capture_output=True, text=True, check=True).stdout)
     return [(float(f["pts_time"]), int(f["key_frame"])) for f in out["frames"]]
 
 
+def first_of_each_slot(indices, fps, rate):
+    """The first of ``indices`` (frame numbers at ``fps``) in every 1/rate slot of media time."""
+    chosen, last_slot = [], None
+    for i in indices:
+        slot = math.floor(i / fps * rate + 1e-6)
+        if slot != last_slot:
+            chosen.append(i)
+            last_slot = slot
+    return chosen
+
+
 @pytest.mark.parametrize("fixture", ["clip_30fps", "clip_25fps"])
-@pytest.mark.parametrize("sample", ["all", "keyframes", "2", "1", "7.5"])
-def test_index_and_time_match_ffprobe(request, fixture, sample):
+@pytest.mark.parametrize(
+    "sample, skip_nonref",
+    [("all", True), ("keyframes", True), ("2", True), ("2", False), ("1", True), ("7.5", True), ("7.5", False)],
+)
+def test_index_and_time_match_ffprobe(request, fixture, sample, skip_nonref):
     path = request.getfixturevalue(fixture)
     probed = ffprobe_frames(path)
     fps = 30 if fixture == "clip_30fps" else 25
     times = [t for t, _ in probed]
-    frames = read_frames(path, Sampling.from_arg(sample))
+    sampling = Sampling.from_arg(sample, skip_nonref)
+    frames = read_frames(path, sampling)
     assert frames, "no frames decoded"
     for f in frames:
         # Every decoded frame is the source frame whose presentation time ffprobe reports.
@@ -42,11 +57,30 @@ def test_index_and_time_match_ffprobe(request, fixture, sample):
         assert idx == list(range(len(probed)))
     elif sample == "keyframes":
         assert idx == [i for i, (_, key) in enumerate(probed) if key]
+    elif sampling.decoder_skip() == "noref":
+        # The first reference frame (those ffprobe decodes with -skip_frame noref) of each slot.
+        refs = [round((t - times[0]) * fps) for t, _ in ffprobe_frames(path, "noref")]
+        assert len(refs) < len(probed), "the fixture should hold non-reference frames"
+        assert idx == first_of_each_slot(refs, fps, float(sample))
     else:
         # The first frame of each 1/rate slot of media time.
-        step = fps / float(sample)
-        expected = [math.ceil(k * step - 1e-6) for k in range(math.ceil(len(probed) / step - 1e-6))]
-        assert idx == expected
+        assert idx == first_of_each_slot(range(len(probed)), fps, float(sample))
+
+
+@pytest.mark.parametrize(
+    "sampling, expected",
+    [
+        (Sampling("all"), None),
+        (Sampling("keyframes"), "nokey"),
+        (Sampling("fps", 2.0), "noref"),
+        (Sampling("fps", 5.0), "noref"),
+        (Sampling("fps", 7.5), None),
+        (Sampling("fps", 2.0, skip_nonref=False), None),
+        (Sampling("keyframes", skip_nonref=False), "nokey"),
+    ],
+)
+def test_decoder_skip(sampling, expected):
+    assert sampling.decoder_skip() == expected
 
 
 def test_frames_are_rgb_arrays(clip_30fps):
