@@ -55,7 +55,13 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         if args.action == "build":
             bar = _Progress("embedding gallery images")
             idx = GalleryIndex.build(
-                args.gallery, args.out, emb, emb.version, views=cfg.gallery.views, progress=bar.update
+                args.gallery,
+                args.out,
+                emb,
+                emb.version,
+                views=cfg.gallery.views,
+                progress=bar.update,
+                view_sizes=cfg.gallery.view_sizes,
             )
             bar.close()
             print(f"built {args.out}: {len(idx.brands)} brands, {len(idx)} vectors ({idx.info['kind']})")
@@ -89,13 +95,23 @@ def resolve_index(gallery_or_index: str | Path, config_path: str | None = None) 
     cache = path.parent / f".{path.name}.index"
     with emb:
         try:
-            GalleryIndex.open(cache, emb.version).close()
-            if (path.stat().st_mtime_ns, _tree_stamp(path)) == _read_stamp(cache):
+            with GalleryIndex.open(cache, emb.version) as cached:
+                # Built from the same files, with the views the configuration asks for.
+                same = (cached.info["views"], cached.view_sizes) == (cfg.gallery.views, cfg.gallery.view_sizes)
+            if same and (path.stat().st_mtime_ns, _tree_stamp(path)) == _read_stamp(cache):
                 return cache
         except Exception:
             pass
         bar = _Progress(f"building index of {path.name}")
-        GalleryIndex.build(path, cache, emb, emb.version, views=cfg.gallery.views, progress=bar.update).close()
+        GalleryIndex.build(
+            path,
+            cache,
+            emb,
+            emb.version,
+            views=cfg.gallery.views,
+            progress=bar.update,
+            view_sizes=cfg.gallery.view_sizes,
+        ).close()
         bar.close()
     (cache / "source.stamp").write_text(json.dumps([path.stat().st_mtime_ns, _tree_stamp(path)]))
     return cache

@@ -57,6 +57,13 @@ class BatchConfig:
 class GalleryConfig:
     neighbours: int = 24
     views: int = 12
+    view_sizes: tuple[float, float] = (80.0, 110.0)
+
+    def __post_init__(self) -> None:
+        sizes = self.view_sizes
+        numbers = len(sizes) == 2 and all(isinstance(v, int | float) for v in sizes)
+        if not numbers or not 0 < sizes[0] <= sizes[1]:
+            raise ConfigError(f"gallery.view_sizes: expected [smallest, largest] pixels, got {list(self.view_sizes)}")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         default=Config.load().gallery.views,
         help="camera views per gallery image (default: gallery.views of the config, as replay uses)",
     )
+    p.add_argument(
+        "--view-sizes",
+        type=float,
+        nargs=2,
+        default=Config.load().gallery.view_sizes,
+        metavar=("SMALLEST", "LARGEST"),
+        help="mark size range of the camera views, pixels (default: gallery.view_sizes of the config)",
+    )
     p.add_argument("--authentic", type=int, default=3, help="authentic queries per brand")
     p.add_argument("--brands", type=int, default=0, help="limit held-out brands (0 = all)")
     p.add_argument(
@@ -70,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     with OnnxEmbedder(args.embedder) as emb:
         cfg = Config.load()
         verifier = (cfg.verifier, cfg.verdict.verifier_weight, cfg.verdict.verifier_target) if args.verifier else None
-        report = embedder_report(emb, marks, views=args.views, authentic=args.authentic, verifier=verifier)
+        report = embedder_report(
+            emb, marks, views=args.views, authentic=args.authentic, verifier=verifier, view_sizes=tuple(args.view_sizes)
+        )
         result["embedder"] = report.to_dict() | {"version": emb.version}
     result["seconds"] = round(time.time() - t0, 1)
     text = json.dumps(result, indent=2)

@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline.boxes import CROP_SIZE
 from pipeline.eval.metrics import average_precision, roc_auc
-from pipeline.gallery.references import reference_views
+from pipeline.gallery.references import DEFAULT_VIEW_SIZES, reference_views
 from pipeline.infer.detector import Detector
 from pipeline.infer.embedder import Embedder, Embeddings
 from pipeline.infer.verifier import VerifierConfig, fit_reference, ink_candidates, reference_mask
@@ -68,12 +68,17 @@ def detector_ap50(
 
 
 def build_reference_set(
-    embedder: Embedder, marks: Sequence[Mark], views: int, seed: int = 0
+    embedder: Embedder,
+    marks: Sequence[Mark],
+    views: int,
+    seed: int = 0,
+    view_sizes: tuple[float, float] = DEFAULT_VIEW_SIZES,
 ) -> tuple[Embeddings, np.ndarray]:
     """Embed ``views`` references per brand from one gallery image each; (vectors, brand index)."""
     vecs, owners = [], []
     for b, mark in enumerate(marks):
-        crops = reference_views(gallery_image(mark.mask, mark.colour), views, seed=seed + b, size=embedder.crop_size)
+        image = gallery_image(mark.mask, mark.colour)
+        crops = reference_views(image, views, seed + b, embedder.crop_size, view_sizes)
         vecs.append(embedder.embed(crops))
         owners.append(np.full(len(crops), b))
     return Embeddings.concat(vecs), np.concatenate(owners)
@@ -128,6 +133,7 @@ def embedder_report(
     authentic: int = 3,
     seed: int = 1000,
     verifier: tuple[VerifierConfig, float, float] | None = None,
+    view_sizes: tuple[float, float] = DEFAULT_VIEW_SIZES,
 ) -> EmbedderReport:
     """Brand top-1 retrieval (identity vectors) and counterfeit ROC-AUC (authenticity similarity to
     the nearest reference of the crop's brand).
@@ -135,7 +141,7 @@ def embedder_report(
     With ``verifier`` (its settings, the verdict's weight and target), the ROC-AUC is measured
     again on the similarity the verdict weighs: ``+ weight x (verifier score - target)``.
     """
-    refs, owners = build_reference_set(embedder, marks, views)
+    refs, owners = build_reference_set(embedder, marks, views, view_sizes=view_sizes)
     detail = verifier[0].side if verifier else 0
     crops, brand, family, details = query_set(marks, authentic, seed, embedder.crop_size, detail)
     q = embedder.embed(crops)

@@ -23,7 +23,7 @@ import cv2
 import faiss
 import numpy as np
 
-from pipeline.gallery.references import reference_views
+from pipeline.gallery.references import DEFAULT_VIEW_SIZES, reference_views
 from pipeline.infer.embedder import Embedder, Embeddings
 from pipeline.infer.models import file_sha256
 
@@ -162,8 +162,12 @@ class GalleryIndex:
         views: int = 12,
         quantile: float = 0.02,
         progress: Callable[[int, int], None] | None = None,
+        view_sizes: tuple[float, float] = DEFAULT_VIEW_SIZES,
     ) -> GalleryIndex:
         """Embed every image of ``gallery`` (with camera views) into a new index at ``out``.
+
+        ``views`` crops per image (the plain crop and camera views whose mark measures
+        ``view_sizes`` pixels) are stored; the index records both, and ``add_brand`` uses them.
 
         The folder is written next to ``out`` and renamed into place, so a failed build
         leaves any previous index untouched.
@@ -177,7 +181,7 @@ class GalleryIndex:
             ids = []
             next_id = 0
             for n, (brand, path) in enumerate(items):
-                vecs = _embed_image(embedder, read_rgb(path), views, seed=n)
+                vecs = _embed_image(embedder, read_rgb(path), views, n, view_sizes)
                 rows = [(next_id + k, brand, str(path.relative_to(gallery)), k) for k in range(len(vecs))]
                 db.executemany("INSERT INTO refs (id, brand, image, view) VALUES (?, ?, ?, ?)", rows)
                 vectors.append(vecs)
@@ -203,7 +207,13 @@ class GalleryIndex:
                 index,
                 all_ids,
                 all_vecs.authenticity.astype(np.float16),
-                {"model": model_version, "dim": int(all_vecs.identity.shape[1]), "views": views, "quantile": quantile},
+                {
+                    "model": model_version,
+                    "dim": int(all_vecs.identity.shape[1]),
+                    "views": views,
+                    "view_sizes": [float(v) for v in view_sizes],
+                    "quantile": quantile,
+                },
             )
             if out.exists():
                 shutil.rmtree(out)
@@ -241,6 +251,12 @@ class GalleryIndex:
             auth_ids, auth = data["ids"], data["vectors"]
         db = sqlite3.connect(str(path / "meta.sqlite"), check_same_thread=False)
         return cls(path, index, auth_ids, auth, db, info)
+
+    @property
+    def view_sizes(self) -> tuple[float, float]:
+        """The mark's size range in the camera views this index was built with, in pixels."""
+        lo, hi = self.info.get("view_sizes", DEFAULT_VIEW_SIZES)
+        return float(lo), float(hi)
 
     # --- queries ------------------------------------------------------------------------
 
@@ -318,7 +334,7 @@ class GalleryIndex:
         start = int(self.db.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM refs").fetchone()[0])
         vecs_all, ids_all = [], []
         for n, path in enumerate(images):
-            vecs = _embed_image(embedder, read_rgb(path), self.info["views"], seed=start + n)
+            vecs = _embed_image(embedder, read_rgb(path), self.info["views"], start + n, self.view_sizes)
             ids = np.arange(start, start + len(vecs), dtype=np.int64)
             self.db.executemany(
                 "INSERT INTO refs (id, brand, image, view) VALUES (?, ?, ?, ?)",
@@ -365,7 +381,7 @@ class GalleryIndex:
                 self.index,
                 self.auth_ids,
                 self.auth,
-                {k: self.info[k] for k in ("model", "dim", "views", "quantile")},
+                {k: self.info[k] for k in ("model", "dim", "views", "view_sizes", "quantile") if k in self.info},
             )
             old = self.path.with_name(self.path.name + ".old")
             os.replace(self.path, old)
@@ -402,8 +418,10 @@ def _create_db(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _embed_image(embedder: Embedder, image: np.ndarray, views: int, seed: int) -> Embeddings:
-    return embedder.embed(reference_views(image, views, seed=seed, size=embedder.crop_size))
+def _embed_image(
+    embedder: Embedder, image: np.ndarray, views: int, seed: int, view_sizes: tuple[float, float]
+) -> Embeddings:
+    return embedder.embed(reference_views(image, views, seed, embedder.crop_size, view_sizes))
 
 
 def _calibrate(db: sqlite3.Connection, vectors: np.ndarray, ids: np.ndarray, quantile: float) -> None:

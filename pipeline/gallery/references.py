@@ -58,7 +58,18 @@ def plain_reference(image: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
     return cut_crops(image, mark_box(image), size)[0]
 
 
-def reference_views(image: np.ndarray, views: int, seed: int = 0, size: int = CROP_SIZE) -> np.ndarray:
+# The mark's size range, in pixels, in camera views unless a caller says otherwise (the training
+# crops' range; indexes built before view sizes were recorded used it).
+DEFAULT_VIEW_SIZES = (16.0, 110.0)
+
+
+def reference_views(
+    image: np.ndarray,
+    views: int,
+    seed: int = 0,
+    size: int = CROP_SIZE,
+    view_sizes: tuple[float, float] = DEFAULT_VIEW_SIZES,
+) -> np.ndarray:
     """The plain crop of a gallery image followed by ``views - 1`` camera renderings of it.
 
     Args:
@@ -66,6 +77,7 @@ def reference_views(image: np.ndarray, views: int, seed: int = 0, size: int = CR
         views: how many crops to return in all (at least 1).
         seed: random seed; the same image and seed give the same views.
         size: crop side in pixels (the embedder's).
+        view_sizes: the range of the mark's size in the camera views, in pixels.
 
     Returns:
         (views, size, size, 3) uint8 crops.
@@ -76,7 +88,7 @@ def reference_views(image: np.ndarray, views: int, seed: int = 0, size: int = CR
     attempts = 0
     while len(out) < views and attempts < views * 3:
         attempts += 1
-        crop = render_mark_crop(rng, mask, ink, size=size, box_jitter=0.03)
+        crop = render_mark_crop(rng, mask, ink, size=size, box_jitter=0.03, apparent=view_sizes)
         if crop is not None:
             out.append(crop)
     while len(out) < views:  # a mark too faint to re-render: repeat the plain crop

@@ -221,3 +221,23 @@ def test_verifier_mode_evidence_shows_the_aligned_reference(tmp_path, library, g
     assert alerts[0].brand == clip.objects[0].brand
     evidence = cv2.imread(alerts[0].evidence)
     assert evidence.shape[1] == 3 * 256 + 8
+
+
+def test_cached_index_follows_the_configured_views(tmp_path, library):
+    # --gallery FOLDER builds an index beside it once; a configuration asking for other camera
+    # views must not silently reuse it.
+    from pipeline.cli import resolve_index
+    from pipeline.config import Config
+
+    shipped = list(Config.load().gallery.view_sizes)
+    assert shipped != [16.0, 110.0]
+    small = write_gallery(list(library)[:3], tmp_path / "gallery")
+    first = resolve_index(small)
+    assert json.loads((first / "index.json").read_text())["view_sizes"] == shipped
+    stamp = (first / "index.json").stat().st_mtime_ns
+    assert resolve_index(small) == first
+    assert (first / "index.json").stat().st_mtime_ns == stamp, "an up-to-date cached index was rebuilt"
+    other = tmp_path / "other.yaml"
+    other.write_text("gallery:\n  view_sizes: [16, 110]\n")
+    again = resolve_index(small, str(other))
+    assert again == first and json.loads((again / "index.json").read_text())["view_sizes"] == [16.0, 110.0]

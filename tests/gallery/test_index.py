@@ -71,6 +71,26 @@ def test_add_and_remove_without_rebuild(tmp_path, index, library):
         index.remove_brand("nope")
 
 
+@pytest.mark.parametrize("view_sizes", [(16.0, 110.0), (80.0, 110.0)])
+def test_view_sizes_are_recorded_and_reused(tmp_path, gallery, library, view_sizes):
+    # add_brand renders its camera views as the build did, so one brand's references never
+    # differ from another's by how they were made.
+    idx = GalleryIndex.build(gallery, tmp_path / "vs", HistogramEmbedder(), "emb-test", views=3, view_sizes=view_sizes)
+    assert idx.view_sizes == view_sizes
+    assert json.loads((tmp_path / "vs" / "index.json").read_text())["view_sizes"] == list(view_sizes)
+    extra = write_gallery([library[10]], tmp_path / "more")
+    idx.add_brand(extra / library[10].slug, HistogramEmbedder())
+    idx.close()
+    assert GalleryIndex.open(tmp_path / "vs").view_sizes == view_sizes
+
+
+def test_index_without_view_sizes_reads_as_the_old_range(tmp_path, index):
+    from pipeline.gallery.references import DEFAULT_VIEW_SIZES
+
+    index.info.pop("view_sizes")
+    assert index.view_sizes == DEFAULT_VIEW_SIZES
+
+
 @pytest.mark.parametrize("layout", ["empty", "bad-name", "missing"])
 def test_bad_gallery_layout(tmp_path, layout):
     folder = tmp_path / "g"
