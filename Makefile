@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MARKS ?= ../shared/data/logos
 STAMP := $(VENV)/.installed
 
-.PHONY: venv sysdeps test lint demo data data-more data-weak data-96 train train-detector train-embedder export validate bench clean
+.PHONY: venv sysdeps test lint demo data data-more data-weak data-large data-96 train train-detector train-embedder export validate bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -64,6 +64,16 @@ data-weak: $(STAMP)
 	  $(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/crops_train_s$$s.npz \
 	    --authentic 4 --counterfeit 16 --seed $$s --families stroke,stroke,aspect,aspect,extra,extra,erase,warp,splice || exit 1; \
 	done
+
+# Four crop sets of marks rendered 48-110 px (stream marks are mostly large) for embedder stage 11
+# (`configs/train_embedder_stage11.yaml`); four processes at once.
+data-large: $(STAMP)
+	mkdir -p work/c48
+	pids=""; for s in 51 52 53 54; do \
+	  $(BIN)/python scripts/make_training_data.py crops --marks $(MARKS) --out work/c48/crops_s$$s.npz \
+	    --authentic 4 --counterfeit 16 --seed $$s --families stroke,stroke,aspect,aspect,extra,extra,erase,warp,splice \
+	    --apparent 48 110 & pids="$$pids $$!"; \
+	done; for p in $$pids; do wait $$p || exit 1; done
 
 # Four crop sets at 96 px for the larger-crop embedder (stage 10, `configs/train_embedder_stage10.yaml`).
 data-96: $(STAMP)

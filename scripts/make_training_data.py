@@ -61,11 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--crop-size", type=int, default=CROP_SIZE, help="side of the square embedder crops (and references), pixels"
     )
+    p.add_argument(
+        "--apparent",
+        type=float,
+        nargs=2,
+        default=(16.0, 110.0),
+        metavar=("SMALLEST", "LARGEST"),
+        help="size range of the marks in embedder crops before the crop is scaled, pixels",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
     if not args.marks.is_dir():
         print(f"error: marks folder not found: {args.marks}", file=sys.stderr)
+        return 2
+    if not 0 < args.apparent[0] <= args.apparent[1]:
+        print(f"error: --apparent must be 0 < SMALLEST <= LARGEST, got {args.apparent}", file=sys.stderr)
         return 2
     if args.crop_size < 16:
         print(f"error: --crop-size must be at least 16 pixels, got {args.crop_size}", file=sys.stderr)
@@ -95,7 +106,15 @@ def _make(args: argparse.Namespace, folder: Path, families: list[str]) -> int:
         print(f"wrote {args.out}: the gallery crops of {len(marks)} brands")
     else:
         marks = list(MarkLibrary.from_folder(folder))
-        data = crop_set(marks, args.authentic, args.counterfeit, args.seed, families=families, size=args.crop_size)
+        data = crop_set(
+            marks,
+            args.authentic,
+            args.counterfeit,
+            args.seed,
+            families=families,
+            size=args.crop_size,
+            apparent=tuple(args.apparent),
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, slugs=np.array([m.slug for m in marks]), **data)
         print(f"wrote {args.out}: {len(data['crops'])} crops of {len(marks)} brands")

@@ -18,10 +18,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.boxes import cut_crops
 from pipeline.config import Config
 from pipeline.eval.scoring import load_clips
 from pipeline.gallery.index import GalleryError, gallery_images, read_rgb
-from pipeline.infer.verifier import crop_at, fit_reference, ink_candidates, overlay, reference_mask
+from pipeline.infer.verifier import fit_reference, ink_candidates, overlay, reference_mask
 
 CAPTION = 18
 
@@ -50,7 +51,7 @@ def tile(clip, obj, kind: str, image: Path, cfg) -> np.ndarray:  # type: ignore[
     cap.release()
     if not ok:
         raise SystemExit(f"error: cannot read frame {frame_no} of {clip.video}")
-    crop = crop_at(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), obj.box_near(frame_no), cfg.side, cfg.crop_scale)
+    crop = cut_crops(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), obj.box_near(frame_no)[None], cfg.side)[0]
     ref = reference_mask(read_rgb(image), cfg.side)
     fit = fit_reference(ink_candidates(crop, cfg.clusters), ref, cfg)
     pair = np.hstack([crop, overlay(crop, ref, fit)])

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from pipeline.boxes import cut_crops
 from pipeline.gallery.references import coverage
 
 
@@ -37,7 +38,6 @@ class VerifierConfig:
 
     enabled: bool = False  # on: samples carry verifier scores the verdict weighs (costs CPU; see configs)
     side: int = 128  # pixels of the square crop cut from the full-resolution frame
-    crop_scale: float = 1.15  # crop side over the mark's longer side, as for the embedder
     coarse: int = 48  # pixels of the coarse affine search
     # Start angles of the coarse search (degrees); the first is tried on every ink candidate.
     angles: tuple[float, ...] = (0.0, -20.0, 20.0)
@@ -94,19 +94,6 @@ def reference_mask(image: np.ndarray, side: int) -> np.ndarray:
     y0, x0 = (canvas - nh) // 2, (canvas - nw) // 2
     out[y0 : y0 + nh, x0 : x0 + nw] = small
     return out
-
-
-def crop_at(image: np.ndarray, box: np.ndarray, side: int, scale: float = 1.15) -> np.ndarray:
-    """A square (side, side, 3) crop centred on ``box``, ``scale`` times its longer side."""
-    box = np.asarray(box, np.float32)
-    if box.shape != (4,):
-        raise ValueError(f"expected a (4,) box, got {box.shape}")
-    x1, y1, x2, y2 = (float(v) for v in box)
-    span = max(x2 - x1, y2 - y1, 1.0) * scale
-    k = side / span
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    m = np.array([[k, 0, side / 2 - cx * k], [0, k, side / 2 - cy * k]], np.float32)
-    return cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
 
 
 def ink_candidates(crop: np.ndarray, clusters: int = 3) -> list[np.ndarray]:
@@ -300,7 +287,7 @@ class MarkVerifier:
         """
         if not refs:
             return {}
-        inks = ink_candidates(crop_at(image, box, self.cfg.side, self.cfg.crop_scale), self.cfg.clusters)
+        inks = ink_candidates(cut_crops(image, box[None], self.cfg.side)[0], self.cfg.clusters)
         out = {}
         for brand, ref in refs.items():
             mask = self._reference(ref)
@@ -314,5 +301,5 @@ class MarkVerifier:
         mask = self._reference(ref)
         if mask is None:
             return None
-        crop = crop_at(image, box, self.cfg.side, self.cfg.crop_scale)
+        crop = cut_crops(image, box[None], self.cfg.side)[0]
         return overlay(crop, mask, fit_reference(ink_candidates(crop, self.cfg.clusters), mask, self.cfg))

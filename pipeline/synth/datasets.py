@@ -149,8 +149,9 @@ def crop_set(
     others: list[Mark] | None = None,
     families: Sequence[str] = FAMILIES,
     size: int = CROP_SIZE,
+    apparent: tuple[float, float] = (16.0, 110.0),
 ) -> dict[str, np.ndarray]:
-    """Render embedder crops of ``size`` pixels for ``marks``.
+    """Render embedder crops of ``size`` pixels for ``marks``, each mark ``apparent`` pixels in size.
 
     ``families`` are the counterfeit families drawn from, uniformly; a family named twice is
     drawn twice as often (more examples of the families the embedder separates worst).
@@ -172,7 +173,7 @@ def crop_set(
                 if made is None:
                     continue
                 mask = made
-            crop = render_mark_crop(rng, mask, mark.colour, size=size)
+            crop = render_mark_crop(rng, mask, mark.colour, size=size, apparent=apparent)
             if crop is None:
                 continue
             crops.append(crop)

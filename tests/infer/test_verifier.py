@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.boxes import cut_crops
 from pipeline.infer.verifier import (
     NO_FIT,
     OUTLINE_COLOURS,
@@ -12,7 +13,6 @@ from pipeline.infer.verifier import (
     MarkVerifier,
     VerifierConfig,
     anisotropy,
-    crop_at,
     fit_reference,
     ink_candidates,
     outline_colour,
@@ -40,7 +40,7 @@ def scene(
 
 
 def score_of(frame: np.ndarray, box: np.ndarray, reference: np.ndarray) -> float:
-    inks = ink_candidates(crop_at(frame, box, CFG.side, CFG.crop_scale), CFG.clusters)
+    inks = ink_candidates(cut_crops(frame, box[None], CFG.side)[0], CFG.clusters)
     return fit_reference(inks, reference_mask(reference, CFG.side), CFG).score(CFG.anisotropy_limit)
 
 
@@ -119,7 +119,6 @@ def test_an_empty_reference_gives_no_fit(marks: list) -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: crop_at(np.zeros((10, 10, 3), np.uint8), np.zeros(5), 64), "expected a \\(4,\\) box"),
         (lambda: reference_mask(np.zeros((10, 10), np.uint8), 64), "expected an \\(H, W, 3\\) uint8 image"),
         (lambda: VerifierConfig(side=16), "coarse <= side"),
         (lambda: VerifierConfig(clusters=1), "clusters"),
@@ -169,7 +168,7 @@ def test_verifier_scores_each_brand_and_skips_missing_references(marks: list) ->
 def test_overlay_outlines_the_aligned_reference(marks: list) -> None:
     m = marks[0]
     frame, box = scene(m.mask, m.colour, seed=5)
-    crop = crop_at(frame, box, CFG.side, CFG.crop_scale)
+    crop = cut_crops(frame, box[None], CFG.side)[0]
     ref = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
     fit = fit_reference(ink_candidates(crop, CFG.clusters), ref, CFG)
     assert fit.warp is not None and fit.warp.shape == (3, 3)
