@@ -52,7 +52,7 @@ class Sampling:
     ``skip_nonref``: at rates up to ``NONREF_MAX_RATE``, frames that no other frame refers to are
     not decoded at all, and each slot's sample is its first reference frame (at most a few frames
     after the slot starts; its index and time stay exact). On H.264 with B-frames this cuts
-    decoding by about a third.
+    decoding by a fifth to a third.
     """
 
     mode: Literal["keyframes", "fps", "all"] = "fps"
