@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -43,7 +44,8 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         else:
             print(
                 f"{stats['path']}: {stats['brands']} brands, {stats['images']} images, "
-                f"{stats['vectors']} vectors ({stats['kind']}), model {stats['model']}"
+                f"{stats['vectors']} vectors ({stats['kind']}), model {stats['model']}, {stats['views']} views "
+                f"per image with the mark at {stats['view_sizes'][0]:g}-{stats['view_sizes'][1]:g} px"
             )
             for brand, s in stats["per_brand"].items():
                 print(
@@ -439,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nfakewatch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (``fakewatch gallery stats INDEX | head``): not an error
+        # of this run. Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -314,6 +314,8 @@ class GalleryIndex:
             "path": str(self.path),
             "model": self.model_version,
             "kind": self.info["kind"],
+            "views": self.info["views"],
+            "view_sizes": list(self.view_sizes),
             "vectors": len(self),
             "brands": len(self._thresholds),
             "images": sum(r[1] for r in per_brand),

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pipeline.cli import main
+from pipeline.config import Config
 from pipeline.synth.clips import write_gallery
 
 
@@ -24,6 +25,7 @@ def test_build_stats_add_remove(tmp_path, galleries, capsys):
     assert main(["gallery", "stats", str(index), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["brands"] == 4 and stats["images"] == 4 and stats["kind"] == "exact"
+    assert stats["view_sizes"] == list(Config.load().gallery.view_sizes)
     assert main(["gallery", "add", str(index), str(more / marks[4].slug)]) == 0
     assert main(["gallery", "remove", str(index), marks[0].slug]) == 0
     capsys.readouterr()
@@ -44,3 +46,23 @@ def test_user_mistakes_are_one_line(tmp_path, capsys, args, message):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_output_into_a_closed_pipe_is_no_traceback(tmp_path, galleries):
+    # `fakewatch gallery stats INDEX | head -1`: the reader leaves before the writer is done.
+    import subprocess
+    import sys
+
+    gallery, _, _ = galleries
+    assert main(["gallery", "build", str(gallery), "--out", str(tmp_path / "index")]) == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "gallery", "stats", str(tmp_path / "index")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the first line is written: the process is still importing
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err
