@@ -24,7 +24,7 @@ from pipeline.gallery.references import plain_reference
 from pipeline.synth.counterfeit import FAMILIES
 from pipeline.synth.datasets import crop_set, family_indices, write_detector_set
 from pipeline.synth.marks import MarkLibrary
-from pipeline.synth.render import gallery_image
+from pipeline.synth.render import MARK_SIZES, gallery_image
 
 
 def split_folder(marks: Path, split: str) -> Path:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "--apparent",
         type=float,
         nargs=2,
-        default=(16.0, 110.0),
+        default=MARK_SIZES,
         metavar=("SMALLEST", "LARGEST"),
         help="size range of the marks in embedder crops before the crop is scaled, pixels",
     )

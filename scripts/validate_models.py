@@ -26,6 +26,7 @@ from pipeline.types import MARK
 
 
 def main(argv: list[str] | None = None) -> int:
+    cfg = Config.load()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--marks", type=Path, required=True, help="folder of mark PNGs")
     p.add_argument("--det-val", type=Path, help="held-out detector frames (COCO folder)")
@@ -34,14 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--views",
         type=int,
-        default=Config.load().gallery.views,
+        default=cfg.gallery.views,
         help="camera views per gallery image (default: gallery.views of the config, as replay uses)",
     )
     p.add_argument(
         "--view-sizes",
         type=float,
         nargs=2,
-        default=Config.load().gallery.view_sizes,
+        default=cfg.gallery.view_sizes,
         metavar=("SMALLEST", "LARGEST"),
         help="mark size range of the camera views, pixels (default: gallery.view_sizes of the config)",
     )
@@ -76,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     _, held = MarkLibrary.from_folder(args.marks).split()
     marks = list(held)[: args.brands or None]
     with OnnxEmbedder(args.embedder) as emb:
-        cfg = Config.load()
         verifier = (cfg.verifier, cfg.verdict.verifier_weight, cfg.verdict.verifier_target) if args.verifier else None
         report = embedder_report(
             emb, marks, views=args.views, authentic=args.authentic, verifier=verifier, view_sizes=tuple(args.view_sizes)

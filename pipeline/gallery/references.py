@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline.boxes import CROP_SIZE, cut_crops
 from pipeline.synth.marks import tight_crop
-from pipeline.synth.render import render_mark_crop
+from pipeline.synth.render import MARK_SIZES, render_mark_crop
 
 # A pixel this far (in RGB distance) from the background colour counts as full ink.
 _INK_CONTRAST = 60.0
@@ -58,9 +58,9 @@ def plain_reference(image: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
     return cut_crops(image, mark_box(image), size)[0]
 
 
-# The mark's size range, in pixels, in camera views unless a caller says otherwise (the training
-# crops' range; indexes built before view sizes were recorded used it).
-DEFAULT_VIEW_SIZES = (16.0, 110.0)
+# The mark's size range, in pixels, in camera views unless a caller says otherwise: the training
+# crops' range, which indexes built before view sizes were recorded used.
+DEFAULT_VIEW_SIZES = MARK_SIZES
 
 
 def reference_views(

@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.boxes import CROP_SIZE
 from pipeline.synth.counterfeit import FAMILIES, make_counterfeit
 from pipeline.synth.marks import Mark, MarkLibrary
-from pipeline.synth.render import CLASS_NAMES, random_scene, render_mark_crop
+from pipeline.synth.render import CLASS_NAMES, MARK_SIZES, random_scene, render_mark_crop
 
 
 def _progress(done: int, total: int, label: str) -> None:
@@ -149,7 +149,7 @@ def crop_set(
     others: list[Mark] | None = None,
     families: Sequence[str] = FAMILIES,
     size: int = CROP_SIZE,
-    apparent: tuple[float, float] = (16.0, 110.0),
+    apparent: tuple[float, float] = MARK_SIZES,
 ) -> dict[str, np.ndarray]:
     """Render embedder crops of ``size`` pixels for ``marks``, each mark ``apparent`` pixels in size.
 

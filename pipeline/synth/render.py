@@ -17,6 +17,9 @@ from pipeline.boxes import CROP_SIZE, cut_crops
 MARK = 0
 PRODUCT = 1
 CLASS_NAMES = ("mark", "product")
+# Size range, in pixels, of a mark in an embedder training crop before the crop is scaled: the
+# marks of streams, from tiny to large.
+MARK_SIZES = (16.0, 110.0)
 
 _SKIN = [(224, 172, 105), (198, 134, 66), (141, 85, 36), (255, 219, 172), (241, 194, 125)]
 _WORDS = ["SALE", "NEW", "LIVE", "50%", "HOT", "BUY", "SHOP", "VIP", "TOP", "OK", "FREE"]
@@ -347,7 +350,7 @@ def render_mark_crop(
     size: int = CROP_SIZE,
     box_jitter: float = 0.08,
     clean: bool = False,
-    apparent: tuple[float, float] = (16.0, 110.0),
+    apparent: tuple[float, float] = MARK_SIZES,
 ) -> np.ndarray | None:
     """Render a mark as the detector would hand it to the embedder: a square crop.
 
@@ -366,7 +369,7 @@ def render_mark_crops(
     sizes: tuple[int, ...] = (CROP_SIZE,),
     box_jitter: float = 0.08,
     clean: bool = False,
-    apparent: tuple[float, float] = (16.0, 110.0),
+    apparent: tuple[float, float] = MARK_SIZES,
 ) -> list[np.ndarray] | None:
     """``render_mark_crop`` cut at several sizes from one rendering (the embedder's crop and the
     verifier's larger one see the same mark); None when the mark ended up hidden.
