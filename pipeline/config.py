@@ -26,6 +26,7 @@ class ModelsConfig:
     detector: str = "models/detector.onnx"
     embedder: str = "models/embedder.onnx"
     cropper: str = "models/cropper.onnx"
+    verifier: str = "models/verifier.onnx"
     providers: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
     threads: int = 0
     device_path: str = "auto"

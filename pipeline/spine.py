@@ -27,7 +27,7 @@ from pipeline.gallery.index import Gallery, GalleryIndex
 from pipeline.infer.detector import Detector, OnnxDetector
 from pipeline.infer.device import DevicePipeline
 from pipeline.infer.embedder import Embedder, OnnxEmbedder
-from pipeline.infer.verifier import MarkVerifier
+from pipeline.infer.verifier import MarkVerifier, OnnxJudge
 from pipeline.ingest.source import IngestError, Source
 from pipeline.types import MARK, Frame
 from pipeline.verdict import MarkSample, StreamVerdicts, Verdict
@@ -90,7 +90,12 @@ class Spine:
         device = None
         if m.device_path == "on" or (m.device_path == "auto" and detector.session.device != "cpu"):
             device = DevicePipeline(detector, embedder, config.model_path("cropper"), m.providers, m.threads)
-        verifier = MarkVerifier(gallery.reference_image, config.verifier) if config.verifier.enabled else None
+        verifier = None
+        if config.verifier.enabled:
+            judge = None
+            if config.verifier.learned:
+                judge = OnnxJudge(config.model_path("verifier"), m.providers, m.threads)
+            verifier = MarkVerifier(gallery.reference_image, config.verifier, judge)
         return cls(
             config,
             detector,
@@ -105,7 +110,8 @@ class Spine:
 
     def close(self) -> None:
         """Close models, gallery and sinks."""
-        for part in (self.device, self.detector, self.embedder, self.gallery, *self.sinks):
+        judge = self.verifier.judge if self.verifier is not None else None
+        for part in (self.device, self.detector, self.embedder, judge, self.gallery, *self.sinks):
             close = getattr(part, "close", None)
             if close is not None:
                 close()

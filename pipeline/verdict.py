@@ -46,7 +46,7 @@ class VerdictConfig:
     alert_threshold: float = 0.0  # suspicion score an alert needs (set by calibration)
     brand_thresholds: dict[str, float] = field(default_factory=dict)  # per-brand alert_threshold
     verifier_weight: float = 0.0  # weight of the verifier's score beside authenticity (0 = embedder alone)
-    verifier_target: float = 0.8  # verifier score that leaves authenticity unchanged
+    verifier_target: float = 0.3  # verifier score that leaves authenticity unchanged (the model's probability)
 
     def judges(self, sample: MarkSample) -> bool:
         """Whether a mark is judged at all: sure enough a mark, and large enough to tell."""

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.boxes import CROP_SIZE
 from pipeline.gallery.references import plain_reference
 from pipeline.synth.counterfeit import FAMILIES
-from pipeline.synth.datasets import crop_set, family_indices, write_detector_set
+from pipeline.synth.datasets import crop_set, family_indices, pair_set, write_detector_set
 from pipeline.synth.marks import MarkLibrary
 from pipeline.synth.render import MARK_SIZES, gallery_image
 
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "kind",
-        choices=["detector", "crops", "references"],
-        help="detector frames, embedder crops, or each brand's gallery crop (in crop-set order)",
+        choices=["detector", "crops", "references", "pairs"],
+        help="detector frames, embedder crops, each brand's gallery crop (in crop-set order), or verifier pairs",
     )
     p.add_argument("--marks", type=Path, required=True, help="folder of mark PNGs (+ logos.json)")
     p.add_argument("--out", type=Path, required=True)
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("SMALLEST", "LARGEST"),
         help="size range of the marks in embedder crops before the crop is scaled, pixels",
     )
+    p.add_argument("--brands", type=int, default=2000, help="brands drawn for verifier pairs")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
@@ -98,6 +99,12 @@ def _make(args: argparse.Namespace, folder: Path, families: list[str]) -> int:
     if args.kind == "detector":
         path = write_detector_set(folder, args.out, args.frames, args.seed, workers=args.workers)
         print(f"wrote {path}")
+    elif args.kind == "pairs":
+        marks = list(MarkLibrary.from_folder(folder))
+        data = pair_set(marks, args.brands, args.authentic, args.seed, workers=args.workers)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.out, slugs=np.array([m.slug for m in marks]), **data)
+        print(f"wrote {args.out}: {len(data['crops'])} verifier pairs of {min(args.brands, len(marks))} brands")
     elif args.kind == "references":
         marks = list(MarkLibrary.from_folder(folder))
         refs = np.stack([plain_reference(gallery_image(m.mask, m.colour), args.crop_size) for m in marks])

@@ -52,6 +52,30 @@ def replay_verdicts(log: FrameLog, cfg: VerdictConfig) -> list[Alert]:
     return alerts
 
 
+def grid(shipped: VerdictConfig, verified: bool) -> list[dict]:
+    """The verdict settings tried. Where the samples carry verifier scores, the verifier's weight
+    and target are tried too, around the shipped detection floor and attribution weight."""
+    names = ("match_floor", "min_share", "threshold_offset", "confirm", "min_detection", "attribution_weight")
+    offsets = [-0.1, -0.05, 0.0, 0.05, 0.1]
+    # confirm stops at 3: at the daemon's 1 fps a fourth sample puts a live alert past 5 s.
+    if not verified:
+        values = [[0.3, 0.4, 0.5], [0.4, 0.5, 0.6], offsets, [2, 3], [0.35, 0.5], [0.0, 0.25, 0.5], [0, 1, 2]]
+        return [dict(zip((*names, "brand_agreement"), v, strict=True)) for v in itertools.product(*values)]
+    values = [
+        [0.4, 0.5],
+        [0.5, 0.6],
+        offsets,
+        [3],
+        [shipped.min_detection],
+        [shipped.attribution_weight],
+        [0, 1, 2],
+        [0.0, 0.25, 0.5, 1.0],
+        [0.3, 0.5, 0.7, 0.9],
+    ]
+    keys = (*names, "brand_agreement", "verifier_weight", "verifier_target")
+    return [dict(zip(keys, v, strict=True)) for v in itertools.product(*values)]
+
+
 def _run(args: argparse.Namespace, clip_sets: list[list], cfg: Config, log: FrameLog) -> None:
     # Judge every mark the detector is fairly sure of; the grid decides the final floor.
     loose = dataclasses.replace(cfg, verdict=dataclasses.replace(cfg.verdict, min_detection=0.3))
@@ -86,20 +110,8 @@ def main() -> int:
     # Counterfeits of brands outside the galleries must never alert: not counted as misses.
     enrolled = set().union(*(enrolled_brands(Path(g)) for g in args.gallery))
     rows = []
-    # confirm stops at 3: at the daemon's 1 fps a fourth sample puts a live alert past 5 s.
-    floors, shares, offsets = [0.3, 0.4, 0.5], [0.4, 0.5, 0.6], [-0.1, -0.05, 0.0, 0.05, 0.1]
-    grid = itertools.product(floors, shares, offsets, [2, 3], [0.35, 0.5], [0.0, 0.25, 0.5], [0, 1, 2])
-    for floor, share, offset, confirm, min_det, weight, agreement in grid:
-        vc = dataclasses.replace(
-            cfg.verdict,
-            match_floor=floor,
-            min_share=share,
-            threshold_offset=offset,
-            confirm=confirm,
-            min_detection=min_det,
-            attribution_weight=weight,
-            brand_agreement=agreement,
-        )
+    for settings in grid(cfg.verdict, verified=any(s.verified for _, ss in log.frames.values() for s in ss)):
+        vc = dataclasses.replace(cfg.verdict, **settings)
         alerts = replay_verdicts(log, vc)
         m = score(clips, alerts, enrolled).to_dict()
         keys = (
@@ -109,18 +121,7 @@ def main() -> int:
             "median_time_to_first_alert_s",
             "alerts_per_caught_counterfeit",
         )
-        rows.append(
-            {
-                "match_floor": floor,
-                "min_share": share,
-                "threshold_offset": offset,
-                "confirm": confirm,
-                "min_detection": min_det,
-                "attribution_weight": weight,
-                "brand_agreement": agreement,
-                **{k: m[k] for k in keys},
-            }
-        )
+        rows.append({**settings, **{k: m[k] for k in keys}})
 
     def key(r: dict) -> float:
         # F0.5: precision counts twice as much as recall. Every false alert costs a reviewer's

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
@@ -20,8 +21,10 @@ from pipeline.eval.model_check import detector_ap50, embedder_report
 from pipeline.infer.detector import OnnxDetector
 from pipeline.infer.embedder import OnnxEmbedder
 from pipeline.infer.models import DETECTOR_FILE, EMBEDDER_FILE, MODELS_DIR
-from pipeline.synth.datasets import load_coco
+from pipeline.infer.verifier import OnnxJudge
+from pipeline.synth.datasets import PAIR_MARK_SIZES, load_coco
 from pipeline.synth.marks import MarkLibrary
+from pipeline.synth.render import MARK_SIZES
 from pipeline.types import MARK
 
 
@@ -46,12 +49,28 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("SMALLEST", "LARGEST"),
         help="mark size range of the camera views, pixels (default: gallery.view_sizes of the config)",
     )
+    p.add_argument(
+        "--apparent",
+        type=float,
+        nargs=2,
+        default=MARK_SIZES,
+        metavar=("SMALLEST", "LARGEST"),
+        help="size range of the query marks, pixels (default: the training crops' range)",
+    )
+    p.add_argument(
+        "--stream-sizes",
+        type=float,
+        nargs=2,
+        default=PAIR_MARK_SIZES,
+        metavar=("SMALLEST", "LARGEST"),
+        help="with --verifier, measure again on marks of this size range (default: stream marks' sizes)",
+    )
     p.add_argument("--authentic", type=int, default=3, help="authentic queries per brand")
     p.add_argument("--brands", type=int, default=0, help="limit held-out brands (0 = all)")
     p.add_argument(
         "--verifier",
         action="store_true",
-        help="also measure the ROC-AUC with the verifier weighed in (verifier: and verdict: of the config)",
+        help="also measure the ROC-AUC with the verifier weighed in (verifier, verdict, models.verifier of the config)",
     )
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.add_argument("--card", type=Path, help="write the figures into this model card (between markers)")
@@ -76,12 +95,30 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result["detector"]), file=sys.stderr)
     _, held = MarkLibrary.from_folder(args.marks).split()
     marks = list(held)[: args.brands or None]
-    with OnnxEmbedder(args.embedder) as emb:
+    learned = args.verifier and cfg.verifier.learned
+    judging = OnnxJudge(cfg.model_path("verifier")) if learned else nullcontext()
+    with OnnxEmbedder(args.embedder) as emb, judging as judge:
         verifier = (cfg.verifier, cfg.verdict.verifier_weight, cfg.verdict.verifier_target) if args.verifier else None
-        report = embedder_report(
-            emb, marks, views=args.views, authentic=args.authentic, verifier=verifier, view_sizes=tuple(args.view_sizes)
-        )
-        result["embedder"] = report.to_dict() | {"version": emb.version}
+
+        def report(apparent: tuple[float, float]) -> dict:
+            r = embedder_report(
+                emb,
+                marks,
+                views=args.views,
+                authentic=args.authentic,
+                verifier=verifier,
+                view_sizes=tuple(args.view_sizes),
+                judge=judge,
+                apparent=apparent,
+            )
+            return r.to_dict() | {"version": emb.version}
+
+        result["embedder"] = report(tuple(args.apparent))
+        if judge is not None:
+            result["embedder"]["verifier_version"] = judge.version
+        if args.verifier and args.stream_sizes:
+            # The verifier reads the full-resolution crop: its figures at the sizes of stream marks.
+            result["at_stream_sizes"] = report(tuple(args.stream_sizes))
     result["seconds"] = round(time.time() - t0, 1)
     text = json.dumps(result, indent=2)
     print(text)
@@ -119,9 +156,21 @@ def write_card(card: Path, result: dict, bench_files: list[Path], command: str) 
     )
     for fam, v in emb["counterfeit_auc_by_family"].items():
         lines.append(f"| ROC-AUC, family `{fam}` | (reported) | {v:.3f} |")
-    for fam, v in emb.get("verified_auc", {}).items():
-        name = "all families" if fam == "all" else f"family `{fam}`"
-        lines.append(f"| ROC-AUC with the verifier weighed in (`--verifier`), {name} | (reported) | {v:.3f} |")
+    stream = result.get("at_stream_sizes", {})
+    if stream:
+        sizes = "-".join(f"{v:g}" for v in stream["query_sizes"])
+        lines.append(
+            f"| counterfeit ROC-AUC, embedder alone, marks {sizes} px | (reported) | {stream['counterfeit_auc']:.3f} |"
+        )
+    for part in (emb, stream):
+        sizes = "-".join(f"{v:g}" for v in part.get("query_sizes", []))
+        for key, what in (
+            ("verified_auc", "with the verifier weighed in"),
+            ("verifier_alone_auc", "the verifier alone"),
+        ):
+            for fam, v in part.get(key, {}).items():
+                name = "all families" if fam == "all" else f"family `{fam}`"
+                lines.append(f"| ROC-AUC {what} (`--verifier`), marks {sizes} px, {name} | (reported) | {v:.3f} |")
     for path in bench_files:
         for raw in path.read_text().splitlines():
             if raw.startswith("{"):

@@ -21,7 +21,7 @@ import torch
 
 from models.training.detector import INPUT_H, INPUT_W, MarkDetector
 from models.training.embedder import CROP, DIM, MarkEmbedder
-from models.training.verifier import MarkVerifier
+from models.training.verifier import FIT_FEATURES, SIDE, AlignedVerifier
 
 # onnxruntime 1.18+ reads IR 10 and opset 21; newer onnx packages write newer IR by default.
 IR_VERSION = 9
@@ -46,7 +46,7 @@ def load_model(kind: str, checkpoint: str | Path | None, size: tuple[int, int] |
     if kind == "detector":
         model = MarkDetector(size or input_size(checkpoint))
     elif kind == "verifier":
-        model = MarkVerifier()
+        model = AlignedVerifier()
     else:
         # Checkpoints from before the crop size was recorded are 64 px.
         model = MarkEmbedder(crop=int(state.get("crop", CROP)) if state is not None else CROP)
@@ -56,8 +56,8 @@ def load_model(kind: str, checkpoint: str | Path | None, size: tuple[int, int] |
 
 
 def crop_of(model: torch.nn.Module) -> int:
-    """The crop side a crop model takes (the verifier's is fixed at 64)."""
-    return int(getattr(model, "crop", CROP))
+    """The crop side a crop model takes (the verifier's is fixed at 96)."""
+    return SIDE if isinstance(model, AlignedVerifier) else int(getattr(model, "crop", CROP))
 
 
 def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
@@ -70,9 +70,9 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
         names_in, names_out = ["frames"], ["boxes", "scores"]
         axes = {"frames": {0: "batch", 1: "height", 2: "width"}, "boxes": {0: "batch"}, "scores": {0: "batch"}}
     elif kind == "verifier":
-        example = (torch.zeros(2, CROP, CROP, 3, dtype=torch.uint8), torch.zeros(2, CROP, CROP, 3, dtype=torch.uint8))
-        names_in, names_out = ["crops", "references"], ["counterfeit"]
-        axes = {"crops": {0: "batch"}, "references": {0: "batch"}, "counterfeit": {0: "batch"}}
+        example = verifier_inputs(np.random.default_rng(0), 2)
+        names_in, names_out = ["crops", "masks", "fit"], ["authentic"]
+        axes = {"crops": {0: "batch"}, "masks": {0: "batch"}, "fit": {0: "batch"}, "authentic": {0: "batch"}}
     else:
         example = (torch.zeros(2, crop_of(model), crop_of(model), 3, dtype=torch.uint8),)
         names_in, names_out = ["crops"], ["authenticity", "identity"]
@@ -109,6 +109,15 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
     return out
 
 
+def verifier_inputs(rng: np.random.Generator, n: int) -> tuple[torch.Tensor, ...]:
+    """Random verifier inputs: uint8 crops, masks in [0, 1], fit figures."""
+    return (
+        torch.from_numpy(rng.integers(0, 256, (n, SIDE, SIDE, 3), dtype=np.uint8)),
+        torch.from_numpy(rng.random((n, SIDE, SIDE, 2), dtype=np.float32)),
+        torch.from_numpy(rng.normal(0, 1, (n, FIT_FEATURES)).astype(np.float32)),
+    )
+
+
 def sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -128,7 +137,10 @@ def max_relative_error(kind: str, model: torch.nn.Module, path: Path, seed: int 
 
     rng = np.random.default_rng(seed)
     shape = (2, 360, 640, 3) if kind == "detector" else (4, crop_of(model), crop_of(model), 3)
-    xs = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2 if kind == "verifier" else 1)]
+    if kind == "verifier":
+        xs = [t.numpy() for t in verifier_inputs(rng, 4)]
+    else:
+        xs = [rng.integers(0, 256, shape, dtype=np.uint8)]
     with torch.no_grad():
         ref = model(*(torch.from_numpy(x) for x in xs))
     refs = ref if isinstance(ref, tuple) else (ref,)

@@ -1,6 +1,6 @@
-"""Train the verifier on generated crops paired with their brand's gallery reference; resumable.
+"""Train the verifier model on aligned pairs (``make_training_data.py pairs``); resumable.
 
-python -m models.training.train_verifier --data work/crops_train.npz --marks ../shared/data/logos
+python -m models.training.train_verifier --config configs/train_verifier.yaml
 """
 
 from __future__ import annotations
@@ -11,61 +11,61 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from models.training.common import parse, resume, save_checkpoint, seed_all, should_stop, training_parser
-from models.training.train_embedder import load_crops, photometric
-from models.training.verifier import MarkVerifier, verifier_loss
-from pipeline.gallery.references import plain_reference
-from pipeline.synth.marks import MarkLibrary
-from pipeline.synth.render import gallery_image
+from models.training.verifier import AlignedVerifier
+from pipeline.eval.metrics import roc_auc
+
+PAIR_KEYS = ("crops", "masks", "fit", "family")
 
 
-def brand_references(marks_dir: str, slugs: np.ndarray) -> np.ndarray:
-    """The plain gallery crop of every brand, in crop-set order: (brands, 64, 64, 3) uint8."""
-    library = MarkLibrary.from_folder(marks_dir, [str(s) for s in slugs])
-    return np.stack(
-        [plain_reference(gallery_image(library.get(str(s)).mask, library.get(str(s)).colour)) for s in slugs]
+def load_pairs(paths: list[str]) -> dict[str, np.ndarray]:
+    """One or more pair sets, concatenated (brands need not match: the verifier learns none)."""
+    parts = [np.load(p) for p in paths]
+    for p, part in zip(paths, parts, strict=True):
+        missing = [k for k in PAIR_KEYS if k not in part]
+        if missing:
+            raise SystemExit(
+                f"{p}: not a verifier pair set (missing {missing}); make one with make_training_data.py pairs"
+            )
+    return {k: np.concatenate([part[k] for part in parts]) for k in PAIR_KEYS}
+
+
+def tensors(data: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Crops and masks as uint8 (stacked per batch: as floats 57,000 pairs would take 10 GB),
+    fit figures (N, 4) and labels (1 = counterfeit)."""
+    return (
+        torch.from_numpy(data["crops"]),
+        torch.from_numpy(data["masks"]),
+        torch.from_numpy(data["fit"]).float(),
+        torch.from_numpy((data["family"] >= 0).astype(np.float32)),
     )
 
 
-def joint_flips(crops: torch.Tensor, refs: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same flip or quarter turn for a crop and its reference: new shapes, same relation."""
-    k = torch.randint(0, 8, (len(crops),), generator=gen)
-    out_c, out_r = crops.clone(), refs.clone()
-    for kind in range(1, 8):
-        sel = k == kind
-        if not sel.any():
-            continue
-        c, r = out_c[sel], out_r[sel]
-        if kind & 1:
-            c, r = c.flip(2), r.flip(2)
-        if kind & 2:
-            c, r = c.flip(1), r.flip(1)
-        if kind & 4:
-            c, r = c.transpose(1, 2), r.transpose(1, 2)
-        out_c[sel], out_r[sel] = c, r
-    return out_c, out_r
+def stacked(crops: torch.Tensor, masks: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
+    """The pairs at ``idx`` as the network's (B, 5, 96, 96) input."""
+    return AlignedVerifier.stack(crops[idx], masks[idx].float() / 255.0)
 
 
-def batch_pairs(
-    crops: torch.Tensor,
-    brand: torch.Tensor,
-    fake: torch.Tensor,
-    refs: torch.Tensor,
-    idx: torch.Tensor,
-    gen: torch.Generator,
-    mismatch: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Crops with their brand's reference; a share paired with another brand's (a deviation too)."""
-    b = brand[idx].clone()
-    label = fake[idx].clone()
-    swap = torch.rand(len(idx), generator=gen) < mismatch
-    other = torch.randint(0, len(refs), (len(idx),), generator=gen)
-    swap &= other != b
-    b[swap] = other[swap]
-    label[swap] = True
-    c, r = joint_flips(crops[idx], refs[b], gen)
-    return photometric(c, gen), photometric(r, gen), label
+def joint_turn(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One flip or quarter turn for a whole batch of pairs: crop and reference move together."""
+    if torch.rand(1, generator=gen) < 0.5:
+        x = x.flip(3)
+    return torch.rot90(x, int(torch.randint(0, 4, (1,), generator=gen)), (2, 3))
+
+
+def scores(
+    model: AlignedVerifier, crops: torch.Tensor, masks: torch.Tensor, fit: torch.Tensor, batch: int = 512
+) -> np.ndarray:
+    """Authentic logits of every pair, in batches."""
+    model.eval()
+    with torch.no_grad():
+        parts = [
+            model.logits(stacked(crops, masks, slice(i, i + batch)), fit[i : i + batch])
+            for i in range(0, len(crops), batch)
+        ]
+    return torch.cat(parts).numpy()
 
 
 def train(args: argparse.Namespace) -> None:
@@ -73,20 +73,12 @@ def train(args: argparse.Namespace) -> None:
     seed_all(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = str(args.data).split(",")
-    data = load_crops(paths)
-    refs_path = out / "references.npy"
-    if refs_path.exists():
-        refs_np = np.load(refs_path)
-    else:
-        refs_np = brand_references(args.marks, np.load(paths[0])["slugs"])
-        np.save(refs_path, refs_np)
-    crops, brand, fake = (torch.from_numpy(data[k]) for k in ("crops", "brand", "fake"))
-    refs = torch.from_numpy(refs_np)
-    model = MarkVerifier()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
+    crops, masks, fit, label = tensors(load_pairs(str(args.data).split(",")))
+    val = tensors(load_pairs(str(args.val).split(","))) if args.val else None
+    model = AlignedVerifier()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = len(crops) // args.batch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
     ckpt = out / "last.pt"
     start_epoch = resume(ckpt, args.fresh, {"model": model, "opt": opt, "sched": sched})
     gen = torch.Generator().manual_seed(args.seed)
@@ -95,36 +87,31 @@ def train(args: argparse.Namespace) -> None:
         model.train()
         gen.manual_seed(args.seed * 1000 + epoch)
         order = torch.randperm(len(crops), generator=gen)
-        losses, right = [], []
+        losses = []
         for step in range(steps_per_epoch):
             idx = order[step * args.batch : (step + 1) * args.batch]
-            c, r, label = batch_pairs(crops, brand, fake, refs, idx, gen, args.mismatch)
-            logits = model.logits(c, r)
-            loss = verifier_loss(logits, label)
+            logits = model.logits(joint_turn(stacked(crops, masks, idx), gen), fit[idx])
+            loss = F.binary_cross_entropy_with_logits(logits, 1.0 - label[idx])  # the logit says "authentic"
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             losses.append(loss.item())
-            right.append(((logits > 0) == label).float().mean().item())
-            if step % 50 == 0:
-                print(
-                    f"epoch {epoch} step {step}/{steps_per_epoch} loss {np.mean(losses[-50:]):.3f} "
-                    f"acc {np.mean(right[-50:]):.3f} ({time.time() - t0:.0f}s)",
-                    flush=True,
-                )
+        line = f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s"
+        if val is not None:
+            auc = roc_auc(scores(model, *val[:3]), val[3].numpy() < 0.5)
+            line += f", held-out counterfeit AUC {auc:.4f}"
+        print(line, flush=True)
         save_checkpoint(
             ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch}
         )
-        print(f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s", flush=True)
         if should_stop(args, epoch, t0):
             break
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = training_parser(__doc__, "runs/verifier", 128)
-    p.add_argument("--marks", default="../shared/data/logos", help="marks folder (for the brands' references)")
-    p.add_argument("--mismatch", type=float, default=0.1, help="share of crops paired with another brand")
+    p = training_parser(__doc__, "runs/verifier", 64)
+    p.add_argument("--val", help="held-out pair sets (comma-separated): their counterfeit AUC after each epoch")
     train(parse(p, argv))
 
 

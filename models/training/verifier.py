@@ -1,48 +1,52 @@
-"""The verifier: does a mark crop deviate from an authentic reference of its brand?
+"""The verifier model: is this mark its brand's authentic mark, given the brand's mark aligned onto it?
 
-The embedder compares two vectors; a thin stroke or an added part barely moves a 128-number
-summary. The verifier looks at the crop and the reference side by side instead: one shared
-trunk turns each into a 16x16 feature map, the maps are compared position by position (their
-difference and product), and a small head says how likely the crop is a counterfeit of that
-reference. A newly enrolled brand needs only its reference: the verifier never learns brands.
+The ECC fit of ``pipeline.infer.verifier`` lays the brand's gallery mark over the mark's crop.
+This network then looks at the pair itself: the crop, the crop's ink and the aligned reference,
+stacked as five channels at 96 px, beside four figures of the fit (agreement, stretch, how much
+better the mirror image fits, the hand-made score). Where a stroke is heavier, a dot added or a
+part missing, the ink leaves the reference in one place; one correlation over the whole mark
+barely moves, a convolution sees it. It never learns brands: a new brand needs only its gallery
+image, as everywhere else.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from models.training.detector import conv_bn
-from models.training.embedder import MarkEmbedder
 
-CROP = 64
+SIDE = 96  # pipeline.infer.verifier.JUDGE_SIDE
+FIT_FEATURES = 4
 
 
-class MarkVerifier(nn.Module):
-    """(B, 64, 64, 3) uint8 crops and (B, 64, 64, 3) uint8 references -> (B,) counterfeit probability."""
+class AlignedVerifier(nn.Module):
+    """(B, 96, 96, 3) uint8 crops, (B, 96, 96, 2) float masks, (B, 4) fit figures -> (B,) P(authentic)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.trunk = nn.Sequential(conv_bn(3, 24, 2), conv_bn(24, 32), conv_bn(32, 48, 2), conv_bn(48, 48))
-        self.head = nn.Sequential(
-            conv_bn(48 * 4, 96),
-            conv_bn(96, 96, 2),
-            conv_bn(96, 128),
-            conv_bn(128, 160, 2),
+        self.body = nn.Sequential(
+            conv_bn(5, 24, 2),
+            conv_bn(24, 32),
+            conv_bn(32, 48, 2),
+            conv_bn(48, 48),
+            conv_bn(48, 64, 2),
+            conv_bn(64, 64),
+            conv_bn(64, 96, 2),
         )
-        self.fc = nn.Linear(160 * 4 * 4, 1)
+        self.head = nn.Sequential(nn.Linear(2 * 96 + FIT_FEATURES, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
 
-    def logits(self, crops_u8: torch.Tensor, refs_u8: torch.Tensor) -> torch.Tensor:
-        a = self.trunk(MarkEmbedder.normalise(crops_u8))
-        b = self.trunk(MarkEmbedder.normalise(refs_u8))
-        x = torch.cat([a, b, (a - b).abs(), a * b], dim=1)
-        return self.fc(self.head(x).flatten(1))[:, 0]
+    @staticmethod
+    def stack(crops_u8: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """(B, 5, S, S): the crop standardised per channel (colours differ by product), then the masks."""
+        c = crops_u8.permute(0, 3, 1, 2).float() / 255.0
+        c = (c - c.mean((2, 3), keepdim=True)) / (c.std((2, 3), keepdim=True) + 0.05)
+        return torch.cat([c, masks.permute(0, 3, 1, 2).float()], dim=1)
 
-    def forward(self, crops_u8: torch.Tensor, refs_u8: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(crops_u8, refs_u8))
+    def logits(self, x: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
+        """Authentic-vs-counterfeit logit of stacked pairs (``stack``)."""
+        f = self.body(x)
+        return self.head(torch.cat([f.mean((2, 3)), f.amax((2, 3)), fit], dim=1))[:, 0]
 
-
-def verifier_loss(logits: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy: 1 for a crop that deviates from the reference, 0 for a rendering of it."""
-    return F.binary_cross_entropy_with_logits(logits, fake.float())
+    def forward(self, crops_u8: torch.Tensor, masks: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(self.stack(crops_u8, masks), fit))

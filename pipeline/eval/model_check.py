@@ -12,10 +12,17 @@ from pipeline.eval.metrics import average_precision, roc_auc
 from pipeline.gallery.references import DEFAULT_VIEW_SIZES, reference_views
 from pipeline.infer.detector import Detector
 from pipeline.infer.embedder import Embedder, Embeddings
-from pipeline.infer.verifier import VerifierConfig, fit_reference, ink_candidates, reference_mask
+from pipeline.infer.verifier import (
+    OnnxJudge,
+    VerifierConfig,
+    fit_reference,
+    ink_candidates,
+    judge_inputs,
+    reference_mask,
+)
 from pipeline.synth.counterfeit import FAMILIES, make_counterfeit
 from pipeline.synth.marks import Mark
-from pipeline.synth.render import gallery_image, render_mark_crops
+from pipeline.synth.render import MARK_SIZES, gallery_image, render_mark_crops
 from pipeline.types import MARK
 
 
@@ -32,6 +39,8 @@ class EmbedderReport:
     auc: float
     auc_by_family: dict[str, float]
     verified_auc: dict[str, float] = field(default_factory=dict)  # with the verifier: "all" and per family
+    verifier_auc: dict[str, float] = field(default_factory=dict)  # the verifier's score alone
+    query_sizes: tuple[float, float] = MARK_SIZES  # size range of the query marks, pixels
 
     def to_dict(self) -> dict:
         out = {
@@ -46,6 +55,8 @@ class EmbedderReport:
         }
         if self.verified_auc:
             out["verified_auc"] = {k: round(v, 4) for k, v in self.verified_auc.items()}
+            out["verifier_alone_auc"] = {k: round(v, 4) for k, v in self.verifier_auc.items()}
+        out["query_sizes"] = list(self.query_sizes)
         return out
 
 
@@ -85,9 +96,15 @@ def build_reference_set(
 
 
 def query_set(
-    marks: Sequence[Mark], authentic: int, seed: int, size: int = CROP_SIZE, detail: int = 0
+    marks: Sequence[Mark],
+    authentic: int,
+    seed: int,
+    size: int = CROP_SIZE,
+    detail: int = 0,
+    apparent: tuple[float, float] = MARK_SIZES,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Authentic crops and one counterfeit per family for each brand, ``size`` pixels square.
+    """Authentic crops and one counterfeit per family for each brand, ``size`` pixels square, the
+    marks ``apparent`` pixels in size.
 
     Returns crops, brand index, family index (-1 authentic) and, with ``detail``, the same
     renderings cut at ``detail`` pixels for the verifier (else None).
@@ -105,24 +122,41 @@ def query_set(
     for b, mark in enumerate(marks):
         rng = np.random.default_rng([seed, b])
         for _ in range(authentic):
-            add(render_mark_crops(rng, mark.mask, mark.colour, sizes), b, -1)
+            add(render_mark_crops(rng, mark.mask, mark.colour, sizes, apparent=apparent), b, -1)
         for f, name in enumerate(FAMILIES):
             other = marks[int(rng.integers(len(marks)))].mask
             fake = make_counterfeit(mark.mask, name, rng, other=other)
             if fake is None:
                 continue
-            add(render_mark_crops(rng, fake, mark.colour, sizes), b, f)
+            add(render_mark_crops(rng, fake, mark.colour, sizes, apparent=apparent), b, f)
     return np.stack(crops), np.asarray(brand), np.asarray(family), np.stack(details) if detail else None
 
 
-def verifier_scores(details: np.ndarray, brand: np.ndarray, marks: Sequence[Mark], cfg: VerifierConfig) -> np.ndarray:
-    """The verifier's score of each detail crop against its brand's gallery image."""
+def verifier_scores(
+    details: np.ndarray,
+    brand: np.ndarray,
+    marks: Sequence[Mark],
+    cfg: VerifierConfig,
+    judge: OnnxJudge | None = None,
+    batch: int = 256,
+) -> np.ndarray:
+    """The verifier's score of each detail crop against its brand's gallery image: the verifier
+    model's probability that it is authentic with ``judge``, else the fit's hand-made score."""
     if details.shape[1:3] != (cfg.side, cfg.side):
         raise ValueError(f"expected {cfg.side} px detail crops, got {details.shape[1]}")
     refs = [reference_mask(gallery_image(m.mask, m.colour), cfg.side) for m in marks]
     out = np.empty(len(details), np.float32)
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for i, (crop, b) in enumerate(zip(details, brand, strict=True)):
-        out[i] = fit_reference(ink_candidates(crop, cfg.clusters), refs[int(b)], cfg).score(cfg.anisotropy_limit)
+        inks = ink_candidates(crop, cfg.clusters)
+        fit = fit_reference(inks, refs[int(b)], cfg)
+        out[i] = fit.score(cfg.anisotropy_limit)
+        if judge is not None:
+            pending.append(judge_inputs(crop, inks, refs[int(b)], fit, cfg.anisotropy_limit))
+        if judge is not None and (len(pending) == batch or i == len(details) - 1):
+            start = i + 1 - len(pending)
+            out[start : i + 1] = judge.judge(*(np.stack(part) for part in zip(*pending, strict=True)))
+            pending = []
     return out
 
 
@@ -134,16 +168,20 @@ def embedder_report(
     seed: int = 1000,
     verifier: tuple[VerifierConfig, float, float] | None = None,
     view_sizes: tuple[float, float] = DEFAULT_VIEW_SIZES,
+    judge: OnnxJudge | None = None,
+    apparent: tuple[float, float] = MARK_SIZES,
 ) -> EmbedderReport:
     """Brand top-1 retrieval (identity vectors) and counterfeit ROC-AUC (authenticity similarity to
     the nearest reference of the crop's brand).
 
     With ``verifier`` (its settings, the verdict's weight and target), the ROC-AUC is measured
-    again on the similarity the verdict weighs: ``+ weight x (verifier score - target)``.
+    again on the similarity the verdict weighs: ``+ weight x (verifier score - target)``, the
+    score from the verifier model ``judge`` where one is given. ``apparent`` is the size range
+    of the query marks, pixels.
     """
     refs, owners = build_reference_set(embedder, marks, views, view_sizes=view_sizes)
     detail = verifier[0].side if verifier else 0
-    crops, brand, family, details = query_set(marks, authentic, seed, embedder.crop_size, detail)
+    crops, brand, family, details = query_set(marks, authentic, seed, embedder.crop_size, detail, apparent)
     q = embedder.embed(crops)
     top1_brand = owners[np.argmax(q.identity @ refs.identity.T, axis=1)]
     auth = family < 0
@@ -151,10 +189,13 @@ def embedder_report(
     own = np.where(owners[None, :] == brand[:, None], sim, -np.inf).max(axis=1)
     by_family = _auc_by_family(own, auth, family)
     verified: dict[str, float] = {}
+    alone: dict[str, float] = {}
     if verifier is not None and details is not None:
         cfg, weight, target = verifier
-        blended = own + weight * (verifier_scores(details, brand, marks, cfg) - target)
+        scores = verifier_scores(details, brand, marks, cfg, judge)
+        blended = own + weight * (scores - target)
         verified = {"all": roc_auc(blended, auth), **_auc_by_family(blended, auth, family)}
+        alone = {"all": roc_auc(scores, auth), **_auc_by_family(scores, auth, family)}
     return EmbedderReport(
         brands=len(marks),
         references=len(refs),
@@ -165,6 +206,8 @@ def embedder_report(
         auc=roc_auc(own, auth),
         auc_by_family=by_family,
         verified_auc=verified,
+        verifier_auc=alone,
+        query_sizes=apparent,
     )
 
 

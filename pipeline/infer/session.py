@@ -60,7 +60,8 @@ class OnnxSession:
         self._session: ort.InferenceSession | None = ort.InferenceSession(
             str(path), sess_options=options, providers=self.providers
         )
-        self.input_name = self._session.get_inputs()[0].name
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.input_name = self.input_names[0]
         self.input_shape: list[int | str | None] = list(self._session.get_inputs()[0].shape)
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.output_shapes: list[list[int | str | None]] = [list(o.shape) for o in self._session.get_outputs()]

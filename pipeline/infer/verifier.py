@@ -15,21 +15,32 @@ search over a few start angles and the mirror image, then a homography), and rep
 - ``mirrored``: the agreement of the mirrored reference; above ``agreement`` the mark is a
   mirror image of the brand's.
 
-Everything here is numpy/OpenCV on the CPU; ``MarkVerifier`` caches reference masks per
-gallery reference.
+With a verifier model (``models/verifier.onnx``), a small network then judges the aligned pair
+itself: the crop, its ink and the reference warped onto it, side by side at ``JUDGE_SIDE``
+pixels, beside the fit's figures. It sees where the ink leaves the reference (a heavier stroke,
+an added dot) rather than one correlation over the whole mark, and never learns brands: a new
+brand needs only its gallery image. Without the model the score is the hand-made ``Fit.score``.
+
+The alignment is numpy/OpenCV on the CPU; ``MarkVerifier`` caches reference masks per gallery
+reference, ``OnnxJudge`` owns the network's session.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
 
 import cv2
 import numpy as np
 
 from pipeline.boxes import cut_crops
 from pipeline.gallery.references import coverage
+
+JUDGE_SIDE = 96  # pixels of the pair the verifier model judges (the 128 px crop, shrunk)
+FIT_FEATURES = 4  # agreement, log anisotropy, mirror excess, hand-made score
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,7 @@ class VerifierConfig:
     brand_floor: float = 0.4  # ...with at least this identity similarity
     anisotropy_limit: float = 1.3  # axis stretch camera tilt explains; beyond it counts against the mark
     cache: int = 512  # reference masks kept
+    learned: bool = True  # judge each aligned pair with the verifier model (models.verifier); off: Fit.score
 
     def __post_init__(self) -> None:
         if self.side < 32 or self.coarse < 16 or self.coarse > self.side:
@@ -76,6 +88,67 @@ class Fit:
 
 
 NO_FIT = Fit(-1.0, 1.0, -1.0)
+
+
+def fit_features(fit: Fit, anisotropy_limit: float = 1.3) -> np.ndarray:
+    """(4,) float32 of what the fit measured: agreement, log anisotropy, mirror excess, ``Fit.score``."""
+    return np.array(
+        [
+            fit.agreement,
+            np.log(max(fit.anisotropy, 1e-3)),
+            max(fit.mirrored - fit.agreement, 0.0),
+            fit.score(anisotropy_limit),
+        ],
+        np.float32,
+    )
+
+
+def aligned_reference(reference: np.ndarray, fit: Fit, side: int) -> np.ndarray:
+    """The reference mask warped onto the crop (``side`` px square, float32 in [0, 1]); zeros without a fit."""
+    if fit.warp is None:
+        return np.zeros((side, side), np.float32)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return np.clip(cv2.warpPerspective(reference, fit.warp, (side, side), flags=flags), 0.0, 1.0)
+
+
+def best_ink(inks: Sequence[np.ndarray], aligned: np.ndarray) -> np.ndarray:
+    """The ink candidate that correlates best with the aligned reference (zeros when there is none)."""
+    if not inks or not aligned.any():
+        return np.zeros_like(aligned)
+    a = aligned - aligned.mean()
+    na = float(np.linalg.norm(a))
+
+    def corr(ink: np.ndarray) -> float:
+        k = ink - ink.mean()
+        return float((a * k).sum() / (na * float(np.linalg.norm(k)) + 1e-6))
+
+    return max(inks, key=corr)
+
+
+def judge_inputs(
+    crop: np.ndarray, inks: Sequence[np.ndarray], reference: np.ndarray, fit: Fit, anisotropy_limit: float = 1.3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the verifier model reads for one aligned pair.
+
+    Args:
+        crop: the (S, S, 3) uint8 verifier crop.
+        inks: its ``ink_candidates``.
+        reference: the brand's ``reference_mask``.
+        fit: ``fit_reference(inks, reference)``.
+
+    Returns:
+        The crop (JUDGE_SIDE, JUDGE_SIDE, 3) uint8, the crop's ink and the aligned reference
+        (JUDGE_SIDE, JUDGE_SIDE, 2) float32, and ``fit_features`` (4,) float32.
+    """
+    if crop.ndim != 3 or crop.shape[2] != 3 or crop.shape[0] != crop.shape[1] or crop.dtype != np.uint8:
+        raise ValueError(f"expected a square (S, S, 3) uint8 crop, got {crop.shape} {crop.dtype}")
+    side = crop.shape[0]
+    aligned = aligned_reference(reference, fit, side)
+    masks = np.stack([best_ink(inks, aligned), aligned], axis=2).astype(np.float32)
+    size = (JUDGE_SIDE, JUDGE_SIDE)
+    small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    small_masks = cv2.resize(masks, size, interpolation=cv2.INTER_AREA)
+    return small, small_masks, fit_features(fit, anisotropy_limit)
 
 
 def reference_mask(image: np.ndarray, side: int) -> np.ndarray:
@@ -229,9 +302,7 @@ def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit) -> np.ndarray:
     out = crop.copy()
     if fit.warp is None:
         return out
-    side = crop.shape[0]
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    aligned = cv2.warpPerspective(reference, fit.warp, (side, side), flags=flags) > 0.5
+    aligned = aligned_reference(reference, fit, crop.shape[0]) > 0.5
     edge = aligned & ~cv2.erode(aligned.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     out[edge] = outline_colour(crop)
     return out
@@ -248,17 +319,69 @@ def outline_colour(crop: np.ndarray) -> tuple[int, int, int]:
     return OUTLINE_COLOURS[int(np.argmax(np.quantile(dist, 0.05, axis=1)))]
 
 
+class OnnxJudge:
+    """The verifier model: (crop, ink, aligned reference, fit figures) -> probability the mark is authentic.
+
+    Use as a context manager, or call ``close``.
+    """
+
+    def __init__(self, path: str | Path, providers: Sequence[str] | None = None, threads: int = 0) -> None:
+        from pipeline.infer.session import DEFAULT_PROVIDERS, OnnxSession
+
+        self.session = OnnxSession(path, providers or DEFAULT_PROVIDERS, threads)
+        if self.session.input_names != ["crops", "masks", "fit"]:
+            raise ValueError(
+                f"{path}: expected a verifier model with inputs crops, masks, fit; got {self.session.input_names}"
+            )
+
+    @property
+    def version(self) -> str:
+        return self.session.info.version if self.session.info else "unverified"
+
+    def judge(self, crops: np.ndarray, masks: np.ndarray, fits: np.ndarray) -> np.ndarray:
+        """(N,) float32 probability that each pair shows an authentic mark (``judge_inputs``, stacked)."""
+        n = len(crops)
+        want = ((n, JUDGE_SIDE, JUDGE_SIDE, 3), (n, JUDGE_SIDE, JUDGE_SIDE, 2), (n, FIT_FEATURES))
+        for name, arr, shape in zip(("crops", "masks", "fit"), (crops, masks, fits), want, strict=True):
+            if arr.shape != shape:
+                raise ValueError(f"verifier model: expected {name} {shape}, got {arr.shape}")
+        if n == 0:
+            return np.zeros(0, np.float32)
+        out = self.session.run_bound(
+            {"crops": crops.astype(np.uint8), "masks": masks.astype(np.float32), "fit": fits.astype(np.float32)}
+        )
+        return np.asarray(out["authentic"], np.float32).reshape(n)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> OnnxJudge:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
 class MarkVerifier:
     """Verifies marks against their brands' gallery references; owns a cache of reference masks.
 
     Args:
         reference_image: gallery reference id -> its RGB image (None when the gallery folder is gone).
         config: the verifier settings.
+        judge: the verifier model; without it a pair scores ``Fit.score``.
     """
 
-    def __init__(self, reference_image: Callable[[int], np.ndarray | None], config: VerifierConfig) -> None:
+    def __init__(
+        self,
+        reference_image: Callable[[int], np.ndarray | None],
+        config: VerifierConfig,
+        judge: OnnxJudge | None = None,
+    ) -> None:
         self.reference_image = reference_image
         self.cfg = config
+        self.judge = judge
         self._masks: OrderedDict[int, np.ndarray | None] = OrderedDict()
 
     def _reference(self, ref: int) -> np.ndarray | None:
@@ -278,7 +401,8 @@ class MarkVerifier:
         return [b for b, sim in ranked if sim >= self.cfg.brand_floor]
 
     def verify(self, image: np.ndarray, box: np.ndarray, refs: dict[str, int]) -> dict[str, float]:
-        """Verifier score (``Fit.score``) of the mark at ``box`` in ``image`` against each brand's reference.
+        """Verifier score of the mark at ``box`` in ``image`` against each brand's reference: the
+        model's probability that it is the brand's authentic mark, else ``Fit.score``.
 
         Args:
             image: the full-resolution (H, W, 3) uint8 RGB frame.
@@ -287,13 +411,18 @@ class MarkVerifier:
         """
         if not refs:
             return {}
-        inks = ink_candidates(cut_crops(image, box[None], self.cfg.side)[0], self.cfg.clusters)
-        out = {}
+        crop = cut_crops(image, box[None], self.cfg.side)[0]
+        inks = ink_candidates(crop, self.cfg.clusters)
+        fits = {}
         for brand, ref in refs.items():
             mask = self._reference(ref)
             if mask is not None:
-                out[brand] = fit_reference(inks, mask, self.cfg).score(self.cfg.anisotropy_limit)
-        return out
+                fits[brand] = (mask, fit_reference(inks, mask, self.cfg))
+        if self.judge is None or not fits:
+            return {b: fit.score(self.cfg.anisotropy_limit) for b, (_, fit) in fits.items()}
+        pairs = [judge_inputs(crop, inks, mask, fit, self.cfg.anisotropy_limit) for mask, fit in fits.values()]
+        probs = self.judge.judge(*(np.stack(part) for part in zip(*pairs, strict=True)))
+        return {b: float(p) for b, p in zip(fits, probs, strict=True)}
 
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:
         """The mark's crop with reference ``ref`` aligned onto it (``overlay``), for evidence; None

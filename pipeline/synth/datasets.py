@@ -1,4 +1,4 @@
-"""Writing generated training data: detector frames as COCO JSON, embedder crops as arrays."""
+"""Writing generated training data: detector frames as COCO JSON, embedder crops and verifier pairs as arrays."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ import numpy as np
 from pipeline.boxes import CROP_SIZE
 from pipeline.synth.counterfeit import FAMILIES, make_counterfeit
 from pipeline.synth.marks import Mark, MarkLibrary
-from pipeline.synth.render import CLASS_NAMES, MARK_SIZES, random_scene, render_mark_crop
+from pipeline.synth.render import (
+    CLASS_NAMES,
+    MARK_SIZES,
+    gallery_image,
+    random_scene,
+    render_mark_crop,
+    render_mark_crops,
+)
 
 
 def _progress(done: int, total: int, label: str) -> None:
@@ -186,4 +193,79 @@ def crop_set(
         "brand": np.asarray(brand, np.int64),
         "fake": np.asarray(fake, bool),
         "family": np.asarray(family, np.int64),
+    }
+
+
+# Verifier pairs show marks at stream sizes: the clips' marks are 71-222 px, and the verifier
+# reads a 128 px crop cut from the full-resolution frame.
+PAIR_MARK_SIZES = (70.0, 110.0)
+
+
+def _pair(args: tuple[Mark, Mark | None, int, int, str | None, int, int, int]) -> tuple | None:
+    # Imported here: the verifier's alignment is inference code, and datasets stays importable without cv2 threads set.
+    from pipeline.infer.verifier import VerifierConfig, fit_reference, ink_candidates, judge_inputs, reference_mask
+
+    mark, other, pool_size, b, family, s0, s1, s2 = args
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng([s0, s1, s2])
+    mask = mark.mask
+    if family is not None:
+        rng.integers(pool_size)  # the draw that picked ``other`` (in the parent, to send one mark, not all)
+        made = make_counterfeit(mark.mask, family, rng, other=other.mask if other is not None else None)
+        if made is None:
+            return None
+        mask = made
+    cfg = VerifierConfig()
+    rendered = render_mark_crops(rng, mask, mark.colour, (cfg.side,), apparent=PAIR_MARK_SIZES)
+    if rendered is None:
+        return None
+    crop = rendered[0]
+    reference = reference_mask(gallery_image(mark.mask, mark.colour), cfg.side)
+    inks = ink_candidates(crop, cfg.clusters)
+    small, masks, fit = judge_inputs(crop, inks, reference, fit_reference(inks, reference, cfg), cfg.anisotropy_limit)
+    return b, FAMILIES.index(family) if family else -1, small, np.round(masks * 255).astype(np.uint8), fit
+
+
+def pair_set(marks: list[Mark], brands: int, authentic: int, seed: int, workers: int = 1) -> dict[str, np.ndarray]:
+    """Verifier training pairs: rendered crops aligned with their brand's gallery mark (``judge_inputs``).
+
+    ``brands`` marks are drawn; each gives ``authentic`` authentic renderings and one
+    counterfeit of every family, all at ``PAIR_MARK_SIZES``, each aligned by the shipped ECC fit.
+
+    Returns arrays: ``crops`` (N, 96, 96, 3) uint8, ``masks`` (N, 96, 96, 2) uint8 (ink, aligned
+    reference; 255 = 1), ``fit`` (N, 4) float32, ``brand`` (N,) index into ``marks``, ``family``
+    (N,) index into ``FAMILIES`` (-1 authentic), ``fake`` (N,) bool.
+    """
+    chosen = np.random.default_rng(seed).choice(len(marks), size=min(brands, len(marks)), replace=False)
+    n = len(marks)
+    jobs: list[tuple[Mark, Mark | None, int, int, str | None, int, int, int]] = []
+    for b in (int(v) for v in chosen):
+        # Each sample's seed names its brand and kind, so a set extends without changing its samples.
+        jobs += [(marks[b], None, n, b, None, seed * 1000 + 1 + 100 * k, b, 0) for k in range(authentic)]
+        for f, name in enumerate(FAMILIES):
+            other = marks[int(np.random.default_rng([seed, b, f + 1]).integers(n))]
+            jobs.append((marks[b], other, n, b, name, seed, b, f + 1))
+    out = []
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        results = pool.map(_pair, jobs, chunksize=16) if pool else map(_pair, jobs)
+        for i, r in enumerate(results):
+            if r is not None:
+                out.append(r)
+            if (i + 1) % 500 == 0 or i + 1 == len(jobs):
+                _progress(i + 1, len(jobs), "verifier pairs")
+    finally:
+        if pool:
+            pool.shutdown()
+    if not out:
+        raise ValueError("no verifier pairs could be rendered")
+    owners, fam, crops, masks, fit = zip(*out, strict=True)
+    family = np.asarray(fam, np.int64)
+    return {
+        "crops": np.stack(crops),
+        "masks": np.stack(masks),
+        "fit": np.stack(fit).astype(np.float32),
+        "brand": np.asarray(owners, np.int64),
+        "family": family,
+        "fake": family >= 0,
     }

@@ -6,15 +6,22 @@ import numpy as np
 import pytest
 
 from pipeline.boxes import cut_crops
+from pipeline.infer.models import MODELS_DIR
 from pipeline.infer.verifier import (
+    JUDGE_SIDE,
     NO_FIT,
     OUTLINE_COLOURS,
     Fit,
     MarkVerifier,
+    OnnxJudge,
     VerifierConfig,
+    aligned_reference,
     anisotropy,
+    best_ink,
+    fit_features,
     fit_reference,
     ink_candidates,
+    judge_inputs,
     outline_colour,
     overlay,
     reference_mask,
@@ -198,3 +205,100 @@ def test_outline_colour_stands_out(background: tuple[int, int, int], not_expecte
     crop[20:40, 20:40] = 255  # white ink
     colour = outline_colour(crop)
     assert colour in OUTLINE_COLOURS and colour != not_expected
+
+
+@pytest.mark.parametrize(
+    ("fit", "expected"),
+    [
+        (Fit(0.95, 1.0, 0.5), [0.95, 0.0, 0.0, 0.95]),
+        (Fit(0.6, np.e, 0.9), [0.6, 1.0, 0.3, 0.6 - (1 - np.log(1.3)) - 0.3]),
+        (NO_FIT, [-1.0, 0.0, 0.0, -1.0]),
+    ],
+)
+def test_fit_features(fit: Fit, expected: list[float]) -> None:
+    got = fit_features(fit, 1.3)
+    assert got.dtype == np.float32 and got.shape == (4,)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_aligned_reference_and_best_ink(marks: list) -> None:
+    m = marks[0]
+    frame, box = scene(m.mask, m.colour, seed=5)
+    crop = cut_crops(frame, box[None], CFG.side)[0]
+    ref = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
+    inks = ink_candidates(crop, CFG.clusters)
+    aligned = aligned_reference(ref, fit_reference(inks, ref, CFG), CFG.side)
+    assert aligned.shape == (CFG.side, CFG.side) and aligned.min() >= 0.0 and aligned.max() <= 1.0
+    ink = best_ink(inks, aligned)
+    # The chosen candidate is the one the aligned reference correlates with best.
+    assert np.corrcoef(ink.ravel(), aligned.ravel())[0, 1] == pytest.approx(
+        max(np.corrcoef(k.ravel(), aligned.ravel())[0, 1] for k in inks), abs=1e-6
+    )
+    assert not aligned_reference(ref, NO_FIT, CFG.side).any()  # no fit: nothing laid over
+    assert not best_ink([], aligned).any()
+    assert not best_ink(inks, np.zeros_like(aligned)).any()
+
+
+def test_judge_inputs_shapes(marks: list) -> None:
+    m = marks[0]
+    frame, box = scene(m.mask, m.colour, seed=5)
+    crop = cut_crops(frame, box[None], CFG.side)[0]
+    ref = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
+    inks = ink_candidates(crop, CFG.clusters)
+    small, masks, feats = judge_inputs(crop, inks, ref, fit_reference(inks, ref, CFG))
+    assert small.shape == (JUDGE_SIDE, JUDGE_SIDE, 3) and small.dtype == np.uint8
+    assert masks.shape == (JUDGE_SIDE, JUDGE_SIDE, 2) and masks.dtype == np.float32
+    assert feats.shape == (4,)
+    with pytest.raises(ValueError, match="square"):
+        judge_inputs(crop[:, :100], inks, ref, NO_FIT)
+
+
+@pytest.fixture(scope="module")
+def judge():  # type: ignore[no-untyped-def]
+    with OnnxJudge(MODELS_DIR / "verifier.onnx") as j:
+        yield j
+
+
+def test_the_shipped_verifier_model_prefers_authentic_marks(marks: list, judge: OnnxJudge) -> None:
+    """Each test mark against its own reference, authentic and faked three ways (unseen brands
+    for the model: the sample marks are drawn from every split)."""
+    rng = np.random.default_rng(3)
+    real, fake = [], []
+    for i, m in enumerate(marks):
+        ref = {1: gallery_image(m.mask, m.colour)}
+        v = MarkVerifier(ref.get, CFG, judge)
+        real.append(v.verify(*scene(m.mask, m.colour, seed=200 + i), {m.slug: 1})[m.slug])
+        for family in ("stroke", "erase", "aspect"):
+            made = make_counterfeit(m.mask, family, rng)
+            if made is not None:
+                fake.append(v.verify(*scene(made, m.colour, seed=300 + i), {m.slug: 1})[m.slug])
+    assert all(0.0 <= p <= 1.0 for p in real + fake)
+    assert np.median(real) > 0.5 > np.median(fake), (real, fake)
+
+
+@pytest.mark.parametrize(
+    ("shapes", "message"),
+    [
+        (((2, JUDGE_SIDE, JUDGE_SIDE, 3), (2, JUDGE_SIDE, JUDGE_SIDE, 2), (2, 3)), "expected fit"),
+        (((2, 64, 64, 3), (2, JUDGE_SIDE, JUDGE_SIDE, 2), (2, 4)), "expected crops"),
+        (((2, JUDGE_SIDE, JUDGE_SIDE, 3), (1, JUDGE_SIDE, JUDGE_SIDE, 2), (2, 4)), "expected masks"),
+    ],
+)
+def test_judge_names_bad_shapes(judge: OnnxJudge, shapes: tuple, message: str) -> None:
+    arrays = [np.zeros(s, np.float32) for s in shapes]
+    with pytest.raises(ValueError, match=message):
+        judge.judge(*arrays)
+
+
+def test_judge_of_nothing(judge: OnnxJudge) -> None:
+    out = judge.judge(
+        np.zeros((0, JUDGE_SIDE, JUDGE_SIDE, 3), np.uint8),
+        np.zeros((0, JUDGE_SIDE, JUDGE_SIDE, 2), np.float32),
+        np.zeros((0, 4), np.float32),
+    )
+    assert out.shape == (0,)
+
+
+def test_judge_refuses_another_model() -> None:
+    with pytest.raises(ValueError, match="expected a verifier model"):
+        OnnxJudge(MODELS_DIR / "embedder.onnx")

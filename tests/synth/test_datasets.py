@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.synth.counterfeit import FAMILIES
-from pipeline.synth.datasets import crop_set
+from pipeline.synth.datasets import crop_set, pair_set
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,29 @@ def test_make_training_data_refuses_bad_input_in_one_line(tmp_path, args, messag
     assert proc.stderr.startswith("error:") and message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_pair_set_aligns_each_rendering_with_its_brand(library):
+    marks = list(library)[:5]
+    data = pair_set(marks, brands=3, authentic=2, seed=4)
+    n = len(data["crops"])
+    assert 3 * 2 <= n <= 3 * (2 + len(FAMILIES))
+    assert data["crops"].shape == (n, 96, 96, 3) and data["crops"].dtype == np.uint8
+    assert data["masks"].shape == (n, 96, 96, 2) and data["masks"].dtype == np.uint8
+    assert data["fit"].shape == (n, 4) and data["fit"].dtype == np.float32
+    assert set(data["brand"].tolist()) <= set(range(len(marks))) and len(set(data["brand"].tolist())) == 3
+    assert (data["fake"] == (data["family"] >= 0)).all() and (~data["fake"]).sum() == 6
+    # Authentic marks fit their reference better than counterfeits do (the median agreement).
+    assert np.median(data["fit"][~data["fake"], 0]) > np.median(data["fit"][data["fake"], 0])
+    # The aligned reference lies on the crop's ink: they overlap far more than chance.
+    ink, ref = data["masks"][..., 0] > 127, data["masks"][..., 1] > 127
+    real = ~data["fake"]
+    overlap = (ink & ref)[real].sum() / max((ink | ref)[real].sum(), 1)
+    assert overlap > 0.4
+    again = pair_set(marks, brands=3, authentic=2, seed=4, workers=2)
+    np.testing.assert_array_equal(again["crops"], data["crops"])
+
+
+def test_pair_set_with_no_brands_is_refused(library):
+    with pytest.raises(ValueError, match="no verifier pairs"):
+        pair_set(list(library)[:2], brands=0, authentic=1, seed=0)

@@ -10,10 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from models.training import export as export_mod  # noqa: E402
-from models.training import train_detector, train_embedder  # noqa: E402
+from models.training import train_detector, train_embedder, train_verifier  # noqa: E402
 from models.training.detector import MarkDetector, make_targets  # noqa: E402
 from pipeline.infer.models import ModelError, verify_model  # noqa: E402
-from pipeline.synth.datasets import crop_set, write_detector_set  # noqa: E402
+from pipeline.infer.verifier import OnnxJudge  # noqa: E402
+from pipeline.synth.datasets import crop_set, pair_set, write_detector_set  # noqa: E402
 from tests.conftest import SAMPLE_MARKS  # noqa: E402
 
 
@@ -47,6 +48,33 @@ def embedder_ckpt(tmp_path_factory, library):
         ]
     )
     return root / "run" / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def verifier_ckpt(tmp_path_factory, library):
+    root = tmp_path_factory.mktemp("ver")
+    np.savez(root / "pairs.npz", **pair_set(list(library)[:6], brands=4, authentic=2, seed=0))
+    args = ["--data", str(root / "pairs.npz"), "--val", str(root / "pairs.npz"), "--out", str(root / "run")]
+    train_verifier.main([*args, "--epochs", "2", "--batch", "8", "--threads", "2"])
+    return root / "run" / "last.pt"
+
+
+def test_verifier_trains_exports_and_loads(verifier_ckpt, tmp_path):
+    assert torch.load(verifier_ckpt, weights_only=False)["epoch"] == 1
+    model = export_mod.load_model("verifier", verifier_ckpt)
+    path = export_mod.export("verifier", model, tmp_path / "verifier.onnx")
+    assert export_mod.max_relative_error("verifier", model, path) <= 1e-4
+    export_mod.record(tmp_path / "manifest.json", path, "verifier")
+    with OnnxJudge(path) as judge:
+        x = export_mod.verifier_inputs(np.random.default_rng(1), 3)
+        p = judge.judge(*(t.numpy() for t in x))
+    assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
+
+
+def test_verifier_training_refuses_other_data(tmp_path):
+    np.savez(tmp_path / "crops.npz", crops=np.zeros((2, 64, 64, 3), np.uint8))
+    with pytest.raises(SystemExit, match="not a verifier pair set"):
+        train_verifier.main(["--data", str(tmp_path / "crops.npz"), "--out", str(tmp_path / "run")])
 
 
 def test_detector_trains_and_resumes(detector_ckpt):
