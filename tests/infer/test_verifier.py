@@ -221,12 +221,17 @@ def test_fit_features(fit: Fit, expected: list[float]) -> None:
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
-def test_aligned_reference_and_best_ink(marks: list) -> None:
+@pytest.fixture(scope="module")
+def pair(marks: list) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """An authentic mark's verifier crop, its ink candidates and its brand's reference mask."""
     m = marks[0]
     frame, box = scene(m.mask, m.colour, seed=5)
     crop = cut_crops(frame, box[None], CFG.side)[0]
-    ref = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
-    inks = ink_candidates(crop, CFG.clusters)
+    return crop, ink_candidates(crop, CFG.clusters), reference_mask(gallery_image(m.mask, m.colour), CFG.side)
+
+
+def test_aligned_reference_and_best_ink(pair: tuple) -> None:
+    _, inks, ref = pair
     aligned = aligned_reference(ref, fit_reference(inks, ref, CFG), CFG.side)
     assert aligned.shape == (CFG.side, CFG.side) and aligned.min() >= 0.0 and aligned.max() <= 1.0
     ink = best_ink(inks, aligned)
@@ -239,12 +244,8 @@ def test_aligned_reference_and_best_ink(marks: list) -> None:
     assert not best_ink(inks, np.zeros_like(aligned)).any()
 
 
-def test_judge_inputs_shapes(marks: list) -> None:
-    m = marks[0]
-    frame, box = scene(m.mask, m.colour, seed=5)
-    crop = cut_crops(frame, box[None], CFG.side)[0]
-    ref = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
-    inks = ink_candidates(crop, CFG.clusters)
+def test_judge_inputs_shapes(pair: tuple) -> None:
+    crop, inks, ref = pair
     small, masks, feats = judge_inputs(crop, inks, ref, fit_reference(inks, ref, CFG))
     assert small.shape == (JUDGE_SIDE, JUDGE_SIDE, 3) and small.dtype == np.uint8
     assert masks.shape == (JUDGE_SIDE, JUDGE_SIDE, 2) and masks.dtype == np.float32
