@@ -28,6 +28,11 @@ from pipeline.synth.render import MARK_SIZES
 from pipeline.types import MARK
 
 
+def size_range(p: argparse.ArgumentParser, flag: str, default: tuple[float, float], text: str) -> None:
+    """An option taking a mark size range in pixels: SMALLEST LARGEST."""
+    p.add_argument(flag, type=float, nargs=2, default=default, metavar=("SMALLEST", "LARGEST"), help=text)
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = Config.load()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,29 +46,20 @@ def main(argv: list[str] | None = None) -> int:
         default=cfg.gallery.views,
         help="camera views per gallery image (default: gallery.views of the config, as replay uses)",
     )
-    p.add_argument(
+    size_range(
+        p,
         "--view-sizes",
-        type=float,
-        nargs=2,
-        default=cfg.gallery.view_sizes,
-        metavar=("SMALLEST", "LARGEST"),
-        help="mark size range of the camera views, pixels (default: gallery.view_sizes of the config)",
+        cfg.gallery.view_sizes,
+        "mark size range of the camera views, pixels (default: gallery.view_sizes of the config)",
     )
-    p.add_argument(
-        "--apparent",
-        type=float,
-        nargs=2,
-        default=MARK_SIZES,
-        metavar=("SMALLEST", "LARGEST"),
-        help="size range of the query marks, pixels (default: the training crops' range)",
+    size_range(
+        p, "--apparent", MARK_SIZES, "size range of the query marks, pixels (default: the training crops' range)"
     )
-    p.add_argument(
+    size_range(
+        p,
         "--stream-sizes",
-        type=float,
-        nargs=2,
-        default=PAIR_MARK_SIZES,
-        metavar=("SMALLEST", "LARGEST"),
-        help="with --verifier, measure again on marks of this size range (default: stream marks' sizes)",
+        PAIR_MARK_SIZES,
+        "with --verifier, measure again on marks of this size range (default: stream marks' sizes)",
     )
     p.add_argument("--authentic", type=int, default=3, help="authentic queries per brand")
     p.add_argument("--brands", type=int, default=0, help="limit held-out brands (0 = all)")

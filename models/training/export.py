@@ -136,10 +136,10 @@ def max_relative_error(kind: str, model: torch.nn.Module, path: Path, seed: int 
     import onnxruntime as ort
 
     rng = np.random.default_rng(seed)
-    shape = (2, 360, 640, 3) if kind == "detector" else (4, crop_of(model), crop_of(model), 3)
     if kind == "verifier":
         xs = [t.numpy() for t in verifier_inputs(rng, 4)]
     else:
+        shape = (2, 360, 640, 3) if kind == "detector" else (4, crop_of(model), crop_of(model), 3)
         xs = [rng.integers(0, 256, shape, dtype=np.uint8)]
     with torch.no_grad():
         ref = model(*(torch.from_numpy(x) for x in xs))

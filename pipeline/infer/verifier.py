@@ -38,6 +38,7 @@ import numpy as np
 
 from pipeline.boxes import cut_crops
 from pipeline.gallery.references import coverage
+from pipeline.infer.session import DEFAULT_PROVIDERS, OnnxSession
 
 JUDGE_SIDE = 96  # pixels of the pair the verifier model judges (the 128 px crop, shrunk)
 FIT_FEATURES = 4  # agreement, log anisotropy, mirror excess, hand-made score
@@ -326,8 +327,6 @@ class OnnxJudge:
     """
 
     def __init__(self, path: str | Path, providers: Sequence[str] | None = None, threads: int = 0) -> None:
-        from pipeline.infer.session import DEFAULT_PROVIDERS, OnnxSession
-
         self.session = OnnxSession(path, providers or DEFAULT_PROVIDERS, threads)
         if self.session.input_names != ["crops", "masks", "fit"]:
             raise ValueError(
@@ -351,6 +350,13 @@ class OnnxJudge:
             {"crops": crops.astype(np.uint8), "masks": masks.astype(np.float32), "fit": fits.astype(np.float32)}
         )
         return np.asarray(out["authentic"], np.float32).reshape(n)
+
+    def judge_pairs(self, pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """``judge`` of a list of ``judge_inputs`` results, stacked here."""
+        if not pairs:
+            return np.zeros(0, np.float32)
+        crops, masks, fits = (np.stack(part) for part in zip(*pairs, strict=True))
+        return self.judge(crops, masks, fits)
 
     def close(self) -> None:
         self.session.close()
@@ -421,7 +427,7 @@ class MarkVerifier:
         if self.judge is None or not fits:
             return {b: fit.score(self.cfg.anisotropy_limit) for b, (_, fit) in fits.items()}
         pairs = [judge_inputs(crop, inks, mask, fit, self.cfg.anisotropy_limit) for mask, fit in fits.values()]
-        probs = self.judge.judge(*(np.stack(part) for part in zip(*pairs, strict=True)))
+        probs = self.judge.judge_pairs(pairs)
         return {b: float(p) for b, p in zip(fits, probs, strict=True)}
 
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from pipeline.boxes import CROP_SIZE
+from pipeline.infer.verifier import VerifierConfig, fit_reference, ink_candidates, judge_inputs, reference_mask
 from pipeline.synth.counterfeit import FAMILIES, make_counterfeit
 from pipeline.synth.marks import Mark, MarkLibrary
 from pipeline.synth.render import (
@@ -21,6 +25,19 @@ from pipeline.synth.render import (
     render_mark_crop,
     render_mark_crops,
 )
+
+
+@contextmanager
+def worker_map(workers: int, chunksize: int = 1) -> Iterator[Callable[..., Iterable[Any]]]:
+    """``map`` over ``workers`` processes (in this process for 1 or fewer); the pool is shut down on exit."""
+    if workers <= 1:
+        yield map
+        return
+    pool = ProcessPoolExecutor(workers)
+    try:
+        yield functools.partial(pool.map, chunksize=chunksize)
+    finally:
+        pool.shutdown()
 
 
 def _progress(done: int, total: int, label: str) -> None:
@@ -79,20 +96,10 @@ def write_detector_set(
     chunks = [list(range(i, min(i + 200, frames))) for i in range(0, frames, 200)]
     jobs = [(str(library_dir), str(out), c, seed, width, height) for c in chunks]
     records: list[dict] = []
-    mapper: Callable[..., Iterable[list[dict]]]
-    if workers > 1:
-        pool = ProcessPoolExecutor(workers)
-        mapper = pool.map
-    else:
-        pool = None
-        mapper = map
-    try:
+    with worker_map(workers) as mapper:
         for chunk in mapper(_detector_chunk, jobs):
             records.extend(chunk)
             _progress(len(records), frames, "detector frames")
-    finally:
-        if pool is not None:
-            pool.shutdown()
     coco: dict = {
         "info": {"description": "fakewatch synthetic livestream frames", "seed": seed},
         "categories": [{"id": i, "name": n} for i, n in enumerate(CLASS_NAMES)],
@@ -202,9 +209,6 @@ PAIR_MARK_SIZES = (70.0, 110.0)
 
 
 def _pair(args: tuple[Mark, Mark | None, int, int, str | None, int, int, int]) -> tuple | None:
-    # Imported here: the verifier's alignment is inference code, and datasets stays importable without cv2 threads set.
-    from pipeline.infer.verifier import VerifierConfig, fit_reference, ink_candidates, judge_inputs, reference_mask
-
     mark, other, pool_size, b, family, s0, s1, s2 = args
     cv2.setNumThreads(1)
     rng = np.random.default_rng([s0, s1, s2])
@@ -246,17 +250,12 @@ def pair_set(marks: list[Mark], brands: int, authentic: int, seed: int, workers:
             other = marks[int(np.random.default_rng([seed, b, f + 1]).integers(n))]
             jobs.append((marks[b], other, n, b, name, seed, b, f + 1))
     out = []
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
-    try:
-        results = pool.map(_pair, jobs, chunksize=16) if pool else map(_pair, jobs)
-        for i, r in enumerate(results):
+    with worker_map(workers, chunksize=16) as mapper:
+        for i, r in enumerate(mapper(_pair, jobs)):
             if r is not None:
                 out.append(r)
             if (i + 1) % 500 == 0 or i + 1 == len(jobs):
                 _progress(i + 1, len(jobs), "verifier pairs")
-    finally:
-        if pool:
-            pool.shutdown()
     if not out:
         raise ValueError("no verifier pairs could be rendered")
     owners, fam, crops, masks, fit = zip(*out, strict=True)
