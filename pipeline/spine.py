@@ -175,9 +175,6 @@ class Spine:
                 row += 1
             out.append(found)
         t5 = time.perf_counter()
-        if self.verifier is not None:
-            out = [[self._verify(frame, s) for s in found] for frame, found in zip(frames, out, strict=True)]
-        t6 = time.perf_counter()
         with self._lock:
             s = self.times.seconds
             s["detect"] += t1 - t0
@@ -185,7 +182,6 @@ class Spine:
             s["embed"] += t3 - t2
             s["search"] += t4 - t3
             s["judge"] += t5 - t4
-            s["verify"] += t6 - t5
             self.times.batches.append(len(frames))
         return out
 
@@ -226,15 +222,23 @@ class Spine:
             appearance=np.asarray(identity, np.float32),
         )
 
-    def _verify(self, frame: Frame, sample: MarkSample) -> MarkSample:
-        """The sample with the verifier's score for each of its candidate brands (marks the
-        verdict will not judge are left as they are)."""
+    def verify(self, frame: Frame, samples: list[MarkSample]) -> list[MarkSample]:
+        """The frame's samples with the verifier's findings for each candidate brand, where the
+        stream's verdict still needs them (``StreamVerdicts.needs_verification``)."""
         assert self.verifier is not None
-        if not self.config.verdict.judges(sample):
-            return sample
-        refs = {b: sample.brand_refs[b] for b in self.verifier.candidates(sample.brand_sims) if b in sample.brand_refs}
-        verified = self.verifier.verify(frame.image, sample.box, refs)
-        return dataclasses.replace(sample, verified=verified) if verified else sample
+        t0 = time.perf_counter()
+        out = []
+        for sample, needed in zip(samples, self.stream(frame.stream).needs_verification(frame.t, samples), strict=True):
+            if needed:
+                cands = self.verifier.candidates(sample.brand_sims)
+                refs = {b: sample.brand_refs[b] for b in cands if b in sample.brand_refs}
+                found = self.verifier.verify(frame.image, sample.box, refs)
+                if found:
+                    sample = dataclasses.replace(sample, verified=found.scores, aligned=found.alignment)
+            out.append(sample)
+        with self._lock:
+            self.times.seconds["verify"] += time.perf_counter() - t0
+        return out
 
     def process(self, frames: Sequence[Frame]) -> list[Alert]:
         """Run one micro-batch through every stage; returns the alerts raised (already sunk)."""
@@ -242,6 +246,8 @@ class Spine:
             return []
         alerts = []
         for frame, found in zip(frames, self.samples(frames), strict=True):
+            if self.verifier is not None:
+                found = self.verify(frame, found)
             if self.observer is not None:
                 self.observer(frame, found)
             verdicts = self.stream(frame.stream).update(frame.t, found)

@@ -19,7 +19,7 @@ sample's authenticity up or down around ``verifier_target``.
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -47,6 +47,9 @@ class VerdictConfig:
     brand_thresholds: dict[str, float] = field(default_factory=dict)  # per-brand alert_threshold
     verifier_weight: float = 0.0  # weight of the verifier's score beside authenticity (0 = embedder alone)
     verifier_target: float = 0.3  # verifier score that leaves authenticity unchanged (the model's probability)
+    alignment_weight: float = 0.0  # weight of the verifier's alignment beside identity when naming a mark's brand
+    min_alignment: float = -1.0  # a track alerts only when its brand's mark lays over it this well (-1 = off)
+    verified_samples: int = 0  # samples of a track the verifier checks; later ones carry their mean (0 = every one)
 
     def judges(self, sample: MarkSample) -> bool:
         """Whether a mark is judged at all: sure enough a mark, and large enough to tell."""
@@ -58,6 +61,8 @@ class VerdictConfig:
             raise ValueError(f"authenticity_quantile: expected a value in [0, 1], got {self.authenticity_quantile}")
         if self.brand_agreement < 0:
             raise ValueError(f"brand_agreement: expected 0 or more, got {self.brand_agreement}")
+        if self.verified_samples < 0:
+            raise ValueError(f"verified_samples: expected 0 or more, got {self.verified_samples}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class MarkSample:
     brand_refs: dict[str, int] = field(default_factory=dict)  # id of that nearest authentic reference per brand
     thresholds: dict[str, float] = field(default_factory=dict)  # authenticity threshold per brand
     verified: dict[str, float] = field(default_factory=dict)  # verifier score per brand (pipeline.infer.verifier)
+    aligned: dict[str, float] = field(default_factory=dict)  # how well each verified brand's mark lays over it
     crop: np.ndarray | None = field(default=None, repr=False)
     appearance: np.ndarray | None = field(default=None, repr=False)  # (D,) L2-normalised identity vector
 
@@ -100,15 +106,23 @@ class MarkSample:
             sim += verifier_weight * (self.verified[brand] - verifier_target)
         return sim
 
-    def attributed(self, weight: float = 0.0) -> str:
-        """The neighbouring brand this mark shows or imitates: best identity + ``weight`` x authenticity.
+    def attributed(self, weight: float = 0.0, alignment_weight: float = 0.0) -> str:
+        """The neighbouring brand this mark shows or imitates.
 
-        With weight 0 it is the nearest reference's brand. Authenticity helps name the brand of
-        a deformed mark (its shape still resembles the brand's more than any other's).
+        Each neighbouring brand scores its identity similarity, plus ``weight`` x authenticity,
+        plus ``alignment_weight`` x how well the verifier laid its mark over this one (0 where
+        not verified). With both weights 0 it is the nearest reference's brand. A deformed fake
+        can sit nearer another brand by identity, while its own brand's mark still lays over it
+        best.
         """
-        if weight == 0.0 or not self.brand_sims:
+        if (weight == 0.0 and alignment_weight == 0.0) or not self.brand_sims:
             return self.brand
-        return max(self.brand_sims, key=lambda b: self.brand_sims[b] + weight * self.auth_sims.get(b, 0.0))
+
+        def score(b: str) -> float:
+            shape = weight * self.auth_sims.get(b, 0.0) + alignment_weight * self.aligned.get(b, 0.0)
+            return self.brand_sims[b] + shape
+
+        return max(self.brand_sims, key=score)
 
 
 @dataclass
@@ -121,6 +135,9 @@ class Track:
     samples: deque[MarkSample]
     alerted: bool = False
     appearance: np.ndarray | None = None  # its samples' identity vectors blended, newest weighing half
+    verified: int = 0  # samples the verifier checked
+    # brand -> (sum of verifier scores, sum of alignments, samples): what later samples carry
+    _checks: dict[str, tuple[float, float, int]] = field(default_factory=dict, repr=False)
 
     def follow(self, sample: MarkSample, t: float) -> None:
         """Add ``sample`` to the track, moving its box and blending its appearance."""
@@ -130,16 +147,36 @@ class Track:
             v = sample.appearance if self.appearance is None else self.appearance + sample.appearance
             self.appearance = v / max(float(np.linalg.norm(v)), 1e-6)
 
-    def brand(self, weight: float = 0.0) -> tuple[str, float]:
+    def note_checks(self, sample: MarkSample) -> None:
+        """Count what the verifier found of ``sample`` (checked itself) towards what later samples carry."""
+        self.verified += 1
+        for b, score in sample.verified.items():
+            total, align, n = self._checks.get(b, (0.0, 0.0, 0))
+            self._checks[b] = (total + score, align + sample.aligned.get(b, 0.0), n + 1)
+
+    def brand(self, weight: float = 0.0, alignment_weight: float = 0.0) -> tuple[str, float]:
         """The brand most samples vote for (``MarkSample.attributed``), and its share of the votes."""
-        votes = Counter(b for s in self.samples if (b := s.attributed(weight)))
+        votes = Counter(b for s in self.samples if (b := s.attributed(weight, alignment_weight)))
         if not votes:
             return "", 0.0
         brand, n = votes.most_common(1)[0]
         return brand, n / len(self.samples)
 
+    def carry(self, sample: MarkSample) -> MarkSample:
+        """``sample`` with the track's mean verifier findings per brand (it was not checked itself)."""
+        if not self._checks:
+            return sample
+        verified = {b: total / n for b, (total, _, n) in self._checks.items()}
+        aligned = {b: align / n for b, (_, align, n) in self._checks.items()}
+        return replace(sample, verified=verified, aligned=aligned)
+
     def mean_identity(self, brand: str) -> float:
         return float(np.mean([s.identity_to(brand) for s in self.samples]))
+
+    def alignment(self, brand: str) -> float | None:
+        """Mean alignment of ``brand``'s mark over the samples verified against it (None: none were)."""
+        found = [s.aligned[brand] for s in self.samples if brand in s.aligned]
+        return float(np.mean(found)) if found else None
 
     def authenticity(self, brand: str, quantile: float, weight: float = 0.0, target: float = 0.0) -> float:
         """The ``quantile`` of its samples' authenticity similarity to ``brand`` (verifier-weighted).
@@ -199,17 +236,44 @@ class StreamVerdicts:
         self.tracks: list[Track] = []
         self._next = 1
 
+    def needs_verification(self, t: float, samples: list[MarkSample]) -> list[bool]:
+        """Which of this frame's marks the verifier should check before ``update``.
+
+        Marks the verdict will not judge need none. With ``verified_samples``, a mark whose track
+        has already alerted or has had that many marks checked needs none either: it carries the
+        track's findings (the same object, seen again), which is what keeps verifier mode cheap.
+        """
+        cfg = self.cfg
+        usable = [s for s in samples if cfg.judges(s)]
+        tracks = dict(zip(map(id, usable), self._associate(usable, self._live(t)), strict=True))
+        out = []
+        for s in samples:
+            if id(s) not in tracks:
+                out.append(False)
+                continue
+            track = tracks[id(s)]
+            spent = track is not None and (track.alerted or track.verified >= cfg.verified_samples)
+            out.append(cfg.verified_samples == 0 or not spent)
+        return out
+
+    def _live(self, t: float) -> list[Track]:
+        return [tr for tr in self.tracks if t - tr.last_t <= self.cfg.max_gap]
+
     def update(self, t: float, samples: list[MarkSample]) -> list[Verdict]:
         """Associate this frame's marks with tracks and return newly confirmed verdicts."""
         cfg = self.cfg
-        self.tracks = [tr for tr in self.tracks if t - tr.last_t <= cfg.max_gap]
+        self.tracks = self._live(t)
         usable = [s for s in samples if cfg.judges(s)]
         verdicts = []
-        for sample, track in zip(usable, self._associate(usable), strict=True):
+        for sample, track in zip(usable, self._associate(usable, self.tracks), strict=True):
             if track is None:
                 track = Track(self._next, sample.box, t, deque(maxlen=cfg.window))
                 self._next += 1
                 self.tracks.append(track)
+            if sample.verified:
+                track.note_checks(sample)
+            else:
+                sample = track.carry(sample)
             track.follow(sample, t)
             verdict = self._judge(track, sample)
             if verdict is not None:
@@ -221,10 +285,14 @@ class StreamVerdicts:
         cfg = self.cfg
         if track.alerted or len(track.samples) < cfg.confirm:
             return None
-        brand, share = track.brand(cfg.attribution_weight)
+        brand, share = track.brand(cfg.attribution_weight, cfg.alignment_weight)
         if not brand or share < cfg.min_share:
             return None
         if track.mean_identity(brand) < cfg.match_floor:
+            return None
+        # Nothing of the brand's mark lays over it: a mark of another (perhaps unenrolled) brand.
+        aligned = track.alignment(brand)
+        if aligned is not None and aligned < cfg.min_alignment:
             return None
         vw, vt = cfg.verifier_weight, cfg.verifier_target
         # The brand check reads the verifier too: on the tuning clips it keeps 8 false alerts to
@@ -238,7 +306,7 @@ class StreamVerdicts:
             return None
         return Verdict(sample, track.id, brand, score, sim)
 
-    def _associate(self, samples: list[MarkSample]) -> list[Track | None]:
+    def _associate(self, samples: list[MarkSample], tracks: list[Track]) -> list[Track | None]:
         """Greedy matching by IoU, then by distance relative to size for fast movers.
 
         With ``min_appearance`` set, a mark never joins a track that looks unlike it: when a seller
@@ -246,10 +314,10 @@ class StreamVerdicts:
         track instead of inheriting the old one's votes (and its verdict).
         """
         out: list[Track | None] = [None] * len(samples)
-        if not samples or not self.tracks:
+        if not samples or not tracks:
             return out
         boxes = np.stack([s.box for s in samples]).astype(np.float32)
-        tboxes = np.stack([tr.box for tr in self.tracks]).astype(np.float32)
+        tboxes = np.stack([tr.box for tr in tracks]).astype(np.float32)
         ious = iou_matrix(boxes, tboxes)
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
         tcentres = (tboxes[:, :2] + tboxes[:, 2:]) / 2
@@ -257,7 +325,7 @@ class StreamVerdicts:
         dist = np.linalg.norm(centres[:, None, :] - tcentres[None, :, :], axis=2) / np.maximum(sizes[None, :], 1)
         score = np.where(ious >= 0.2, 1 + ious, np.where(dist < 1.5, 1 - dist / 1.5, 0.0))
         if self.cfg.min_appearance > 0:
-            score = np.where(appearance_matrix(samples, self.tracks) < self.cfg.min_appearance, 0.0, score)
+            score = np.where(appearance_matrix(samples, tracks) < self.cfg.min_appearance, 0.0, score)
         used_s: set[int] = set()
         used_t: set[int] = set()
         for flat in np.argsort(-score, axis=None):
@@ -266,7 +334,7 @@ class StreamVerdicts:
                 break
             if i in used_s or j in used_t:
                 continue
-            out[i] = self.tracks[j]
+            out[i] = tracks[j]
             used_s.add(i)
             used_t.add(j)
         return out

@@ -36,6 +36,11 @@ def replay_verdicts(log: FrameLog, cfg: VerdictConfig) -> list[Alert]:
     alerts = []
     for (stream, _index), (t, samples) in sorted(log.frames.items()):
         sv = streams.setdefault(stream, StreamVerdicts(stream, cfg))
+        if cfg.verified_samples:
+            # As the spine does: only the marks the verdict asks for keep the verifier's findings.
+            bare = [dataclasses.replace(s, verified={}, aligned={}) for s in samples]
+            wanted = sv.needs_verification(t, bare)
+            samples = [s if w else b for s, b, w in zip(samples, bare, wanted, strict=True)]
         for v in sv.update(t, samples):
             s = v.sample
             alerts.append(
@@ -53,8 +58,9 @@ def replay_verdicts(log: FrameLog, cfg: VerdictConfig) -> list[Alert]:
 
 
 def grid(shipped: VerdictConfig, verified: bool) -> list[dict]:
-    """The verdict settings tried. Where the samples carry verifier scores, the verifier's weight
-    and target are tried too, around the shipped detection floor and attribution weight."""
+    """The verdict settings tried. Where the samples carry verifier findings, the verifier's weight
+    and target, the alignment's weight in naming the brand and the alignment floor are tried too,
+    around the shipped detection floor and attribution weight."""
     names = ("match_floor", "min_share", "threshold_offset", "confirm", "min_detection", "attribution_weight")
     offsets = [-0.1, -0.05, 0.0, 0.05, 0.1]
     # confirm stops at 3: at the daemon's 1 fps a fourth sample puts a live alert past 5 s.
@@ -69,16 +75,19 @@ def grid(shipped: VerdictConfig, verified: bool) -> list[dict]:
         [shipped.min_detection],
         [shipped.attribution_weight],
         [0, 1, 2],
-        [0.0, 0.25, 0.5, 1.0],
-        [0.3, 0.5, 0.7, 0.9],
+        [0.5, 1.0],
+        [0.3, 0.5],
+        [0.0, 1.0, 2.0],
+        [-1.0, 0.3],
     ]
-    keys = (*names, "brand_agreement", "verifier_weight", "verifier_target")
+    keys = (*names, "brand_agreement", "verifier_weight", "verifier_target", "alignment_weight", "min_alignment")
     return [dict(zip(keys, v, strict=True)) for v in itertools.product(*values)]
 
 
 def _run(args: argparse.Namespace, clip_sets: list[list], cfg: Config, log: FrameLog) -> None:
-    # Judge every mark the detector is fairly sure of; the grid decides the final floor.
-    loose = dataclasses.replace(cfg, verdict=dataclasses.replace(cfg.verdict, min_detection=0.3))
+    # Judge every mark the detector is fairly sure of, and verify every one of them: the grid
+    # decides the final floor, and the replay drops the checks verified_samples would skip.
+    loose = dataclasses.replace(cfg, verdict=dataclasses.replace(cfg.verdict, min_detection=0.3, verified_samples=0))
     galleries = args.gallery * len(clip_sets) if len(args.gallery) == 1 else args.gallery
     for k, (clips, gallery) in enumerate(zip(clip_sets, galleries, strict=True)):
         out = Path(args.out) / f"set_{k}" if len(clip_sets) > 1 else Path(args.out)

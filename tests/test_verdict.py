@@ -284,3 +284,92 @@ def test_verifier_decides_near_the_threshold(verified, weight, alerts):
     near = {"acme": 0.75, "other": 0.3}
     frames = [(t * 0.5, [dataclasses.replace(mark(t * 0.5, near), verified={"acme": verified})]) for t in range(5)]
     assert len(run(frames, cfg)) == alerts
+
+
+@pytest.mark.parametrize(
+    ("identity", "aligned", "weight", "expected"),
+    [
+        ({"acme": 0.6, "other": 0.55}, {"acme": 0.2, "other": 0.8}, 0.0, "acme"),  # weight 0: identity alone
+        ({"acme": 0.6, "other": 0.55}, {"acme": 0.2, "other": 0.8}, 1.0, "other"),  # its own brand lays over it
+        ({"acme": 0.9, "other": 0.4}, {"acme": 0.5, "other": 0.6}, 1.0, "acme"),  # a clear identity wins
+        ({"acme": 0.6, "other": 0.55}, {}, 1.0, "acme"),  # not verified: identity alone
+        ({"acme": 0.6, "other": 0.55}, {"other": 0.3}, 1.0, "other"),  # unverified brands count 0
+        ({}, {"acme": 0.9}, 1.0, ""),  # nothing near by identity: no brand
+    ],
+)
+def test_attribution_weighs_alignment_beside_identity(identity, aligned, weight, expected):
+    s = dataclasses.replace(_attr_sample(identity, {}), aligned=aligned)
+    assert s.attributed(0.0, weight) == expected
+
+
+@pytest.mark.parametrize(
+    ("aligned", "floor", "alerts"),
+    [
+        pytest.param(None, 0.5, 1, id="not-verified-not-gated"),
+        pytest.param(0.7, 0.5, 1, id="lays-over-it"),
+        pytest.param(0.2, 0.5, 0, id="nothing-of-the-brand-lays-over-it"),
+        pytest.param(0.2, -1.0, 1, id="off"),
+    ],
+)
+def test_alignment_floor(aligned, floor, alerts):
+    cfg = dataclasses.replace(CFG, min_alignment=floor)
+    frames = []
+    for i in range(4):
+        m = mark(i * 0.5, FAKE)
+        frames.append((i * 0.5, [m if aligned is None else dataclasses.replace(m, aligned={"acme": aligned})]))
+    assert len(run(frames, cfg)) == alerts
+
+
+def test_track_alignment_means_only_verified_samples():
+    s = _attr_sample({"acme": 0.6}, {})
+    samples = [dataclasses.replace(s, aligned={"acme": 0.4}), s, dataclasses.replace(s, aligned={"acme": 0.8})]
+    track = Track(1, np.zeros(4, np.float32), 0.0, deque(samples))
+    assert track.alignment("acme") == pytest.approx(0.6)
+    assert track.alignment("other") is None
+
+
+def _checked(s: MarkSample, score: float, aligned: float) -> MarkSample:
+    return dataclasses.replace(s, verified={"acme": score}, aligned={"acme": aligned})
+
+
+@pytest.mark.parametrize(
+    ("budget", "sims", "det", "expected"),
+    [
+        pytest.param(0, REAL, 0.9, [True] * 5, id="every-sample"),
+        pytest.param(2, REAL, 0.9, [True, True, False, False, False], id="first-two-then-carried"),
+        pytest.param(5, FAKE, 0.9, [True, True, True, False, False], id="none-once-alerted"),
+        pytest.param(0, REAL, 0.1, [False] * 5, id="not-judged-not-verified"),
+    ],
+)
+def test_needs_verification(budget, sims, det, expected):
+    cfg = dataclasses.replace(CFG, verified_samples=budget)
+    sv = StreamVerdicts("s", cfg)
+    needed = []
+    for i in range(5):
+        s = mark(i * 0.5, sims, det=det)
+        (need,) = sv.needs_verification(s.t, [s])
+        needed.append(need)
+        sv.update(s.t, [_checked(s, 0.1 * (i + 1), 0.5) if need else s])
+    assert needed == expected
+
+
+def test_unchecked_samples_carry_their_tracks_mean_findings():
+    sv = StreamVerdicts("s", dataclasses.replace(CFG, verified_samples=2))
+    sv.update(0.0, [_checked(mark(0.0, REAL), 0.2, 0.4)])
+    sv.update(0.5, [_checked(mark(0.5, REAL), 0.6, 0.8)])
+    sv.update(1.0, [mark(1.0, REAL)])
+    (track,) = sv.tracks
+    assert track.verified == 2
+    last = track.samples[-1]
+    assert last.verified == pytest.approx({"acme": 0.4}) and last.aligned == pytest.approx({"acme": 0.6})
+
+
+def test_a_new_track_carries_nothing():
+    track = Track(1, np.zeros(4, np.float32), 0.0, deque())
+    s = mark(0.0, REAL)
+    assert track.carry(s) is s
+
+
+def test_verified_samples_must_not_be_negative():
+    with pytest.raises(ValueError, match="verified_samples"):
+        VerdictConfig(verified_samples=-1)

@@ -87,8 +87,35 @@ class Fit:
         stretch = max(float(np.log(max(self.anisotropy, 1e-3) / anisotropy_limit)), 0.0)
         return float(self.agreement - stretch - max(self.mirrored - self.agreement, 0.0))
 
+    @property
+    def alignment(self) -> float:
+        """How well the reference lays over the crop at all, plain or mirrored (-1: no fit)."""
+        return max(self.agreement, self.mirrored)
+
 
 NO_FIT = Fit(-1.0, 1.0, -1.0)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What the verifier found of one mark, per candidate brand.
+
+    ``scores`` is the judgement (the model's probability that the mark is the brand's authentic
+    mark, else ``Fit.score``); ``alignment`` is how well the brand's mark lays over it at all,
+    plain or mirrored (``Fit.alignment``). A fake scores low against every brand, but its own
+    brand's mark still lays over it better than another brand's: that names the brand it imitates.
+    """
+
+    scores: dict[str, float] = field(default_factory=dict)
+    alignment: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if set(self.scores) != set(self.alignment):
+            scored, aligned = sorted(self.scores), sorted(self.alignment)
+            raise ValueError(f"expected one alignment per scored brand, got {scored} and {aligned}")
+
+    def __bool__(self) -> bool:
+        return bool(self.scores)
 
 
 def fit_features(fit: Fit, anisotropy_limit: float = 1.3) -> np.ndarray:
@@ -406,17 +433,17 @@ class MarkVerifier:
         ranked = sorted(brand_sims.items(), key=lambda kv: -kv[1])[: self.cfg.top_brands]
         return [b for b, sim in ranked if sim >= self.cfg.brand_floor]
 
-    def verify(self, image: np.ndarray, box: np.ndarray, refs: dict[str, int]) -> dict[str, float]:
-        """Verifier score of the mark at ``box`` in ``image`` against each brand's reference: the
-        model's probability that it is the brand's authentic mark, else ``Fit.score``.
+    def verify(self, image: np.ndarray, box: np.ndarray, refs: dict[str, int]) -> Verification:
+        """The mark at ``box`` in ``image`` checked against each brand's reference.
 
         Args:
             image: the full-resolution (H, W, 3) uint8 RGB frame.
             box: the mark's (4,) box in ``image`` pixels.
-            refs: brand -> id of the gallery reference to lay over the mark.
+            refs: brand -> id of the gallery reference to lay over the mark; a brand whose
+                reference image is gone is left out.
         """
         if not refs:
-            return {}
+            return Verification()
         crop = cut_crops(image, box[None], self.cfg.side)[0]
         inks = ink_candidates(crop, self.cfg.clusters)
         fits = {}
@@ -424,11 +451,12 @@ class MarkVerifier:
             mask = self._reference(ref)
             if mask is not None:
                 fits[brand] = (mask, fit_reference(inks, mask, self.cfg))
+        alignment = {b: fit.alignment for b, (_, fit) in fits.items()}
         if self.judge is None or not fits:
-            return {b: fit.score(self.cfg.anisotropy_limit) for b, (_, fit) in fits.items()}
+            return Verification({b: fit.score(self.cfg.anisotropy_limit) for b, (_, fit) in fits.items()}, alignment)
         pairs = [judge_inputs(crop, inks, mask, fit, self.cfg.anisotropy_limit) for mask, fit in fits.values()]
         probs = self.judge.judge_pairs(pairs)
-        return {b: float(p) for b, p in zip(fits, probs, strict=True)}
+        return Verification({b: float(p) for b, p in zip(fits, probs, strict=True)}, alignment)
 
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:
         """The mark's crop with reference ``ref`` aligned onto it (``overlay``), for evidence; None

@@ -203,11 +203,15 @@ def test_verifier_scores_judged_marks_against_their_brands(tmp_path, library, ga
     cfg = dataclasses.replace(cfg, verifier=dataclasses.replace(cfg.verifier, enabled=enabled, learned=learned))
     frames = read_frames(video, Sampling.from_arg("2"))
     with Spine.from_config(cfg, resolve_index(gallery)) as spine:
-        judged = [s for found in spine.samples(frames) for s in found if s.detection >= cfg.verdict.min_detection]
+        found = spine.samples(frames)
+        if enabled:
+            found = [spine.verify(frame, marks) for frame, marks in zip(frames, found, strict=True)]
+        judged = [s for marks in found for s in marks if s.detection >= cfg.verdict.min_detection]
     assert judged, "the shipped detector found no mark in a clip showing one"
     if not enabled:
-        assert all(s.verified == {} for s in judged)
+        assert all(s.verified == {} and s.aligned == {} for s in judged)
         return
+    assert all(set(s.aligned) == set(s.verified) for s in judged)
     own = [s.verified[brand] for s in judged if brand in s.verified]
     assert len(own) >= len(judged) // 2, "the mark's own brand was rarely verified"
     if family is None:
@@ -249,3 +253,41 @@ def test_cached_index_follows_the_configured_views(tmp_path, library):
     other.write_text("gallery:\n  view_sizes: [16, 110]\n")
     again = resolve_index(small, str(other))
     assert again == first and json.loads((again / "index.json").read_text())["view_sizes"] == [16.0, 110.0]
+
+
+@pytest.mark.parametrize("budget", [2, 4])
+def test_verifier_checks_each_track_only_as_often_as_asked(tmp_path, library, gallery, budget):
+    # verdict.verified_samples: the verifier checks the first samples of a track and none once it
+    # has alerted; the rest carry the track's findings. The stretched fake still alerts, with its
+    # brand, for far fewer checks than verifying every sample.
+    import dataclasses
+
+    from pipeline.cli import resolve_index
+    from pipeline.config import Config
+    from pipeline.ingest.source import Sampling, read_frames
+    from pipeline.spine import Spine
+
+    video, clip = _clip(tmp_path, library, [(14, "aspect")], "budget", seed=2)
+    frames = read_frames(video, Sampling.from_arg("2"))
+    base = Config.load()
+    checks, alerts = {}, {}
+    for n in (0, budget):
+        cfg = dataclasses.replace(
+            base,
+            verifier=dataclasses.replace(base.verifier, enabled=True),
+            verdict=dataclasses.replace(base.verdict, verified_samples=n),
+        )
+        with Spine.from_config(cfg, resolve_index(gallery)) as spine:
+            assert spine.verifier is not None
+            real, calls = spine.verifier.verify, []
+
+            def counted(*args, _real=real, _calls=calls):
+                _calls.append(1)
+                return _real(*args)
+
+            spine.verifier.verify = counted  # type: ignore[method-assign]
+            alerts[n] = spine.process(frames)
+        checks[n] = len(calls)
+    assert [a.brand for a in alerts[budget]] == [clip.objects[0].brand]
+    assert [a.brand for a in alerts[0]] == [clip.objects[0].brand]
+    assert 0 < checks[budget] <= budget < checks[0], checks

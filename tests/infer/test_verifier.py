@@ -162,14 +162,17 @@ def test_verifier_scores_each_brand_and_skips_missing_references(marks: list) ->
     v = MarkVerifier(reference_image, VerifierConfig(cache=2))
     # cache 2: three references loaded, the oldest (1) is evicted and loaded again
     frame, box = scene(m.mask, m.colour, seed=11)
-    out = v.verify(frame, box, {m.slug: 1, other.slug: 2, "gone": 3})
+    found = v.verify(frame, box, {m.slug: 1, other.slug: 2, "gone": 3})
+    out = found.scores
     assert set(out) == {m.slug, other.slug}  # a reference whose image is gone gives no score
     assert out[m.slug] > out[other.slug]
+    # its own brand's mark lays over it better than another's: what names the brand of a fake
+    assert found.alignment[m.slug] > found.alignment[other.slug]
     v.verify(frame, box, {m.slug: 1})
     assert loads.count(1) == 2  # evicted once
     v.verify(frame, box, {m.slug: 1})
     assert loads.count(1) == 2  # now cached
-    assert v.verify(frame, box, {}) == {}
+    assert not v.verify(frame, box, {}) and v.verify(frame, box, {}).scores == {}
 
 
 def test_overlay_outlines_the_aligned_reference(marks: list) -> None:
@@ -268,11 +271,11 @@ def test_the_shipped_verifier_model_prefers_authentic_marks(marks: list, judge: 
     for i, m in enumerate(marks):
         ref = {1: gallery_image(m.mask, m.colour)}
         v = MarkVerifier(ref.get, CFG, judge)
-        real.append(v.verify(*scene(m.mask, m.colour, seed=200 + i), {m.slug: 1})[m.slug])
+        real.append(v.verify(*scene(m.mask, m.colour, seed=200 + i), {m.slug: 1}).scores[m.slug])
         for family in ("stroke", "erase", "aspect"):
             made = make_counterfeit(m.mask, family, rng)
             if made is not None:
-                fake.append(v.verify(*scene(made, m.colour, seed=300 + i), {m.slug: 1})[m.slug])
+                fake.append(v.verify(*scene(made, m.colour, seed=300 + i), {m.slug: 1}).scores[m.slug])
     assert all(0.0 <= p <= 1.0 for p in real + fake)
     assert np.median(real) > 0.5 > np.median(fake), (real, fake)
 
