@@ -234,7 +234,7 @@ class Spine:
                 refs = {b: sample.brand_refs[b] for b in cands if b in sample.brand_refs}
                 found = self.verifier.verify(frame.image, sample.box, refs)
                 if found:
-                    sample = dataclasses.replace(sample, verified=found.scores, aligned=found.alignment)
+                    sample = dataclasses.replace(sample, verified=found.scores, same_brand=found.same_brand)
             out.append(sample)
         with self._lock:
             self.times.seconds["verify"] += time.perf_counter() - t0

@@ -13,7 +13,10 @@ track by position and, with ``min_appearance``, only when it looks like the trac
 ``brand_agreement``, a track alerts only when the authenticity similarities also rank its brand
 near the top: where the two heads disagree, the brand is usually wrong. With ``verifier_weight``,
 the verifier's score (the brand's reference laid over the full-resolution crop) moves each
-sample's authenticity up or down around ``verifier_target``.
+sample's authenticity up or down around ``verifier_target``; its second figure, whether the mark
+is the brand's at all (authentic or a copy), can name the brand (``same_brand_weight``) and turn
+away marks of other brands (``min_same_brand``). With ``verified_samples``, the verifier checks
+only a track's first samples and the rest carry what it found.
 """
 
 from __future__ import annotations
@@ -46,9 +49,9 @@ class VerdictConfig:
     alert_threshold: float = 0.0  # suspicion score an alert needs (set by calibration)
     brand_thresholds: dict[str, float] = field(default_factory=dict)  # per-brand alert_threshold
     verifier_weight: float = 0.0  # weight of the verifier's score beside authenticity (0 = embedder alone)
-    verifier_target: float = 0.3  # verifier score that leaves authenticity unchanged (the model's probability)
-    alignment_weight: float = 0.0  # weight of the verifier's alignment beside identity when naming a mark's brand
-    min_alignment: float = -1.0  # a track alerts only when its brand's mark lays over it this well (-1 = off)
+    verifier_target: float = 0.4  # verifier score that leaves authenticity unchanged (the model's probability)
+    same_brand_weight: float = 0.0  # weight of the verifier's same-brand figure beside identity when naming a brand
+    min_same_brand: float = -1.0  # a track alerts only when its brand's same-brand figure reaches this (-1 = off)
     verified_samples: int = 0  # samples of a track the verifier checks; later ones carry their mean (0 = every one)
 
     def judges(self, sample: MarkSample) -> bool:
@@ -81,7 +84,7 @@ class MarkSample:
     brand_refs: dict[str, int] = field(default_factory=dict)  # id of that nearest authentic reference per brand
     thresholds: dict[str, float] = field(default_factory=dict)  # authenticity threshold per brand
     verified: dict[str, float] = field(default_factory=dict)  # verifier score per brand (pipeline.infer.verifier)
-    aligned: dict[str, float] = field(default_factory=dict)  # how well each verified brand's mark lays over it
+    same_brand: dict[str, float] = field(default_factory=dict)  # verifier: is this mark (a copy of) each brand's
     crop: np.ndarray | None = field(default=None, repr=False)
     appearance: np.ndarray | None = field(default=None, repr=False)  # (D,) L2-normalised identity vector
 
@@ -106,20 +109,20 @@ class MarkSample:
             sim += verifier_weight * (self.verified[brand] - verifier_target)
         return sim
 
-    def attributed(self, weight: float = 0.0, alignment_weight: float = 0.0) -> str:
+    def attributed(self, weight: float = 0.0, same_brand_weight: float = 0.0) -> str:
         """The neighbouring brand this mark shows or imitates.
 
         Each neighbouring brand scores its identity similarity, plus ``weight`` x authenticity,
-        plus ``alignment_weight`` x how well the verifier laid its mark over this one (0 where
-        not verified). With both weights 0 it is the nearest reference's brand. A deformed fake
-        can sit nearer another brand by identity, while its own brand's mark still lays over it
-        best.
+        plus ``same_brand_weight`` x the verifier's figure that this mark is that brand's (its
+        authentic mark or a copy of it; 0 where not verified). With both weights 0 it is the
+        nearest reference's brand. A deformed fake can sit nearer another brand by identity,
+        while the verifier, which sees the brand's mark laid over it, still tells whose it is.
         """
-        if (weight == 0.0 and alignment_weight == 0.0) or not self.brand_sims:
+        if (weight == 0.0 and same_brand_weight == 0.0) or not self.brand_sims:
             return self.brand
 
         def score(b: str) -> float:
-            shape = weight * self.auth_sims.get(b, 0.0) + alignment_weight * self.aligned.get(b, 0.0)
+            shape = weight * self.auth_sims.get(b, 0.0) + same_brand_weight * self.same_brand.get(b, 0.0)
             return self.brand_sims[b] + shape
 
         return max(self.brand_sims, key=score)
@@ -136,7 +139,7 @@ class Track:
     alerted: bool = False
     appearance: np.ndarray | None = None  # its samples' identity vectors blended, newest weighing half
     verified: int = 0  # samples the verifier checked
-    # brand -> (sum of verifier scores, sum of alignments, samples): what later samples carry
+    # brand -> (sum of verifier scores, sum of same-brand figures, samples): what later samples carry
     _checks: dict[str, tuple[float, float, int]] = field(default_factory=dict, repr=False)
 
     def follow(self, sample: MarkSample, t: float) -> None:
@@ -151,12 +154,12 @@ class Track:
         """Count what the verifier found of ``sample`` (checked itself) towards what later samples carry."""
         self.verified += 1
         for b, score in sample.verified.items():
-            total, align, n = self._checks.get(b, (0.0, 0.0, 0))
-            self._checks[b] = (total + score, align + sample.aligned.get(b, 0.0), n + 1)
+            total, kin, n = self._checks.get(b, (0.0, 0.0, 0))
+            self._checks[b] = (total + score, kin + sample.same_brand.get(b, 0.0), n + 1)
 
-    def brand(self, weight: float = 0.0, alignment_weight: float = 0.0) -> tuple[str, float]:
+    def brand(self, weight: float = 0.0, same_brand_weight: float = 0.0) -> tuple[str, float]:
         """The brand most samples vote for (``MarkSample.attributed``), and its share of the votes."""
-        votes = Counter(b for s in self.samples if (b := s.attributed(weight, alignment_weight)))
+        votes = Counter(b for s in self.samples if (b := s.attributed(weight, same_brand_weight)))
         if not votes:
             return "", 0.0
         brand, n = votes.most_common(1)[0]
@@ -167,15 +170,15 @@ class Track:
         if not self._checks:
             return sample
         verified = {b: total / n for b, (total, _, n) in self._checks.items()}
-        aligned = {b: align / n for b, (_, align, n) in self._checks.items()}
-        return replace(sample, verified=verified, aligned=aligned)
+        same = {b: kin / n for b, (_, kin, n) in self._checks.items()}
+        return replace(sample, verified=verified, same_brand=same)
 
     def mean_identity(self, brand: str) -> float:
         return float(np.mean([s.identity_to(brand) for s in self.samples]))
 
-    def alignment(self, brand: str) -> float | None:
-        """Mean alignment of ``brand``'s mark over the samples verified against it (None: none were)."""
-        found = [s.aligned[brand] for s in self.samples if brand in s.aligned]
+    def same_brand(self, brand: str) -> float | None:
+        """Mean same-brand figure for ``brand`` over the samples verified against it (None: none were)."""
+        found = [s.same_brand[brand] for s in self.samples if brand in s.same_brand]
         return float(np.mean(found)) if found else None
 
     def authenticity(self, brand: str, quantile: float, weight: float = 0.0, target: float = 0.0) -> float:
@@ -191,9 +194,11 @@ class Track:
 
         The authenticity head answers "whose authentic references is this closest to" apart from
         the identity head; a fake the identity head names as another brand often stays closer to
-        its own brand's references there.
+        its own brand's references there. With the verifier weighed in, a checked sample ranks
+        only the brands it was checked against: a brand left unchecked keeps its similarity
+        unmoved and would outrank every checked brand of a fake, its own included.
         """
-        brands = {b for s in self.samples for b in s.auth_sims} | {brand}
+        brands = {b for s in self.samples for b in (s.verified if weight and s.verified else s.auth_sims)} | {brand}
         mean = {b: float(np.mean([s.authenticity_to(b, weight, target) for s in self.samples])) for b in brands}
         return 1 + sum(v > mean[brand] for b, v in mean.items() if b != brand)
 
@@ -285,14 +290,15 @@ class StreamVerdicts:
         cfg = self.cfg
         if track.alerted or len(track.samples) < cfg.confirm:
             return None
-        brand, share = track.brand(cfg.attribution_weight, cfg.alignment_weight)
+        brand, share = track.brand(cfg.attribution_weight, cfg.same_brand_weight)
         if not brand or share < cfg.min_share:
             return None
         if track.mean_identity(brand) < cfg.match_floor:
             return None
-        # Nothing of the brand's mark lays over it: a mark of another (perhaps unenrolled) brand.
-        aligned = track.alignment(brand)
-        if aligned is not None and aligned < cfg.min_alignment:
+        # The verifier finds it is not the brand's mark at all: a mark of another (perhaps
+        # unenrolled) brand, or a fake of another brand named wrongly.
+        same = track.same_brand(brand)
+        if same is not None and same < cfg.min_same_brand:
             return None
         vw, vt = cfg.verifier_weight, cfg.verifier_target
         # The brand check reads the verifier too: on the tuning clips it keeps 8 false alerts to

@@ -21,8 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.boxes import CROP_SIZE
 from pipeline.gallery.references import plain_reference
+from pipeline.infer.embedder import OnnxEmbedder
+from pipeline.infer.models import EMBEDDER_FILE, MODELS_DIR
 from pipeline.synth.counterfeit import FAMILIES
-from pipeline.synth.datasets import crop_set, family_indices, pair_set, write_detector_set
+from pipeline.synth.datasets import brand_neighbours, crop_set, family_indices, pair_set, write_detector_set
 from pipeline.synth.marks import MarkLibrary
 from pipeline.synth.render import MARK_SIZES, gallery_image
 
@@ -38,6 +40,14 @@ def split_folder(marks: Path, split: str) -> Path:
     if (marks / "logos.json").exists():
         (tmp / "logos.json").symlink_to((marks / "logos.json").resolve())
     return tmp
+
+
+def identity_vectors(marks: list) -> np.ndarray:
+    """(M, D) identity vectors of each brand's gallery image by the shipped embedder: which brands
+    a stream's mark of each would be checked against (its nearest by identity)."""
+    with OnnxEmbedder(MODELS_DIR / EMBEDDER_FILE) as embedder:
+        refs = [plain_reference(gallery_image(m.mask, m.colour), embedder.crop_size) for m in marks]
+        return np.concatenate([embedder.embed(np.stack(refs[i : i + 256])).identity for i in range(0, len(refs), 256)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         help="size range of the marks in embedder crops before the crop is scaled, pixels",
     )
     p.add_argument("--brands", type=int, default=2000, help="brands drawn for verifier pairs")
+    p.add_argument(
+        "--other-brands",
+        type=int,
+        default=0,
+        help="verifier pairs per brand that lay a neighbouring brand's mark over its crop (same-brand head)",
+    )
+    p.add_argument(
+        "--neighbours", type=int, default=5, help="nearest brands by the shipped embedder those pairs draw from"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
@@ -101,7 +120,8 @@ def _make(args: argparse.Namespace, folder: Path, families: list[str]) -> int:
         print(f"wrote {path}")
     elif args.kind == "pairs":
         marks = list(MarkLibrary.from_folder(folder))
-        data = pair_set(marks, args.brands, args.authentic, args.seed, workers=args.workers)
+        near = brand_neighbours(identity_vectors(marks), args.neighbours) if args.other_brands else None
+        data = pair_set(marks, args.brands, args.authentic, args.seed, args.workers, near, args.other_brands)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, slugs=np.array([m.slug for m in marks]), **data)
         print(f"wrote {args.out}: {len(data['crops'])} verifier pairs of {min(args.brands, len(marks))} brands")

@@ -67,7 +67,7 @@ def main() -> int:
             seen = [s for s in log.samples_of(clip.stream, obj) if s.crop is not None]
             if len(seen) < 5:
                 continue
-            votes = [s.attributed(cfg.attribution_weight, cfg.alignment_weight) for s in seen]
+            votes = [s.attributed(cfg.attribution_weight, cfg.same_brand_weight) for s in seen]
             named = Counter(votes).most_common(1)[0][0] == obj.brand
             crops = [seen[i].crop[:, :, ::-1] for i in np.linspace(0, len(seen) - 1, 5).astype(int)]
             rows.setdefault(obj.family or "counterfeit", []).append(

@@ -38,7 +38,7 @@ def replay_verdicts(log: FrameLog, cfg: VerdictConfig) -> list[Alert]:
         sv = streams.setdefault(stream, StreamVerdicts(stream, cfg))
         if cfg.verified_samples:
             # As the spine does: only the marks the verdict asks for keep the verifier's findings.
-            bare = [dataclasses.replace(s, verified={}, aligned={}) for s in samples]
+            bare = [dataclasses.replace(s, verified={}, same_brand={}) for s in samples]
             wanted = sv.needs_verification(t, bare)
             samples = [s if w else b for s, b, w in zip(samples, bare, wanted, strict=True)]
         for v in sv.update(t, samples):
@@ -59,7 +59,7 @@ def replay_verdicts(log: FrameLog, cfg: VerdictConfig) -> list[Alert]:
 
 def grid(shipped: VerdictConfig, verified: bool) -> list[dict]:
     """The verdict settings tried. Where the samples carry verifier findings, the verifier's weight
-    and target, the alignment's weight in naming the brand and the alignment floor are tried too,
+    and target, the same-brand figure's weight in naming the brand and its floor are tried too,
     around the shipped detection floor and attribution weight."""
     names = ("match_floor", "min_share", "threshold_offset", "confirm", "min_detection", "attribution_weight")
     offsets = [-0.1, -0.05, 0.0, 0.05, 0.1]
@@ -75,12 +75,12 @@ def grid(shipped: VerdictConfig, verified: bool) -> list[dict]:
         [shipped.min_detection],
         [shipped.attribution_weight],
         [0, 1, 2],
-        [0.5, 1.0],
-        [0.3, 0.5],
+        [1.0],
+        [0.3, 0.4, 0.5],
         [0.0, 1.0, 2.0],
-        [-1.0, 0.3],
+        [-1.0, 0.5, 0.6],
     ]
-    keys = (*names, "brand_agreement", "verifier_weight", "verifier_target", "alignment_weight", "min_alignment")
+    keys = (*names, "brand_agreement", "verifier_weight", "verifier_target", "same_brand_weight", "min_same_brand")
     return [dict(zip(keys, v, strict=True)) for v in itertools.product(*values)]
 
 

@@ -298,7 +298,7 @@ def test_verifier_decides_near_the_threshold(verified, weight, alerts):
     ],
 )
 def test_attribution_weighs_alignment_beside_identity(identity, aligned, weight, expected):
-    s = dataclasses.replace(_attr_sample(identity, {}), aligned=aligned)
+    s = dataclasses.replace(_attr_sample(identity, {}), same_brand=aligned)
     assert s.attributed(0.0, weight) == expected
 
 
@@ -312,24 +312,24 @@ def test_attribution_weighs_alignment_beside_identity(identity, aligned, weight,
     ],
 )
 def test_alignment_floor(aligned, floor, alerts):
-    cfg = dataclasses.replace(CFG, min_alignment=floor)
+    cfg = dataclasses.replace(CFG, min_same_brand=floor)
     frames = []
     for i in range(4):
         m = mark(i * 0.5, FAKE)
-        frames.append((i * 0.5, [m if aligned is None else dataclasses.replace(m, aligned={"acme": aligned})]))
+        frames.append((i * 0.5, [m if aligned is None else dataclasses.replace(m, same_brand={"acme": aligned})]))
     assert len(run(frames, cfg)) == alerts
 
 
 def test_track_alignment_means_only_verified_samples():
     s = _attr_sample({"acme": 0.6}, {})
-    samples = [dataclasses.replace(s, aligned={"acme": 0.4}), s, dataclasses.replace(s, aligned={"acme": 0.8})]
+    samples = [dataclasses.replace(s, same_brand={"acme": 0.4}), s, dataclasses.replace(s, same_brand={"acme": 0.8})]
     track = Track(1, np.zeros(4, np.float32), 0.0, deque(samples))
-    assert track.alignment("acme") == pytest.approx(0.6)
-    assert track.alignment("other") is None
+    assert track.same_brand("acme") == pytest.approx(0.6)
+    assert track.same_brand("other") is None
 
 
 def _checked(s: MarkSample, score: float, aligned: float) -> MarkSample:
-    return dataclasses.replace(s, verified={"acme": score}, aligned={"acme": aligned})
+    return dataclasses.replace(s, verified={"acme": score}, same_brand={"acme": aligned})
 
 
 @pytest.mark.parametrize(
@@ -361,7 +361,7 @@ def test_unchecked_samples_carry_their_tracks_mean_findings():
     (track,) = sv.tracks
     assert track.verified == 2
     last = track.samples[-1]
-    assert last.verified == pytest.approx({"acme": 0.4}) and last.aligned == pytest.approx({"acme": 0.6})
+    assert last.verified == pytest.approx({"acme": 0.4}) and last.same_brand == pytest.approx({"acme": 0.6})
 
 
 def test_a_new_track_carries_nothing():
@@ -373,3 +373,20 @@ def test_a_new_track_carries_nothing():
 def test_verified_samples_must_not_be_negative():
     with pytest.raises(ValueError, match="verified_samples"):
         VerdictConfig(verified_samples=-1)
+
+
+@pytest.mark.parametrize(
+    ("verified", "weight", "rank"),
+    [
+        pytest.param({}, 1.0, 1, id="not-verified"),
+        # a fake scores low against its own brand; "other" was never checked, so its similarity
+        # does not move and must not outrank the checked brand
+        pytest.param({"acme": 0.0}, 1.0, 1, id="unchecked-brand-left-out"),
+        pytest.param({"acme": 0.0, "other": 0.9}, 1.0, 2, id="checked-brand-outranks"),
+        pytest.param({"acme": 0.0}, 0.0, 1, id="weight-0-embedder-alone"),
+    ],
+)
+def test_authenticity_rank_with_the_verifier(verified, weight, rank):
+    s = dataclasses.replace(_attr_sample({"acme": 0.6, "other": 0.5}, {"acme": 0.5, "other": 0.4}), verified=verified)
+    track = Track(1, np.zeros(4, np.float32), 0.0, deque([s] * 3))
+    assert track.authenticity_rank("acme", weight, 0.3) == rank

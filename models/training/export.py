@@ -71,8 +71,8 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
         axes = {"frames": {0: "batch", 1: "height", 2: "width"}, "boxes": {0: "batch"}, "scores": {0: "batch"}}
     elif kind == "verifier":
         example = verifier_inputs(np.random.default_rng(0), 2)
-        names_in, names_out = ["crops", "masks", "fit"], ["authentic"]
-        axes = {"crops": {0: "batch"}, "masks": {0: "batch"}, "fit": {0: "batch"}, "authentic": {0: "batch"}}
+        names_in, names_out = ["crops", "masks", "fit"], ["authentic", "same_brand"]
+        axes = {k: {0: "batch"} for k in (*names_in, *names_out)}
     else:
         example = (torch.zeros(2, crop_of(model), crop_of(model), 3, dtype=torch.uint8),)
         names_in, names_out = ["crops"], ["authenticity", "identity"]

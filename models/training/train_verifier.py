@@ -14,32 +14,42 @@ import torch
 import torch.nn.functional as F
 
 from models.training.common import parse, resume, save_checkpoint, seed_all, should_stop, training_parser
-from models.training.verifier import AlignedVerifier
+from models.training.verifier import AlignedVerifier, freeze_norms, load_onnx_weights
 from pipeline.eval.metrics import roc_auc
 
 PAIR_KEYS = ("crops", "masks", "fit", "family")
 
 
 def load_pairs(paths: list[str]) -> dict[str, np.ndarray]:
-    """One or more pair sets, concatenated (brands need not match: the verifier learns none)."""
-    parts = [np.load(p) for p in paths]
+    """One or more pair sets, concatenated (brands need not match: the verifier learns none).
+
+    Sets made before other-brand pairs existed hold only own-brand pairs: ``same`` is all true
+    and ``authentic`` is ``family < 0`` there.
+    """
+    parts = [dict(np.load(p)) for p in paths]
     for p, part in zip(paths, parts, strict=True):
         missing = [k for k in PAIR_KEYS if k not in part]
         if missing:
             raise SystemExit(
                 f"{p}: not a verifier pair set (missing {missing}); make one with make_training_data.py pairs"
             )
-    return {k: np.concatenate([part[k] for part in parts]) for k in PAIR_KEYS}
+        part.setdefault("same", np.ones(len(part["family"]), bool))
+        part.setdefault("authentic", part["same"] & (part["family"] < 0))
+    return {k: np.concatenate([part[k] for part in parts]) for k in (*PAIR_KEYS, "same", "authentic")}
 
 
-def tensors(data: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def tensors(data: dict[str, np.ndarray]) -> Pairs:
     """Crops and masks as uint8 (stacked per batch: as floats 57,000 pairs would take 10 GB),
-    fit figures (N, 4) and labels (1 = counterfeit)."""
+    fit figures (N, 4), and labels: 1 = the reference brand's authentic mark, 1 = its mark at all."""
     return (
         torch.from_numpy(data["crops"]),
         torch.from_numpy(data["masks"]),
         torch.from_numpy(data["fit"]).float(),
-        torch.from_numpy((data["family"] >= 0).astype(np.float32)),
+        torch.from_numpy(data["authentic"].astype(np.float32)),
+        torch.from_numpy(data["same"].astype(np.float32)),
     )
 
 
@@ -57,15 +67,26 @@ def joint_turn(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def scores(
     model: AlignedVerifier, crops: torch.Tensor, masks: torch.Tensor, fit: torch.Tensor, batch: int = 512
-) -> np.ndarray:
-    """Authentic logits of every pair, in batches."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Authentic and same-brand logits of every pair, in batches."""
     model.eval()
     with torch.no_grad():
         parts = [
             model.logits(stacked(crops, masks, slice(i, i + batch)), fit[i : i + batch])
             for i in range(0, len(crops), batch)
         ]
-    return torch.cat(parts).numpy()
+    return torch.cat([a for a, _ in parts]).numpy(), torch.cat([b for _, b in parts]).numpy()
+
+
+def held_out(model: AlignedVerifier, val: Pairs) -> str:
+    """Counterfeit AUC over own-brand pairs (as before other-brand pairs) and same-brand AUC over all."""
+    authentic, same = scores(model, *val[:3])
+    own = val[4].numpy() > 0.5
+    auc = roc_auc(authentic[own], val[3].numpy()[own] > 0.5)
+    line = f"held-out counterfeit AUC {auc:.4f}"
+    if not own.all():
+        line += f", same-brand AUC {roc_auc(same, own):.4f}"
+    return line
 
 
 def train(args: argparse.Namespace) -> None:
@@ -73,25 +94,41 @@ def train(args: argparse.Namespace) -> None:
     seed_all(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    crops, masks, fit, label = tensors(load_pairs(str(args.data).split(",")))
+    crops, masks, fit, authentic, same = tensors(load_pairs(str(args.data).split(",")))
     val = tensors(load_pairs(str(args.val).split(","))) if args.val else None
     model = AlignedVerifier()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    if args.init and str(args.init).endswith(".onnx"):
+        # Fine-tuning an exported verifier: its folded batch norms stay fixed (``freeze_norms``).
+        load_onnx_weights(model, args.init)
+    elif args.init:
+        # A checkpoint from before the same-brand head: that head starts fresh.
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"], strict=False)
+    if args.brand_head_only:
+        # Only the same-brand head learns: the authentic head computes exactly what it did.
+        for name, param in model.named_parameters():
+            param.requires_grad = name.startswith("brand_head.")
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = len(crops) // args.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
     ckpt = out / "last.pt"
     start_epoch = resume(ckpt, args.fresh, {"model": model, "opt": opt, "sched": sched})
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
+    if val is not None and args.init and start_epoch == 0:
+        print(f"start ({args.init}): {held_out(model, val)}", flush=True)
     for epoch in range(start_epoch, args.epochs):
         model.train()
+        if args.brand_head_only or (args.init and str(args.init).endswith(".onnx")):
+            freeze_norms(model)
         gen.manual_seed(args.seed * 1000 + epoch)
         order = torch.randperm(len(crops), generator=gen)
         losses = []
         for step in range(steps_per_epoch):
             idx = order[step * args.batch : (step + 1) * args.batch]
-            logits = model.logits(joint_turn(stacked(crops, masks, idx), gen), fit[idx])
-            loss = F.binary_cross_entropy_with_logits(logits, 1.0 - label[idx])  # the logit says "authentic"
+            auth_logit, same_logit = model.logits(joint_turn(stacked(crops, masks, idx), gen), fit[idx])
+            loss = F.binary_cross_entropy_with_logits(same_logit, same[idx])
+            if not args.brand_head_only:
+                loss = loss + F.binary_cross_entropy_with_logits(auth_logit, authentic[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -99,8 +136,7 @@ def train(args: argparse.Namespace) -> None:
             losses.append(loss.item())
         line = f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s"
         if val is not None:
-            auc = roc_auc(scores(model, *val[:3]), val[3].numpy() < 0.5)
-            line += f", held-out counterfeit AUC {auc:.4f}"
+            line += f", {held_out(model, val)}"
         print(line, flush=True)
         save_checkpoint(
             ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch}
@@ -112,6 +148,11 @@ def train(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = training_parser(__doc__, "runs/verifier", 64)
     p.add_argument("--val", help="held-out pair sets (comma-separated): their counterfeit AUC after each epoch")
+    p.add_argument(
+        "--brand-head-only",
+        action="store_true",
+        help="train only the same-brand head (with --init: the authentic head and body stay as they are)",
+    )
     train(parse(p, argv))
 
 

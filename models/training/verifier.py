@@ -5,11 +5,16 @@ This network then looks at the pair itself: the crop, the crop's ink and the ali
 stacked as five channels at 96 px, beside four figures of the fit (agreement, stretch, how much
 better the mirror image fits, the hand-made score). Where a stroke is heavier, a dot added or a
 part missing, the ink leaves the reference in one place; one correlation over the whole mark
-barely moves, a convolution sees it. It never learns brands: a new brand needs only its gallery
-image, as everywhere else.
+barely moves, a convolution sees it. A second head reads the same features for another
+question: is this the brand's mark at all (authentic or a copy), or another brand's laid over it?
+A fake scores low on the first head against its own brand and every neighbour alike; the second
+names its brand, and turns away a mark of a brand outside the gallery. It never learns brands: a
+new brand needs only its gallery image, as everywhere else.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -21,7 +26,8 @@ FIT_FEATURES = 4
 
 
 class AlignedVerifier(nn.Module):
-    """(B, 96, 96, 3) uint8 crops, (B, 96, 96, 2) float masks, (B, 4) fit figures -> (B,) P(authentic)."""
+    """(B, 96, 96, 3) uint8 crops, (B, 96, 96, 2) float masks, (B, 4) fit figures ->
+    (B,) P(the brand's authentic mark), (B,) P(the brand's mark at all, authentic or a copy)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -34,7 +40,9 @@ class AlignedVerifier(nn.Module):
             conv_bn(64, 64),
             conv_bn(64, 96, 2),
         )
-        self.head = nn.Sequential(nn.Linear(2 * 96 + FIT_FEATURES, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
+        width = 2 * 96 + FIT_FEATURES
+        self.head = nn.Sequential(nn.Linear(width, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
+        self.brand_head = nn.Sequential(nn.Linear(width, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
 
     @staticmethod
     def stack(crops_u8: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -43,10 +51,56 @@ class AlignedVerifier(nn.Module):
         c = (c - c.mean((2, 3), keepdim=True)) / (c.std((2, 3), keepdim=True) + 0.05)
         return torch.cat([c, masks.permute(0, 3, 1, 2).float()], dim=1)
 
-    def logits(self, x: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
-        """Authentic-vs-counterfeit logit of stacked pairs (``stack``)."""
+    def features(self, x: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
+        """(B, 196): pooled features of stacked pairs (``stack``) beside the fit figures."""
         f = self.body(x)
-        return self.head(torch.cat([f.mean((2, 3)), f.amax((2, 3)), fit], dim=1))[:, 0]
+        return torch.cat([f.mean((2, 3)), f.amax((2, 3)), fit], dim=1)
 
-    def forward(self, crops_u8: torch.Tensor, masks: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(self.stack(crops_u8, masks), fit))
+    def logits(self, x: torch.Tensor, fit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Authentic and same-brand logits of stacked pairs, each (B,)."""
+        f = self.features(x, fit)
+        return self.head(f)[:, 0], self.brand_head(f)[:, 0]
+
+    def forward(
+        self, crops_u8: torch.Tensor, masks: torch.Tensor, fit: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        authentic, same = self.logits(self.stack(crops_u8, masks), fit)
+        return torch.sigmoid(authentic), torch.sigmoid(same)
+
+
+def load_onnx_weights(model: AlignedVerifier, path: str | Path) -> None:
+    """Start ``model`` from an exported verifier's weights (the authentic head and the body).
+
+    The export folded each batch norm into its convolution; here each convolution takes the
+    folded weight and its batch norm becomes the identity carrying the folded bias, so the model
+    computes what the file does, as long as its batch norms stay in eval mode (``freeze_norms``).
+    The same-brand head, absent from older files, keeps its fresh weights.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}
+    convs = [v for k, v in weights.items() if k.startswith("onnx::Conv_")]
+    blocks = list(model.body)
+    if len(convs) != 2 * len(blocks):
+        raise ValueError(f"{path}: expected {2 * len(blocks)} folded convolution tensors, got {len(convs)}")
+    with torch.no_grad():
+        for block, w, b in zip(blocks, convs[0::2], convs[1::2], strict=True):
+            conv, norm = block[0], block[1]
+            conv.weight.copy_(w)
+            norm.weight.fill_(1.0)
+            norm.bias.copy_(b)
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1.0 - norm.eps)
+        for name, tensor in model.named_parameters():
+            key = name
+            if key in weights and not key.startswith("body."):
+                tensor.copy_(weights[key])
+
+
+def freeze_norms(model: nn.Module) -> None:
+    """Put every batch norm in eval mode (after ``model.train()``), keeping the loaded statistics."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()

@@ -155,7 +155,7 @@ def verifier_scores(
             pending.append(judge_inputs(crop, inks, refs[int(b)], fit, cfg.anisotropy_limit))
         if judge is not None and (len(pending) == batch or i == len(details) - 1):
             start = i + 1 - len(pending)
-            out[start : i + 1] = judge.judge_pairs(pending)
+            out[start : i + 1] = judge.judge_pairs(pending)[0]
             pending = []
     return out
 

@@ -19,7 +19,10 @@ With a verifier model (``models/verifier.onnx``), a small network then judges th
 itself: the crop, its ink and the reference warped onto it, side by side at ``JUDGE_SIDE``
 pixels, beside the fit's figures. It sees where the ink leaves the reference (a heavier stroke,
 an added dot) rather than one correlation over the whole mark, and never learns brands: a new
-brand needs only its gallery image. Without the model the score is the hand-made ``Fit.score``.
+brand needs only its gallery image. A second output says whether the mark is the brand's mark at
+all, authentic or a copy, rather than another brand's: what names the brand a fake imitates and
+turns away marks of brands outside the gallery. Without the model the score is the hand-made
+``Fit.score`` and the second figure ``Fit.alignment``.
 
 The alignment is numpy/OpenCV on the CPU; ``MarkVerifier`` caches reference masks per gallery
 reference, ``OnnxJudge`` owns the network's session.
@@ -100,19 +103,19 @@ NO_FIT = Fit(-1.0, 1.0, -1.0)
 class Verification:
     """What the verifier found of one mark, per candidate brand.
 
-    ``scores`` is the judgement (the model's probability that the mark is the brand's authentic
-    mark, else ``Fit.score``); ``alignment`` is how well the brand's mark lays over it at all,
-    plain or mirrored (``Fit.alignment``). A fake scores low against every brand, but its own
-    brand's mark still lays over it better than another brand's: that names the brand it imitates.
+    ``scores``: is it the brand's authentic mark (the model's probability, else ``Fit.score``).
+    ``same_brand``: is it the brand's mark at all, authentic or a copy (the model's probability,
+    else ``Fit.alignment``). A fake scores low against every brand; the second figure still
+    tells its own brand from a neighbouring one, and a mark of an unenrolled brand from both.
     """
 
     scores: dict[str, float] = field(default_factory=dict)
-    alignment: dict[str, float] = field(default_factory=dict)
+    same_brand: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if set(self.scores) != set(self.alignment):
-            scored, aligned = sorted(self.scores), sorted(self.alignment)
-            raise ValueError(f"expected one alignment per scored brand, got {scored} and {aligned}")
+        if set(self.scores) != set(self.same_brand):
+            scored, kin = sorted(self.scores), sorted(self.same_brand)
+            raise ValueError(f"expected one same-brand figure per scored brand, got {scored} and {kin}")
 
     def __bool__(self) -> bool:
         return bool(self.scores)
@@ -348,7 +351,8 @@ def outline_colour(crop: np.ndarray) -> tuple[int, int, int]:
 
 
 class OnnxJudge:
-    """The verifier model: (crop, ink, aligned reference, fit figures) -> probability the mark is authentic.
+    """The verifier model: (crop, ink, aligned reference, fit figures) -> the probability that the
+    mark is the brand's authentic mark, and that it is the brand's mark at all (authentic or a copy).
 
     Use as a context manager, or call ``close``.
     """
@@ -359,29 +363,37 @@ class OnnxJudge:
             raise ValueError(
                 f"{path}: expected a verifier model with inputs crops, masks, fit; got {self.session.input_names}"
             )
+        if set(self.session.output_names) != {"authentic", "same_brand"}:
+            raise ValueError(
+                f"{path}: expected a verifier model with outputs authentic, same_brand; got {self.session.output_names}"
+                " (export it again with models.training.export verifier)"
+            )
 
     @property
     def version(self) -> str:
         return self.session.info.version if self.session.info else "unverified"
 
-    def judge(self, crops: np.ndarray, masks: np.ndarray, fits: np.ndarray) -> np.ndarray:
-        """(N,) float32 probability that each pair shows an authentic mark (``judge_inputs``, stacked)."""
+    def judge(self, crops: np.ndarray, masks: np.ndarray, fits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Of stacked ``judge_inputs``: (N,) float32 probability that each pair shows the brand's
+        authentic mark, and (N,) float32 probability that it shows the brand's mark at all
+        (authentic or a copy) rather than another brand's."""
         n = len(crops)
         want = ((n, JUDGE_SIDE, JUDGE_SIDE, 3), (n, JUDGE_SIDE, JUDGE_SIDE, 2), (n, FIT_FEATURES))
         for name, arr, shape in zip(("crops", "masks", "fit"), (crops, masks, fits), want, strict=True):
             if arr.shape != shape:
                 raise ValueError(f"verifier model: expected {name} {shape}, got {arr.shape}")
         if n == 0:
-            return np.zeros(0, np.float32)
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
         out = self.session.run_bound(
             {"crops": crops.astype(np.uint8), "masks": masks.astype(np.float32), "fit": fits.astype(np.float32)}
         )
-        return np.asarray(out["authentic"], np.float32).reshape(n)
+        authentic = np.asarray(out["authentic"], np.float32).reshape(n)
+        return authentic, np.asarray(out["same_brand"], np.float32).reshape(n)
 
-    def judge_pairs(self, pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    def judge_pairs(self, pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         """``judge`` of a list of ``judge_inputs`` results, stacked here."""
         if not pairs:
-            return np.zeros(0, np.float32)
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
         crops, masks, fits = (np.stack(part) for part in zip(*pairs, strict=True))
         return self.judge(crops, masks, fits)
 
@@ -451,12 +463,14 @@ class MarkVerifier:
             mask = self._reference(ref)
             if mask is not None:
                 fits[brand] = (mask, fit_reference(inks, mask, self.cfg))
-        alignment = {b: fit.alignment for b, (_, fit) in fits.items()}
         if self.judge is None or not fits:
-            return Verification({b: fit.score(self.cfg.anisotropy_limit) for b, (_, fit) in fits.items()}, alignment)
+            scores = {b: fit.score(self.cfg.anisotropy_limit) for b, (_, fit) in fits.items()}
+            return Verification(scores, {b: fit.alignment for b, (_, fit) in fits.items()})
         pairs = [judge_inputs(crop, inks, mask, fit, self.cfg.anisotropy_limit) for mask, fit in fits.values()]
-        probs = self.judge.judge_pairs(pairs)
-        return Verification({b: float(p) for b, p in zip(fits, probs, strict=True)}, alignment)
+        authentic, same = self.judge.judge_pairs(pairs)
+        return Verification(
+            dict(zip(fits, authentic.tolist(), strict=True)), dict(zip(fits, same.tolist(), strict=True))
+        )
 
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:
         """The mark's crop with reference ``ref`` aligned onto it (``overlay``), for evidence; None

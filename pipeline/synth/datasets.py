@@ -208,8 +208,11 @@ def crop_set(
 PAIR_MARK_SIZES = (70.0, 110.0)
 
 
-def _pair(args: tuple[Mark, Mark | None, int, int, str | None, int, int, int]) -> tuple | None:
-    mark, other, pool_size, b, family, s0, s1, s2 = args
+PairJob = tuple[Mark, Mark | None, int, int, str | None, int, int, int, Mark | None]
+
+
+def _pair(args: PairJob) -> tuple | None:
+    mark, other, pool_size, b, family, s0, s1, s2, shown = args
     cv2.setNumThreads(1)
     rng = np.random.default_rng([s0, s1, s2])
     mask = mark.mask
@@ -224,42 +227,85 @@ def _pair(args: tuple[Mark, Mark | None, int, int, str | None, int, int, int]) -
     if rendered is None:
         return None
     crop = rendered[0]
-    reference = reference_mask(gallery_image(mark.mask, mark.colour), cfg.side)
+    # The reference laid over the crop: its own brand's mark, or (``shown``) another brand's, as
+    # when a stream's mark is checked against a neighbouring brand it is not.
+    ref_mark = shown if shown is not None else mark
+    reference = reference_mask(gallery_image(ref_mark.mask, ref_mark.colour), cfg.side)
     inks = ink_candidates(crop, cfg.clusters)
     small, masks, fit = judge_inputs(crop, inks, reference, fit_reference(inks, reference, cfg), cfg.anisotropy_limit)
-    return b, FAMILIES.index(family) if family else -1, small, np.round(masks * 255).astype(np.uint8), fit
+    fam = FAMILIES.index(family) if family else -1
+    return b, fam, shown is None, small, np.round(masks * 255).astype(np.uint8), fit
 
 
-def pair_set(marks: list[Mark], brands: int, authentic: int, seed: int, workers: int = 1) -> dict[str, np.ndarray]:
-    """Verifier training pairs: rendered crops aligned with their brand's gallery mark (``judge_inputs``).
+def brand_neighbours(identity: np.ndarray, k: int) -> np.ndarray:
+    """(M, k) indices of each brand's ``k`` nearest other brands by cosine of (M, D) identity vectors."""
+    if identity.ndim != 2:
+        raise ValueError(f"expected (M, D) identity vectors, got {identity.shape}")
+    m = len(identity)
+    k = min(k, m - 1)
+    if k <= 0:
+        return np.zeros((m, 0), np.int64)
+    unit = identity / np.maximum(np.linalg.norm(identity, axis=1, keepdims=True), 1e-6)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    return np.argsort(-sims, axis=1, kind="stable")[:, :k].astype(np.int64)
+
+
+def pair_set(
+    marks: list[Mark],
+    brands: int,
+    authentic: int,
+    seed: int,
+    workers: int = 1,
+    neighbours: np.ndarray | None = None,
+    others: int = 0,
+) -> dict[str, np.ndarray]:
+    """Verifier training pairs: rendered crops aligned with a brand's gallery mark (``judge_inputs``).
 
     ``brands`` marks are drawn; each gives ``authentic`` authentic renderings and one
-    counterfeit of every family, all at ``PAIR_MARK_SIZES``, each aligned by the shipped ECC fit.
+    counterfeit of every family, all at ``PAIR_MARK_SIZES``, each aligned by the shipped ECC fit
+    with its own brand's mark. With ``neighbours`` (``brand_neighbours`` of ``marks``), each also
+    gives ``others`` renderings (authentic and counterfeit in turn) aligned with the mark of one of
+    its nearest brands instead: the pairs that teach "this is not that brand's mark at all".
 
     Returns arrays: ``crops`` (N, 96, 96, 3) uint8, ``masks`` (N, 96, 96, 2) uint8 (ink, aligned
     reference; 255 = 1), ``fit`` (N, 4) float32, ``brand`` (N,) index into ``marks``, ``family``
-    (N,) index into ``FAMILIES`` (-1 authentic), ``fake`` (N,) bool.
+    (N,) index into ``FAMILIES`` (-1 authentic), ``fake`` (N,) bool, ``same`` (N,) bool (the
+    reference is the crop's own brand's), ``authentic`` (N,) bool (the crop is the reference
+    brand's authentic mark).
     """
+    if others and (neighbours is None or neighbours.shape[1] == 0):
+        raise ValueError("other-brand pairs need each brand's neighbours")
     chosen = np.random.default_rng(seed).choice(len(marks), size=min(brands, len(marks)), replace=False)
     n = len(marks)
-    jobs: list[tuple[Mark, Mark | None, int, int, str | None, int, int, int]] = []
+    jobs: list[PairJob] = []
     for b in (int(v) for v in chosen):
         # Each sample's seed names its brand and kind, so a set extends without changing its samples.
-        jobs += [(marks[b], None, n, b, None, seed * 1000 + 1 + 100 * k, b, 0) for k in range(authentic)]
+        jobs += [(marks[b], None, n, b, None, seed * 1000 + 1 + 100 * k, b, 0, None) for k in range(authentic)]
         for f, name in enumerate(FAMILIES):
             other = marks[int(np.random.default_rng([seed, b, f + 1]).integers(n))]
-            jobs.append((marks[b], other, n, b, name, seed, b, f + 1))
+            jobs.append((marks[b], other, n, b, name, seed, b, f + 1, None))
+        for j in range(others):
+            assert neighbours is not None
+            pick = np.random.default_rng([seed, b, 1000 + j])
+            shown = marks[int(neighbours[b, int(pick.integers(neighbours.shape[1]))])]
+            if j % 2 == 0:
+                jobs.append((marks[b], None, n, b, None, seed * 1000 + 2, b, 1000 + j, shown))
+            else:
+                f = int(pick.integers(len(FAMILIES)))
+                other = marks[int(pick.integers(n))]
+                jobs.append((marks[b], other, n, b, FAMILIES[f], seed, b, 1000 + j, shown))
     out = []
     with worker_map(workers, chunksize=16) as mapper:
         for i, r in enumerate(mapper(_pair, jobs)):
             if r is not None:
                 out.append(r)
-            if (i + 1) % 500 == 0 or i + 1 == len(jobs):
-                _progress(i + 1, len(jobs), "verifier pairs")
+            _progress(i + 1, len(jobs), "verifier pairs")
     if not out:
         raise ValueError("no verifier pairs could be rendered")
-    owners, fam, crops, masks, fit = zip(*out, strict=True)
+    owners, fam, same, crops, masks, fit = zip(*out, strict=True)
     family = np.asarray(fam, np.int64)
+    same_brand = np.asarray(same, bool)
     return {
         "crops": np.stack(crops),
         "masks": np.stack(masks),
@@ -267,4 +313,6 @@ def pair_set(marks: list[Mark], brands: int, authentic: int, seed: int, workers:
         "brand": np.asarray(owners, np.int64),
         "family": family,
         "fake": family >= 0,
+        "same": same_brand,
+        "authentic": same_brand & (family < 0),
     }

@@ -209,9 +209,9 @@ def test_verifier_scores_judged_marks_against_their_brands(tmp_path, library, ga
         judged = [s for marks in found for s in marks if s.detection >= cfg.verdict.min_detection]
     assert judged, "the shipped detector found no mark in a clip showing one"
     if not enabled:
-        assert all(s.verified == {} and s.aligned == {} for s in judged)
+        assert all(s.verified == {} and s.same_brand == {} for s in judged)
         return
-    assert all(set(s.aligned) == set(s.verified) for s in judged)
+    assert all(set(s.same_brand) == set(s.verified) for s in judged)
     own = [s.verified[brand] for s in judged if brand in s.verified]
     assert len(own) >= len(judged) // 2, "the mark's own brand was rarely verified"
     if family is None:

@@ -167,7 +167,7 @@ def test_verifier_scores_each_brand_and_skips_missing_references(marks: list) ->
     assert set(out) == {m.slug, other.slug}  # a reference whose image is gone gives no score
     assert out[m.slug] > out[other.slug]
     # its own brand's mark lays over it better than another's: what names the brand of a fake
-    assert found.alignment[m.slug] > found.alignment[other.slug]
+    assert found.same_brand[m.slug] > found.same_brand[other.slug]
     v.verify(frame, box, {m.slug: 1})
     assert loads.count(1) == 2  # evicted once
     v.verify(frame, box, {m.slug: 1})
@@ -280,6 +280,26 @@ def test_the_shipped_verifier_model_prefers_authentic_marks(marks: list, judge: 
     assert np.median(real) > 0.5 > np.median(fake), (real, fake)
 
 
+def test_the_shipped_verifier_model_tells_a_brands_mark_from_anothers(marks: list, judge: OnnxJudge) -> None:
+    """Each test mark, authentic and as a stroke fake, against its own brand's reference and the
+    next mark's: the same-brand figure is higher for its own brand, fake or not."""
+    rng = np.random.default_rng(4)
+    own, other = [], []
+    for i, m in enumerate(marks):
+        n = marks[(i + 1) % len(marks)]
+        refs = {1: gallery_image(m.mask, m.colour), 2: gallery_image(n.mask, n.colour)}
+        v = MarkVerifier(refs.get, CFG, judge)
+        made = make_counterfeit(m.mask, "stroke", rng)
+        for shown in (m.mask, made):
+            if shown is None:
+                continue
+            found = v.verify(*scene(shown, m.colour, seed=400 + i), {m.slug: 1, n.slug: 2})
+            own.append(found.same_brand[m.slug])
+            other.append(found.same_brand[n.slug])
+    assert all(0.0 <= p <= 1.0 for p in own + other)
+    assert np.median(own) > 0.5 > np.median(other), (own, other)
+
+
 @pytest.mark.parametrize(
     ("shapes", "message"),
     [
@@ -300,7 +320,7 @@ def test_judge_of_nothing(judge: OnnxJudge) -> None:
         np.zeros((0, JUDGE_SIDE, JUDGE_SIDE, 2), np.float32),
         np.zeros((0, 4), np.float32),
     )
-    assert out.shape == (0,)
+    assert [o.shape for o in out] == [(0,), (0,)]
 
 
 def test_judge_refuses_another_model() -> None:

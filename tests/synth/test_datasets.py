@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.synth.counterfeit import FAMILIES
-from pipeline.synth.datasets import crop_set, pair_set
+from pipeline.synth.datasets import brand_neighbours, crop_set, pair_set
 
 
 @pytest.mark.parametrize(
@@ -105,3 +105,43 @@ def test_pair_set_aligns_each_rendering_with_its_brand(library):
 def test_pair_set_with_no_brands_is_refused(library):
     with pytest.raises(ValueError, match="no verifier pairs"):
         pair_set(list(library)[:2], brands=0, authentic=1, seed=0)
+
+
+def test_pair_set_lays_neighbouring_brands_over_crops(library):
+    marks = list(library)[:5]
+    near = brand_neighbours(np.random.default_rng(0).normal(size=(len(marks), 8)).astype(np.float32), 2)
+    own = pair_set(marks, brands=3, authentic=2, seed=4)
+    data = pair_set(marks, brands=3, authentic=2, seed=4, neighbours=near, others=4)
+    same, authentic = data["same"], data["authentic"]
+    # the own-brand pairs are the very pairs made without others; the rest show another brand's mark
+    np.testing.assert_array_equal(data["crops"][same], own["crops"])
+    assert 0 < (~same).sum() <= 3 * 4
+    assert (authentic == (same & (data["family"] < 0))).all()
+    # a neighbour's mark lays over a crop worse than its own brand's does
+    assert np.median(data["fit"][~same, 0]) < np.median(data["fit"][authentic, 0])
+
+
+def test_pair_set_needs_neighbours_for_other_brand_pairs(library):
+    with pytest.raises(ValueError, match="neighbours"):
+        pair_set(list(library)[:3], brands=2, authentic=1, seed=0, others=2)
+
+
+@pytest.mark.parametrize(
+    ("identity", "k", "expected"),
+    [
+        pytest.param([[1, 0], [0.9, 0.1], [0, 1]], 1, [[1], [0], [1]], id="nearest"),
+        pytest.param([[1, 0], [0.9, 0.1], [0, 1]], 5, [[1, 2], [0, 2], [1, 0]], id="k-capped-at-others"),
+        pytest.param([[1, 0]], 3, np.zeros((1, 0)), id="one-brand"),
+        pytest.param(np.zeros((0, 2)), 3, np.zeros((0, 0)), id="empty"),
+    ],
+)
+def test_brand_neighbours(identity, k, expected):
+    out = brand_neighbours(np.asarray(identity, np.float32), k)
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(out, np.asarray(expected, np.int64).reshape(out.shape))
+    assert out.shape == np.asarray(expected).shape
+
+
+def test_brand_neighbours_refuses_a_flat_array():
+    with pytest.raises(ValueError, match=r"\(M, D\)"):
+        brand_neighbours(np.zeros(4, np.float32), 2)

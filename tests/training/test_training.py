@@ -12,9 +12,10 @@ torch = pytest.importorskip("torch")
 from models.training import export as export_mod  # noqa: E402
 from models.training import train_detector, train_embedder, train_verifier  # noqa: E402
 from models.training.detector import MarkDetector, make_targets  # noqa: E402
+from models.training.verifier import AlignedVerifier, load_onnx_weights  # noqa: E402
 from pipeline.infer.models import ModelError, verify_model  # noqa: E402
 from pipeline.infer.verifier import OnnxJudge  # noqa: E402
-from pipeline.synth.datasets import crop_set, pair_set, write_detector_set  # noqa: E402
+from pipeline.synth.datasets import brand_neighbours, crop_set, pair_set, write_detector_set  # noqa: E402
 from tests.conftest import SAMPLE_MARKS  # noqa: E402
 
 
@@ -53,7 +54,9 @@ def embedder_ckpt(tmp_path_factory, library):
 @pytest.fixture(scope="module")
 def verifier_ckpt(tmp_path_factory, library):
     root = tmp_path_factory.mktemp("ver")
-    np.savez(root / "pairs.npz", **pair_set(list(library)[:6], brands=4, authentic=2, seed=0))
+    marks = list(library)[:6]
+    near = brand_neighbours(np.eye(len(marks), dtype=np.float32) + 0.1, 2)
+    np.savez(root / "pairs.npz", **pair_set(marks, brands=4, authentic=2, seed=0, neighbours=near, others=2))
     args = ["--data", str(root / "pairs.npz"), "--val", str(root / "pairs.npz"), "--out", str(root / "run")]
     train_verifier.main([*args, "--epochs", "2", "--batch", "8", "--threads", "2"])
     return root / "run" / "last.pt"
@@ -67,8 +70,21 @@ def test_verifier_trains_exports_and_loads(verifier_ckpt, tmp_path):
     export_mod.record(tmp_path / "manifest.json", path, "verifier")
     with OnnxJudge(path) as judge:
         x = export_mod.verifier_inputs(np.random.default_rng(1), 3)
-        p = judge.judge(*(t.numpy() for t in x))
-    assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
+        authentic, same = judge.judge(*(t.numpy() for t in x))
+    for p in (authentic, same):
+        assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
+
+
+def test_verifier_fine_tunes_from_an_exported_model(verifier_ckpt, tmp_path):
+    # --init with an .onnx file: the body and authentic head start as the file computes them.
+    model = export_mod.load_model("verifier", verifier_ckpt)
+    path = export_mod.export("verifier", model, tmp_path / "verifier.onnx")
+    fresh = AlignedVerifier()
+    load_onnx_weights(fresh, path)
+    fresh.eval()
+    x = export_mod.verifier_inputs(np.random.default_rng(2), 4)
+    with torch.no_grad():
+        assert torch.allclose(fresh(*x)[0], model(*x)[0], atol=1e-5)
 
 
 def test_verifier_training_refuses_other_data(tmp_path):
@@ -204,3 +220,17 @@ def test_flip_some_always_mirrors():
     out = flip_some(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape
     assert all(not torch.equal(a, b) for a, b in zip(out, x, strict=True))
+
+
+def test_verifier_pairs_from_before_the_same_brand_head_load_as_own_brand(tmp_path):
+    n = 3
+    np.savez(
+        tmp_path / "old.npz",
+        crops=np.zeros((n, 96, 96, 3), np.uint8),
+        masks=np.zeros((n, 96, 96, 2), np.uint8),
+        fit=np.zeros((n, 4), np.float32),
+        family=np.array([-1, 0, 2]),
+    )
+    data = train_verifier.load_pairs([str(tmp_path / "old.npz")])
+    assert data["same"].tolist() == [True, True, True]
+    assert data["authentic"].tolist() == [True, False, False]
