@@ -84,11 +84,18 @@ class Fit:
     anisotropy: float  # singular-value ratio of the fitted warp at the mark's centre
     mirrored: float  # the same correlation for the mirrored reference
     warp: np.ndarray | None = field(default=None, compare=False, repr=False)  # (3, 3) crop -> reference, plain fit
+    mirror_anisotropy: float = 1.0  # the mirrored fit's singular-value ratio
+    mirror_warp: np.ndarray | None = field(default=None, compare=False, repr=False)  # crop -> mirrored reference
 
     def score(self, anisotropy_limit: float = 1.3) -> float:
         """Agreement less what a camera cannot explain (stretch, a mirror image fitting better)."""
         stretch = max(float(np.log(max(self.anisotropy, 1e-3) / anisotropy_limit)), 0.0)
         return float(self.agreement - stretch - max(self.mirrored - self.agreement, 0.0))
+
+    def as_mirrored(self) -> Fit:
+        """The mirrored reference's fit seen as the plain one (for ``mirror_reference``): a mirror
+        image of the brand's mark judged against the brand's mark mirrored."""
+        return Fit(self.mirrored, self.mirror_anisotropy, self.agreement, self.mirror_warp)
 
     @property
     def alignment(self) -> float:
@@ -180,6 +187,11 @@ def judge_inputs(
     small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
     small_masks = cv2.resize(masks, size, interpolation=cv2.INTER_AREA)
     return small, small_masks, fit_features(fit, anisotropy_limit)
+
+
+def mirror_reference(reference: np.ndarray) -> np.ndarray:
+    """A ``reference_mask`` mirrored left to right, as ``fit_reference`` fits it."""
+    return np.ascontiguousarray(reference[:, ::-1])
 
 
 def reference_mask(image: np.ndarray, side: int) -> np.ndarray:
@@ -281,7 +293,7 @@ def fit_reference(inks: list[np.ndarray], reference: np.ndarray, cfg: VerifierCo
     ref_box = _tight(reference, 0.3)
     if ref_box is None:
         return NO_FIT
-    refs = {False: reference, True: np.ascontiguousarray(reference[:, ::-1])}
+    refs = {False: reference, True: mirror_reference(reference)}
     c = reference.shape[1]
     ref_boxes = {False: ref_box, True: (c - ref_box[2], ref_box[1], c - ref_box[0], ref_box[3])}
     down = coarse / side
@@ -320,7 +332,7 @@ def fit_reference(inks: list[np.ndarray], reference: np.ndarray, cfg: VerifierCo
         if rho > best[mirrored][0]:
             box = _tight(inks[i], 0.5) or (0.0, 0.0, float(side), float(side))
             best[mirrored] = (rho, anisotropy(hh, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2), hh)
-    return Fit(best[False][0], best[False][1], best[True][0], best[False][2])
+    return Fit(best[False][0], best[False][1], best[True][0], best[False][2], best[True][1], best[True][2])
 
 
 def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit) -> np.ndarray:
@@ -466,8 +478,21 @@ class MarkVerifier:
         if self.judge is None or not fits:
             scores = {b: fit.score(self.cfg.anisotropy_limit) for b, (_, fit) in fits.items()}
             return Verification(scores, {b: fit.alignment for b, (_, fit) in fits.items()})
-        pairs = [judge_inputs(crop, inks, mask, fit, self.cfg.anisotropy_limit) for mask, fit in fits.values()]
+        limit = self.cfg.anisotropy_limit
+        pairs = [judge_inputs(crop, inks, mask, fit, limit) for mask, fit in fits.values()]
         authentic, same = self.judge.judge_pairs(pairs)
+        # A mirror image of the brand's mark is still a copy of the brand's: where the mirrored
+        # reference fits better, the same-brand figure is also judged on that alignment (the
+        # plain one lays the mark over it backwards, which looks like another brand's).
+        flipped = [
+            (i, judge_inputs(crop, inks, mirror_reference(mask), fit.as_mirrored(), limit))
+            for i, (mask, fit) in enumerate(fits.values())
+            if fit.mirrored > fit.agreement and fit.mirror_warp is not None
+        ]
+        if flipped:
+            _, same_flipped = self.judge.judge_pairs([pair for _, pair in flipped])
+            for (i, _), value in zip(flipped, same_flipped, strict=True):
+                same[i] = max(same[i], value)
         return Verification(
             dict(zip(fits, authentic.tolist(), strict=True)), dict(zip(fits, same.tolist(), strict=True))
         )

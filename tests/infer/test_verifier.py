@@ -22,6 +22,7 @@ from pipeline.infer.verifier import (
     fit_reference,
     ink_candidates,
     judge_inputs,
+    mirror_reference,
     outline_colour,
     overlay,
     reference_mask,
@@ -298,6 +299,39 @@ def test_the_shipped_verifier_model_tells_a_brands_mark_from_anothers(marks: lis
             other.append(found.same_brand[n.slug])
     assert all(0.0 <= p <= 1.0 for p in own + other)
     assert np.median(own) > 0.5 > np.median(other), (own, other)
+
+
+def test_a_mirrored_fake_is_judged_its_brands_on_the_mirrored_fit(marks: list, judge: OnnxJudge) -> None:
+    """Where the mirrored reference fits better, the same-brand figure is the larger of the plain
+    and the mirrored alignment's: mirrored fakes read as copies of their brand."""
+    rng = np.random.default_rng(0)
+    plain, flipped = [], []
+    for i, m in enumerate(marks):
+        made = make_counterfeit(m.mask, "mirror", rng)
+        if made is None:
+            continue
+        frame, box = scene(made, m.colour, seed=500 + i)
+        crop = cut_crops(frame, box[None], CFG.side)[0]
+        inks = ink_candidates(crop, CFG.clusters)
+        ref = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
+        fit = fit_reference(inks, ref, CFG)
+        same = judge.judge_pairs([judge_inputs(crop, inks, ref, fit)])[1][0]
+        found = MarkVerifier({1: gallery_image(m.mask, m.colour)}.get, CFG, judge).verify(frame, box, {m.slug: 1})
+        if fit.mirrored > fit.agreement:
+            mirrored = judge.judge_pairs([judge_inputs(crop, inks, mirror_reference(ref), fit.as_mirrored())])[1][0]
+            assert found.same_brand[m.slug] == pytest.approx(max(same, mirrored), abs=1e-5)
+        else:
+            assert found.same_brand[m.slug] == pytest.approx(same, abs=1e-5)
+        plain.append(same)
+        flipped.append(found.same_brand[m.slug])
+    assert np.median(flipped) > np.median(plain), (plain, flipped)
+
+
+def test_as_mirrored_swaps_the_two_fits() -> None:
+    warp, mirror_warp = np.eye(3, dtype=np.float32), 2 * np.eye(3, dtype=np.float32)
+    fit = Fit(0.4, 1.1, 0.9, warp, 1.2, mirror_warp).as_mirrored()
+    assert (fit.agreement, fit.anisotropy, fit.mirrored) == (0.9, 1.2, 0.4)
+    assert fit.warp is mirror_warp and fit.mirror_warp is None
 
 
 @pytest.mark.parametrize(
