@@ -4,7 +4,7 @@ beside the same crop with its brand's gallery mark aligned onto it (its outline)
 Takes one authentic mark and one counterfeit per family (enrolled brands only), from the middle
 of its visible span. Run it on tuning clips.
 
-    python scripts/plot_verifier.py --clips work/tune42/clips --gallery work/tune42/gallery --out docs/verifier.jpg
+    python scripts/plot_verifier.py --clips work/tune_a/clips --gallery work/tune_a/gallery --out docs/verifier.jpg
 """
 
 from __future__ import annotations
