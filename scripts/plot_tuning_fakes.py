@@ -5,7 +5,8 @@ Reads the judged marks ``scripts/tune_verdict.py`` keeps and replays the verdict
 configured settings. Run it on tuning clips only.
 
     python scripts/plot_tuning_fakes.py --samples work/tune_out/samples.pkl \\
-        --clips work/tune_a/clips work/tune_b/clips work/tune_more/clips --gallery work/tune_a/gallery --out docs/tuning_fakes.jpg
+        --clips work/tune_a/clips work/tune_b/clips work/tune_more/clips --gallery work/tune_a/gallery \\
+        --out docs/tuning_fakes.jpg
 """
 
 from __future__ import annotations
