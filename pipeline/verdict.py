@@ -249,6 +249,9 @@ class StreamVerdicts:
         track's findings (the same object, seen again), which is what keeps verifier mode cheap.
         """
         cfg = self.cfg
+        if cfg.verified_samples == 0:
+            # Every judged mark is checked: no need to know its track.
+            return [cfg.judges(s) for s in samples]
         usable = [s for s in samples if cfg.judges(s)]
         tracks = dict(zip(map(id, usable), self._associate(usable, self._live(t)), strict=True))
         out = []
@@ -257,8 +260,7 @@ class StreamVerdicts:
                 out.append(False)
                 continue
             track = tracks[id(s)]
-            spent = track is not None and (track.alerted or track.verified >= cfg.verified_samples)
-            out.append(cfg.verified_samples == 0 or not spent)
+            out.append(track is None or not (track.alerted or track.verified >= cfg.verified_samples))
         return out
 
     def _live(self, t: float) -> list[Track]:

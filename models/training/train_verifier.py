@@ -97,8 +97,11 @@ def train(args: argparse.Namespace) -> None:
     crops, masks, fit, authentic, same = tensors(load_pairs(str(args.data).split(",")))
     val = tensors(load_pairs(str(args.val).split(","))) if args.val else None
     model = AlignedVerifier()
-    if args.init and str(args.init).endswith(".onnx"):
-        # Fine-tuning an exported verifier: its folded batch norms stay fixed (``freeze_norms``).
+    # Fine-tuning an exported verifier (its batch norms folded) or only the same-brand head: the
+    # batch norms stay fixed (``freeze_norms``).
+    from_onnx = bool(args.init) and str(args.init).endswith(".onnx")
+    fixed_norms = from_onnx or args.brand_head_only
+    if from_onnx:
         load_onnx_weights(model, args.init)
     elif args.init:
         # A checkpoint from before the same-brand head: that head starts fresh.
@@ -118,7 +121,7 @@ def train(args: argparse.Namespace) -> None:
         print(f"start ({args.init}): {held_out(model, val)}", flush=True)
     for epoch in range(start_epoch, args.epochs):
         model.train()
-        if args.brand_head_only or (args.init and str(args.init).endswith(".onnx")):
+        if fixed_norms:
             freeze_norms(model)
         gen.manual_seed(args.seed * 1000 + epoch)
         order = torch.randperm(len(crops), generator=gen)

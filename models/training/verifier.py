@@ -94,9 +94,8 @@ def load_onnx_weights(model: AlignedVerifier, path: str | Path) -> None:
             norm.running_mean.zero_()
             norm.running_var.fill_(1.0 - norm.eps)
         for name, tensor in model.named_parameters():
-            key = name
-            if key in weights and not key.startswith("body."):
-                tensor.copy_(weights[key])
+            if name in weights and not name.startswith("body."):
+                tensor.copy_(weights[name])
 
 
 def freeze_norms(model: nn.Module) -> None:

@@ -479,22 +479,25 @@ class MarkVerifier:
             scores = {b: fit.score(self.cfg.anisotropy_limit) for b, (_, fit) in fits.items()}
             return Verification(scores, {b: fit.alignment for b, (_, fit) in fits.items()})
         limit = self.cfg.anisotropy_limit
-        pairs = [judge_inputs(crop, inks, mask, fit, limit) for mask, fit in fits.values()]
-        authentic, same = self.judge.judge_pairs(pairs)
+        checked = list(fits.values())
+        pairs = [judge_inputs(crop, inks, mask, fit, limit) for mask, fit in checked]
         # A mirror image of the brand's mark is still a copy of the brand's: where the mirrored
         # reference fits better, the same-brand figure is also judged on that alignment (the
-        # plain one lays the mark over it backwards, which looks like another brand's).
+        # plain one lays the mark over it backwards, which looks like another brand's). Both
+        # alignments go to the model in one run.
         flipped = [
-            (i, judge_inputs(crop, inks, mirror_reference(mask), fit.as_mirrored(), limit))
-            for i, (mask, fit) in enumerate(fits.values())
-            if fit.mirrored > fit.agreement and fit.mirror_warp is not None
+            i for i, (_, fit) in enumerate(checked) if fit.mirrored > fit.agreement and fit.mirror_warp is not None
         ]
-        if flipped:
-            _, same_flipped = self.judge.judge_pairs([pair for _, pair in flipped])
-            for (i, _), value in zip(flipped, same_flipped, strict=True):
-                same[i] = max(same[i], value)
+        pairs += [
+            judge_inputs(crop, inks, mirror_reference(checked[i][0]), checked[i][1].as_mirrored(), limit)
+            for i in flipped
+        ]
+        authentic, same = self.judge.judge_pairs(pairs)
+        n = len(fits)
+        for k, i in enumerate(flipped):
+            same[i] = max(same[i], same[n + k])
         return Verification(
-            dict(zip(fits, authentic.tolist(), strict=True)), dict(zip(fits, same.tolist(), strict=True))
+            dict(zip(fits, authentic[:n].tolist(), strict=True)), dict(zip(fits, same[:n].tolist(), strict=True))
         )
 
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:
