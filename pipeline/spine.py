@@ -111,7 +111,7 @@ class Spine:
     def close(self) -> None:
         """Close models, gallery and sinks."""
         judge = self.verifier.judge if self.verifier is not None else None
-        for part in (self.device, self.detector, self.embedder, judge, self.gallery, *self.sinks):
+        for part in (self.device, self.detector, self.embedder, self.verifier, judge, self.gallery, *self.sinks):
             close = getattr(part, "close", None)
             if close is not None:
                 close()
@@ -222,20 +222,29 @@ class Spine:
             appearance=np.asarray(identity, np.float32),
         )
 
-    def verify(self, frame: Frame, samples: list[MarkSample]) -> list[MarkSample]:
-        """The frame's samples with the verifier's findings for each candidate brand, where the
-        stream's verdict still needs them (``StreamVerdicts.needs_verification``)."""
+    def verify(self, frames: Sequence[Frame], found: Sequence[list[MarkSample]]) -> list[list[MarkSample]]:
+        """The frames' samples with the verifier's findings for each candidate brand, where the
+        streams' verdicts still need them (``StreamVerdicts.needs_verification``).
+
+        Every mark of the run is aligned at once, on the verifier's threads. The verdicts are asked
+        before any of these frames updates them: ``process`` passes a frame whose stream decides
+        from its tracks (``VerdictConfig.verified_samples``) in a run of its own.
+        """
         assert self.verifier is not None
         t0 = time.perf_counter()
-        out = []
-        for sample, needed in zip(samples, self.stream(frame.stream).needs_verification(frame.t, samples), strict=True):
-            if needed:
-                cands = self.verifier.candidates(sample.brand_sims)
-                refs = {b: sample.brand_refs[b] for b in cands if b in sample.brand_refs}
-                found = self.verifier.verify(frame.image, sample.box, refs)
-                if found:
-                    sample = dataclasses.replace(sample, verified=found.scores, same_brand=found.same_brand)
-            out.append(sample)
+        jobs, where = [], []
+        for k, (frame, samples) in enumerate(zip(frames, found, strict=True)):
+            needed = self.stream(frame.stream).needs_verification(frame.t, samples)
+            for j, (sample, need) in enumerate(zip(samples, needed, strict=True)):
+                if need:
+                    cands = self.verifier.candidates(sample.brand_sims)
+                    refs = {b: sample.brand_refs[b] for b in cands if b in sample.brand_refs}
+                    jobs.append((frame.image, sample.box, refs))
+                    where.append((k, j))
+        out = [list(samples) for samples in found]
+        for (k, j), seen in zip(where, self.verifier.verify_many(jobs), strict=True):
+            if seen:
+                out[k][j] = dataclasses.replace(out[k][j], verified=seen.scores, same_brand=seen.same_brand)
         with self._lock:
             self.times.seconds["verify"] += time.perf_counter() - t0
         return out
@@ -245,15 +254,24 @@ class Spine:
         if not frames:
             return []
         alerts = []
-        for frame, found in zip(frames, self.samples(frames), strict=True):
-            if self.verifier is not None:
-                found = self.verify(frame, found)
-            if self.observer is not None:
-                self.observer(frame, found)
-            verdicts = self.stream(frame.stream).update(frame.t, found)
-            for v in verdicts:
-                alerts.append(self._alert(v, frame))
+        for run in self._runs(list(zip(frames, self.samples(frames), strict=True))):
+            found_run = [s for _, s in run]
+            checked = self.verify([f for f, _ in run], found_run) if self.verifier is not None else found_run
+            for (frame, _), found in zip(run, checked, strict=True):
+                if self.observer is not None:
+                    self.observer(frame, found)
+                verdicts = self.stream(frame.stream).update(frame.t, found)
+                for v in verdicts:
+                    alerts.append(self._alert(v, frame))
         return alerts
+
+    def _runs(self, batch: list[tuple[Frame, list[MarkSample]]]) -> list[list[tuple[Frame, list[MarkSample]]]]:
+        """The batch in runs verified together: the whole batch, unless the verdicts pick the
+        marks to check from their tracks (``verified_samples``); then each frame after the frames
+        before it have updated them."""
+        if self.verifier is not None and self.config.verdict.verified_samples:
+            return [[item] for item in batch]
+        return [batch]
 
     def stream(self, stream: str) -> StreamVerdicts:
         """The verdict state of one stream (created on first use)."""

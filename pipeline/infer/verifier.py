@@ -30,8 +30,10 @@ reference, ``OnnxJudge`` owns the network's session.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -66,6 +68,7 @@ class VerifierConfig:
     anisotropy_limit: float = 1.3  # axis stretch camera tilt explains; beyond it counts against the mark
     cache: int = 512  # reference masks kept
     learned: bool = True  # judge each aligned pair with the verifier model (models.verifier); off: Fit.score
+    workers: int = 2  # threads aligning marks at once (OpenCV lets go of the GIL); 1: the caller's thread
 
     def __post_init__(self) -> None:
         if self.side < 32 or self.coarse < 16 or self.coarse > self.side:
@@ -74,6 +77,8 @@ class VerifierConfig:
             raise ValueError(f"verifier: clusters must be 2 or more, got {self.clusters}")
         if self.anisotropy_limit < 1.0:
             raise ValueError(f"verifier: anisotropy_limit must be >= 1, got {self.anisotropy_limit}")
+        if self.workers < 1:
+            raise ValueError(f"verifier: workers must be 1 or more, got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -421,8 +426,24 @@ class OnnxJudge:
         self.close()
 
 
+MarkJob = tuple[np.ndarray, np.ndarray, dict[str, int]]  # (frame, box, brand -> reference id): one mark to verify
+
+
+@dataclass(frozen=True)
+class _Laid:
+    """One mark's references aligned onto it: per brand the reference mask and its fit, and
+    what the model judges (``judge_inputs`` per brand, then those of the mirrored alignments)."""
+
+    fits: dict[str, tuple[np.ndarray, Fit]]
+    pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    flipped: list[int]  # indices into fits whose mirrored alignment is judged too, in pairs' order
+
+
 class MarkVerifier:
-    """Verifies marks against their brands' gallery references; owns a cache of reference masks.
+    """Verifies marks against their brands' gallery references; owns a cache of reference masks
+    and the threads marks are aligned on (the judge stays its owner's to close).
+
+    Use as a context manager, or call ``close``.
 
     Args:
         reference_image: gallery reference id -> its RGB image (None when the gallery folder is gone).
@@ -440,17 +461,20 @@ class MarkVerifier:
         self.cfg = config
         self.judge = judge
         self._masks: OrderedDict[int, np.ndarray | None] = OrderedDict()
+        self._masks_lock = threading.Lock()  # the cache is shared by the alignment threads
+        self._pool: ThreadPoolExecutor | None = None
 
     def _reference(self, ref: int) -> np.ndarray | None:
-        if ref in self._masks:
-            self._masks.move_to_end(ref)
-            return self._masks[ref]
-        image = self.reference_image(ref)
-        mask = reference_mask(image, self.cfg.side) if image is not None else None
-        self._masks[ref] = mask
-        if len(self._masks) > self.cfg.cache:
-            self._masks.popitem(last=False)
-        return mask
+        with self._masks_lock:
+            if ref in self._masks:
+                self._masks.move_to_end(ref)
+                return self._masks[ref]
+            image = self.reference_image(ref)
+            mask = reference_mask(image, self.cfg.side) if image is not None else None
+            self._masks[ref] = mask
+            if len(self._masks) > self.cfg.cache:
+                self._masks.popitem(last=False)
+            return mask
 
     def candidates(self, brand_sims: dict[str, float]) -> list[str]:
         """The brands a mark is verified against: its nearest by identity, above the floor."""
@@ -466,8 +490,49 @@ class MarkVerifier:
             refs: brand -> id of the gallery reference to lay over the mark; a brand whose
                 reference image is gone is left out.
         """
+        return self.verify_many([(image, box, refs)])[0]
+
+    def verify_many(self, marks: Sequence[MarkJob]) -> list[Verification]:
+        """``verify`` of several marks (of one frame or many): aligned on ``workers`` threads at
+        once, every aligned pair judged in one model run."""
+        laid = list(self._map(self._lay, marks))
+        limit = self.cfg.anisotropy_limit
+        if self.judge is None:
+            return [
+                Verification(
+                    {b: fit.score(limit) for b, (_, fit) in m.fits.items()},
+                    {b: fit.alignment for b, (_, fit) in m.fits.items()},
+                )
+                for m in laid
+            ]
+        authentic, same = self.judge.judge_pairs([p for m in laid for p in m.pairs])
+        out, start = [], 0
+        for m in laid:
+            n, end = len(m.fits), start + len(m.pairs)
+            kin = same[start : start + n].copy()
+            for k, i in enumerate(m.flipped):
+                kin[i] = max(kin[i], same[start + n + k])
+            out.append(
+                Verification(
+                    dict(zip(m.fits, authentic[start : start + n].tolist(), strict=True)),
+                    dict(zip(m.fits, kin.tolist(), strict=True)),
+                )
+            )
+            start = end
+        return out
+
+    def _map(self, fn: Callable[[MarkJob], _Laid], marks: Sequence[MarkJob]) -> Iterator[_Laid]:
+        if self.cfg.workers == 1 or len(marks) < 2:
+            return map(fn, marks)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix="verifier")
+        return self._pool.map(fn, marks)
+
+    def _lay(self, mark: MarkJob) -> _Laid:
+        """Align each brand's reference onto one mark (and, with a judge, prepare its pairs)."""
+        image, box, refs = mark
         if not refs:
-            return Verification()
+            return _Laid({}, [], [])
         crop = cut_crops(image, box[None], self.cfg.side)[0]
         inks = ink_candidates(crop, self.cfg.clusters)
         fits = {}
@@ -476,15 +541,14 @@ class MarkVerifier:
             if mask is not None:
                 fits[brand] = (mask, fit_reference(inks, mask, self.cfg))
         if self.judge is None or not fits:
-            scores = {b: fit.score(self.cfg.anisotropy_limit) for b, (_, fit) in fits.items()}
-            return Verification(scores, {b: fit.alignment for b, (_, fit) in fits.items()})
+            return _Laid(fits, [], [])
         limit = self.cfg.anisotropy_limit
         checked = list(fits.values())
         pairs = [judge_inputs(crop, inks, mask, fit, limit) for mask, fit in checked]
         # A mirror image of the brand's mark is still a copy of the brand's: where the mirrored
         # reference fits better, the same-brand figure is also judged on that alignment (the
         # plain one lays the mark over it backwards, which looks like another brand's). Both
-        # alignments go to the model in one run.
+        # alignments go to the model in the same run.
         flipped = [
             i for i, (_, fit) in enumerate(checked) if fit.mirrored > fit.agreement and fit.mirror_warp is not None
         ]
@@ -492,13 +556,7 @@ class MarkVerifier:
             judge_inputs(crop, inks, mirror_reference(checked[i][0]), checked[i][1].as_mirrored(), limit)
             for i in flipped
         ]
-        authentic, same = self.judge.judge_pairs(pairs)
-        n = len(fits)
-        for k, i in enumerate(flipped):
-            same[i] = max(same[i], same[n + k])
-        return Verification(
-            dict(zip(fits, authentic[:n].tolist(), strict=True)), dict(zip(fits, same[:n].tolist(), strict=True))
-        )
+        return _Laid(fits, pairs, flipped)
 
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:
         """The mark's crop with reference ``ref`` aligned onto it (``overlay``), for evidence; None
@@ -508,3 +566,17 @@ class MarkVerifier:
             return None
         crop = cut_crops(image, box[None], self.cfg.side)[0]
         return overlay(crop, mask, fit_reference(ink_candidates(crop, self.cfg.clusters), mask, self.cfg))
+
+    def close(self) -> None:
+        """Stop the alignment threads."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> MarkVerifier:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -205,7 +205,7 @@ def test_verifier_scores_judged_marks_against_their_brands(tmp_path, library, ga
     with Spine.from_config(cfg, resolve_index(gallery)) as spine:
         found = spine.samples(frames)
         if enabled:
-            found = [spine.verify(frame, marks) for frame, marks in zip(frames, found, strict=True)]
+            found = spine.verify(frames, found)
         judged = [s for marks in found for s in marks if s.detection >= cfg.verdict.min_detection]
     assert judged, "the shipped detector found no mark in a clip showing one"
     if not enabled:
@@ -279,13 +279,13 @@ def test_verifier_checks_each_track_only_as_often_as_asked(tmp_path, library, ga
         )
         with Spine.from_config(cfg, resolve_index(gallery)) as spine:
             assert spine.verifier is not None
-            real, calls = spine.verifier.verify, []
+            real, calls = spine.verifier.verify_many, []
 
-            def counted(*args, _real=real, _calls=calls):
-                _calls.append(1)
-                return _real(*args)
+            def counted(marks, _real=real, _calls=calls):
+                _calls.extend(marks)
+                return _real(marks)
 
-            spine.verifier.verify = counted  # type: ignore[method-assign]
+            spine.verifier.verify_many = counted  # type: ignore[method-assign]
             alerts[n] = spine.process(frames)
         checks[n] = len(calls)
     assert [a.brand for a in alerts[budget]] == [clip.objects[0].brand]

@@ -176,6 +176,34 @@ def test_verifier_scores_each_brand_and_skips_missing_references(marks: list) ->
     assert not v.verify(frame, box, {}) and v.verify(frame, box, {}).scores == {}
 
 
+@pytest.mark.parametrize("learned", [False, True])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_verify_many_matches_one_mark_at_a_time(marks: list, judge: OnnxJudge, workers: int, learned: bool) -> None:
+    """Marks aligned on several threads and judged in one model run get exactly the findings each
+    gets alone; a mark with no reference and an empty list give nothing."""
+    images = {i + 1: gallery_image(m.mask, m.colour) for i, m in enumerate(marks[:3])}
+    jobs = []
+    for i, m in enumerate(marks[:3]):
+        frame, box = scene(m.mask, m.colour, seed=40 + i)
+        jobs.append((frame, box, {marks[k].slug: k + 1 for k in range(3)}))
+    jobs.append((jobs[0][0], jobs[0][1], {}))
+    with MarkVerifier(images.get, VerifierConfig(workers=workers), judge if learned else None) as v:
+        alone = [v.verify(*job) for job in jobs]
+        together = v.verify_many(jobs)
+        assert v.verify_many([]) == []
+    assert len(together) == len(jobs) and not together[-1]
+    for one, many in zip(alone, together, strict=True):
+        assert one.scores.keys() == many.scores.keys()
+        for brand in one.scores:
+            assert many.scores[brand] == pytest.approx(one.scores[brand], abs=1e-5)
+            assert many.same_brand[brand] == pytest.approx(one.same_brand[brand], abs=1e-5)
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        VerifierConfig(workers=0)
+
+
 def test_overlay_outlines_the_aligned_reference(marks: list) -> None:
     m = marks[0]
     frame, box = scene(m.mask, m.colour, seed=5)
