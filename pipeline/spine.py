@@ -27,7 +27,7 @@ from pipeline.gallery.index import Gallery, GalleryIndex
 from pipeline.infer.detector import Detector, OnnxDetector
 from pipeline.infer.device import DevicePipeline
 from pipeline.infer.embedder import Embedder, OnnxEmbedder
-from pipeline.infer.verifier import MarkVerifier, OnnxJudge
+from pipeline.infer.verifier import MarkVerifier, OnnxJudge, PendingVerification
 from pipeline.ingest.source import IngestError, Source
 from pipeline.types import MARK, Frame
 from pipeline.verdict import MarkSample, StreamVerdicts, Verdict
@@ -39,6 +39,39 @@ class StageTimes:
 
     seconds: dict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
     batches: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A micro-batch ``Spine.stage`` has detected, embedded and searched, its marks perhaps
+    being verified (``checks``); ``Spine.conclude`` finishes it."""
+
+    frames: list[Frame]
+    found: list[list[MarkSample]]  # per frame, the judged marks before verification
+    checks: _Checks | None = None
+
+
+class _Checks:
+    """The verifier's work on a batch's marks, started by ``Spine`` and waited for once."""
+
+    def __init__(
+        self,
+        found: Sequence[list[MarkSample]],
+        where: list[tuple[int, int]],
+        pending: PendingVerification,
+        timed: Callable[[str, float], None],
+    ) -> None:
+        self.found, self.where, self.pending, self.timed = found, where, pending, timed
+
+    def samples(self) -> list[list[MarkSample]]:
+        """The batch's samples with the verifier's findings (waits for the verifier's threads)."""
+        t0 = time.perf_counter()
+        out = [list(samples) for samples in self.found]
+        for (k, j), seen in zip(self.where, self.pending.result(), strict=True):
+            if seen:
+                out[k][j] = dataclasses.replace(out[k][j], verified=seen.scores, same_brand=seen.same_brand)
+        self.timed("verify", time.perf_counter() - t0)  # the wait, not the threads' work
+        return out
 
 
 class Spine:
@@ -226,10 +259,12 @@ class Spine:
         """The frames' samples with the verifier's findings for each candidate brand, where the
         streams' verdicts still need them (``StreamVerdicts.needs_verification``).
 
-        Every mark of the run is aligned at once, on the verifier's threads. The verdicts are asked
-        before any of these frames updates them: ``process`` passes a frame whose stream decides
-        from its tracks (``VerdictConfig.verified_samples``) in a run of its own.
+        Every mark of the frames is aligned at once, on the verifier's threads. The verdicts are
+        asked before any of these frames updates them (see ``stage``).
         """
+        return self._start_verification(frames, found).samples()
+
+    def _start_verification(self, frames: Sequence[Frame], found: Sequence[list[MarkSample]]) -> _Checks:
         assert self.verifier is not None
         t0 = time.perf_counter()
         jobs, where = [], []
@@ -241,37 +276,46 @@ class Spine:
                     refs = {b: sample.brand_refs[b] for b in cands if b in sample.brand_refs}
                     jobs.append((frame.image, sample.box, refs))
                     where.append((k, j))
-        out = [list(samples) for samples in found]
-        for (k, j), seen in zip(where, self.verifier.verify_many(jobs), strict=True):
-            if seen:
-                out[k][j] = dataclasses.replace(out[k][j], verified=seen.scores, same_brand=seen.same_brand)
+        checks = _Checks(found, where, self.verifier.submit(jobs), self._add_time)
+        self._add_time("verify", time.perf_counter() - t0)
+        return checks
+
+    def _add_time(self, stage: str, seconds: float) -> None:
         with self._lock:
-            self.times.seconds["verify"] += time.perf_counter() - t0
-        return out
+            self.times.seconds[stage] += seconds
+
+    def stage(self, frames: Sequence[Frame]) -> Staged:
+        """The first half of ``process``: detect, embed and search a micro-batch, and start
+        verifying its marks on the verifier's threads, so that the caller can stage the next
+        batch while they work. ``conclude`` each staged batch, in order.
+
+        Where the verdicts pick the marks to check from their tracks (``verified_samples``),
+        verification waits for ``conclude``, a frame at a time after the frames before it.
+        """
+        found = self.samples(frames)
+        checks = None
+        if self.verifier is not None and not self.config.verdict.verified_samples:
+            checks = self._start_verification(frames, found)
+        return Staged(list(frames), found, checks)
+
+    def conclude(self, staged: Staged) -> list[Alert]:
+        """The second half of ``process``: the staged batch's verdicts and alerts (already sunk)."""
+        found = staged.checks.samples() if staged.checks is not None else staged.found
+        alerts = []
+        for frame, marks in zip(staged.frames, found, strict=True):
+            if self.verifier is not None and staged.checks is None:
+                (marks,) = self.verify([frame], [marks])
+            if self.observer is not None:
+                self.observer(frame, marks)
+            for v in self.stream(frame.stream).update(frame.t, marks):
+                alerts.append(self._alert(v, frame))
+        return alerts
 
     def process(self, frames: Sequence[Frame]) -> list[Alert]:
         """Run one micro-batch through every stage; returns the alerts raised (already sunk)."""
         if not frames:
             return []
-        alerts = []
-        for run in self._runs(list(zip(frames, self.samples(frames), strict=True))):
-            found_run = [s for _, s in run]
-            checked = self.verify([f for f, _ in run], found_run) if self.verifier is not None else found_run
-            for (frame, _), found in zip(run, checked, strict=True):
-                if self.observer is not None:
-                    self.observer(frame, found)
-                verdicts = self.stream(frame.stream).update(frame.t, found)
-                for v in verdicts:
-                    alerts.append(self._alert(v, frame))
-        return alerts
-
-    def _runs(self, batch: list[tuple[Frame, list[MarkSample]]]) -> list[list[tuple[Frame, list[MarkSample]]]]:
-        """The batch in runs verified together: the whole batch, unless the verdicts pick the
-        marks to check from their tracks (``verified_samples``); then each frame after the frames
-        before it have updated them."""
-        if self.verifier is not None and self.config.verdict.verified_samples:
-            return [[item] for item in batch]
-        return [batch]
+        return self.conclude(self.stage(frames))
 
     def stream(self, stream: str) -> StreamVerdicts:
         """The verdict state of one stream (created on first use)."""
@@ -446,24 +490,34 @@ def run_sources(
     for th in threads:
         th.start()
     remaining = len(threads)
+
+    def conclude(staged: Staged) -> None:
+        for alert in spine.conclude(staged):
+            results[alert.stream].alerts += 1
+            if on_alert:
+                on_alert(alert)
+        for frame in staged.frames:
+            res = results[frame.stream]
+            res.frames += 1
+            res.media_seconds = max(res.media_seconds, frame.t)
+            if on_frame:
+                on_frame(frame)
+
+    # Two batches in flight: while the verifier's threads check one batch's marks, this thread
+    # detects the next; verdicts still update in frame order.
+    staged: Staged | None = None
     try:
         while remaining:
             batch, ended = collect_batch(frames_q, cfg.size, cfg.deadline_ms)
             remaining -= ended
-            if not batch:
-                if stop.is_set():
-                    remaining = 0
-                continue
-            for alert in spine.process(batch):
-                results[alert.stream].alerts += 1
-                if on_alert:
-                    on_alert(alert)
-            for frame in batch:
-                res = results[frame.stream]
-                res.frames += 1
-                res.media_seconds = max(res.media_seconds, frame.t)
-                if on_frame:
-                    on_frame(frame)
+            following = spine.stage(batch) if batch else None
+            if staged is not None:
+                conclude(staged)
+            staged = following
+            if not batch and stop.is_set():
+                remaining = 0
+        if staged is not None:
+            conclude(staged)
     finally:
         stop.set()
         # Unblock decoders waiting on a full queue, then join them.

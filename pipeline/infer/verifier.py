@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -68,7 +68,7 @@ class VerifierConfig:
     anisotropy_limit: float = 1.3  # axis stretch camera tilt explains; beyond it counts against the mark
     cache: int = 512  # reference masks kept
     learned: bool = True  # judge each aligned pair with the verifier model (models.verifier); off: Fit.score
-    workers: int = 2  # threads aligning marks at once (OpenCV lets go of the GIL); 1: the caller's thread
+    workers: int = 2  # threads aligning marks at once (OpenCV lets go of the GIL)
 
     def __post_init__(self) -> None:
         if self.side < 32 or self.coarse < 16 or self.coarse > self.side:
@@ -439,6 +439,18 @@ class _Laid:
     flipped: list[int]  # indices into fits whose mirrored alignment is judged too, in pairs' order
 
 
+class PendingVerification:
+    """Marks being aligned on a ``MarkVerifier``'s threads (``MarkVerifier.submit``)."""
+
+    def __init__(self, verifier: MarkVerifier, laid: list[Future[_Laid]]) -> None:
+        self._verifier = verifier
+        self._laid = laid
+
+    def result(self) -> list[Verification]:
+        """Wait for the alignments and judge them: one ``Verification`` per submitted mark, in order."""
+        return self._verifier.judged([f.result() for f in self._laid])
+
+
 class MarkVerifier:
     """Verifies marks against their brands' gallery references; owns a cache of reference masks
     and the threads marks are aligned on (the judge stays its owner's to close).
@@ -495,7 +507,17 @@ class MarkVerifier:
     def verify_many(self, marks: Sequence[MarkJob]) -> list[Verification]:
         """``verify`` of several marks (of one frame or many): aligned on ``workers`` threads at
         once, every aligned pair judged in one model run."""
-        laid = list(self._map(self._lay, marks))
+        return self.submit(marks).result()
+
+    def submit(self, marks: Sequence[MarkJob]) -> PendingVerification:
+        """Start aligning ``marks`` on the verifier's threads and return at once (the caller's
+        thread goes on, e.g. to detect the next frames); ``result()`` gives ``verify_many``'s."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix="verifier")
+        return PendingVerification(self, [self._pool.submit(self._lay, m) for m in marks])
+
+    def judged(self, laid: Sequence[_Laid]) -> list[Verification]:
+        """The findings of aligned marks: the judge's, in one model run, else the fits' own."""
         limit = self.cfg.anisotropy_limit
         if self.judge is None:
             return [
@@ -508,7 +530,7 @@ class MarkVerifier:
         authentic, same = self.judge.judge_pairs([p for m in laid for p in m.pairs])
         out, start = [], 0
         for m in laid:
-            n, end = len(m.fits), start + len(m.pairs)
+            n = len(m.fits)
             kin = same[start : start + n].copy()
             for k, i in enumerate(m.flipped):
                 kin[i] = max(kin[i], same[start + n + k])
@@ -518,15 +540,8 @@ class MarkVerifier:
                     dict(zip(m.fits, kin.tolist(), strict=True)),
                 )
             )
-            start = end
+            start += len(m.pairs)
         return out
-
-    def _map(self, fn: Callable[[MarkJob], _Laid], marks: Sequence[MarkJob]) -> Iterator[_Laid]:
-        if self.cfg.workers == 1 or len(marks) < 2:
-            return map(fn, marks)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix="verifier")
-        return self._pool.map(fn, marks)
 
     def _lay(self, mark: MarkJob) -> _Laid:
         """Align each brand's reference onto one mark (and, with a judge, prepare its pairs)."""

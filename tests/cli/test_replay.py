@@ -279,15 +279,47 @@ def test_verifier_checks_each_track_only_as_often_as_asked(tmp_path, library, ga
         )
         with Spine.from_config(cfg, resolve_index(gallery)) as spine:
             assert spine.verifier is not None
-            real, calls = spine.verifier.verify_many, []
+            real, calls = spine.verifier.submit, []
 
             def counted(marks, _real=real, _calls=calls):
                 _calls.extend(marks)
                 return _real(marks)
 
-            spine.verifier.verify_many = counted  # type: ignore[method-assign]
+            spine.verifier.submit = counted  # type: ignore[method-assign]
             alerts[n] = spine.process(frames)
         checks[n] = len(calls)
     assert [a.brand for a in alerts[budget]] == [clip.objects[0].brand]
     assert [a.brand for a in alerts[0]] == [clip.objects[0].brand]
     assert 0 < checks[budget] <= budget < checks[0], checks
+
+
+def test_replay_stages_the_next_batch_while_the_verifier_checks_this_one(tmp_path, library, gallery):
+    # run_sources keeps two batches in flight (Spine.stage, then Spine.conclude of the one before):
+    # the alerts, scores included, are those of processing one batch at a time.
+    import dataclasses
+
+    from pipeline.cli import resolve_index
+    from pipeline.config import Config
+    from pipeline.ingest.source import FFmpegSource, Sampling, read_frames
+    from pipeline.spine import Spine, run_sources
+
+    video, clip = _clip(tmp_path, library, [(14, "aspect"), (3, None)], "staged", seed=2)
+    base = Config.load()
+    cfg = dataclasses.replace(
+        base,
+        verifier=dataclasses.replace(base.verifier, enabled=True),
+        batch=dataclasses.replace(base.batch, size=3),
+    )
+    frames = read_frames(video, Sampling.from_arg("2"))
+    batches = [frames[k : k + 3] for k in range(0, len(frames), 3)]
+    assert len(batches) > 2
+    with Spine.from_config(cfg, resolve_index(gallery)) as spine:
+        one_by_one = [a for batch in batches for a in spine.process(batch)]
+        spine.end_stream(frames[0].stream)
+        staged: list = []
+        source = FFmpegSource(video, frames[0].stream, Sampling.from_arg("2"))
+        res = run_sources(spine, [source], on_alert=staged.append)
+    assert res[frames[0].stream].frames == len(frames)
+    assert [a.brand for a in one_by_one] == [clip.objects[0].brand]
+    key = [(a.brand, a.t, a.box, a.score) for a in one_by_one]
+    assert [(a.brand, a.t, a.box, a.score) for a in staged] == key
