@@ -39,7 +39,7 @@ def main() -> None:
     decode_all_x = decode_speed(clip, dataclasses.replace(sampling, skip_nonref=False), media, args.repeat)
     speed, stages, frames = replay(cfg, clip, index, sampling, media, args.repeat)
     # The same replay with the verifier switched the other way: what laying references over the
-    # marks costs (it is off in the shipped configuration).
+    # marks costs (or, with it off in the configuration, what turning it on would).
     other = dataclasses.replace(cfg, verifier=dataclasses.replace(cfg.verifier, enabled=not cfg.verifier.enabled))
     speed_other, other_stages, _ = replay(other, clip, index, sampling, media, args.repeat)
     other_key = "verifier_on" if other.verifier.enabled else "baseline_verifier_off"

@@ -90,6 +90,7 @@ class DaemonConfig:
     stall_timeout: float = 10.0
     queue: int = 64
     shutdown_timeout: float = 8.0
+    verifier: bool = False  # the live worker runs the verifier too (where verifier.enabled); see configs
 
 
 @dataclass(frozen=True)

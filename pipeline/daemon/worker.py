@@ -8,6 +8,7 @@ webhook deliverer sends them from there.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -100,8 +101,11 @@ class Worker:
         if sinks is None:
             sinks = ("webhook",) if d.webhook_url else ()
         outbox = Outbox(config.path(d.outbox), sinks=sinks)
-        spine = Spine.from_config(config, index, [outbox], EvidenceWriter(config.path(d.evidence)))
-        return cls(config, spine, outbox, metrics)
+        # Live work has its own verifier switch: the verifier's cost is latency here (daemon.verifier).
+        verifier = dataclasses.replace(config.verifier, enabled=config.verifier.enabled and d.verifier)
+        live = dataclasses.replace(config, verifier=verifier)
+        spine = Spine.from_config(live, index, [outbox], EvidenceWriter(config.path(d.evidence)))
+        return cls(live, spine, outbox, metrics)
 
     def start(self) -> Worker:
         self._loop.start()
@@ -213,7 +217,8 @@ class Worker:
         for h in handles:
             h.source.stop()
         self._stop.set()
-        self._loop.join(timeout=max(0.1, deadline - time.monotonic() - 2))
+        if self._loop.ident is not None:  # a worker that never started has no loop to wait for
+            self._loop.join(timeout=max(0.1, deadline - time.monotonic() - 2))
         for h in handles:
             h.thread.join(timeout=0.5)
         if self.delivery is not None:

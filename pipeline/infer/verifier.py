@@ -53,7 +53,7 @@ FIT_FEATURES = 4  # agreement, log anisotropy, mirror excess, hand-made score
 class VerifierConfig:
     """Verifier settings (``verifier:`` in configs/fakewatch.yaml)."""
 
-    enabled: bool = False  # on: samples carry verifier scores the verdict weighs (costs CPU; see configs)
+    enabled: bool = True  # samples carry verifier findings the verdict weighs (costs CPU; see configs)
     side: int = 128  # pixels of the square crop cut from the full-resolution frame
     coarse: int = 48  # pixels of the coarse affine search
     # Start angles of the coarse search (degrees); the first is tried on every ink candidate.

@@ -1,0 +1,40 @@
+"""The live worker built from the configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pipeline.config import Config
+from pipeline.daemon.worker import Worker
+
+
+@pytest.mark.parametrize(
+    ("enabled", "live", "verifies"),
+    [
+        (True, False, False),  # the shipped configuration: replay verifies, live work does not
+        (True, True, True),
+        (False, True, False),  # verifier.enabled off turns it off everywhere
+        (False, False, False),
+    ],
+)
+def test_the_live_worker_has_its_own_verifier_switch(tmp_path, enabled: bool, live: bool, verifies: bool) -> None:
+    base = Config.load()
+    cfg = dataclasses.replace(
+        base,
+        verifier=dataclasses.replace(base.verifier, enabled=enabled),
+        daemon=dataclasses.replace(
+            base.daemon,
+            verifier=live,
+            outbox=str(tmp_path / "outbox.sqlite"),
+            evidence=str(tmp_path / "evidence"),
+            index=str(tmp_path / "no-index"),  # built from the demo gallery (cached) instead
+        ),
+    )
+    worker = Worker.from_config(cfg)
+    try:
+        assert (worker.spine.verifier is not None) is verifies
+        assert worker.config.verifier.enabled is verifies
+    finally:
+        worker.shutdown(timeout=1.0)
