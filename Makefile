@@ -124,6 +124,7 @@ train-embedder: $(STAMP)
 train-verifier: $(STAMP)
 	$(BIN)/python -m models.training.train_verifier --config configs/train_verifier.yaml
 	$(BIN)/python -m models.training.train_verifier --config configs/train_verifier_brand.yaml
+	$(BIN)/python -m models.training.train_verifier --config configs/train_verifier_brandbody.yaml
 
 train: data data-more data-weak data-pairs data-pairs-brand train-detector train-embedder train-verifier export
 
@@ -131,7 +132,7 @@ export: $(STAMP)
 	$(BIN)/python -m models.training.export detector runs/detector_stage5/last.pt models/detector.onnx --input-size 800x448
 	$(BIN)/python -m models.training.export embedder runs/embedder_stage9/last.pt models/embedder.onnx
 	$(BIN)/python -m models.training.cropper models/cropper.onnx
-	$(BIN)/python -m models.training.export verifier runs/verifier_brandhead/last.pt models/verifier.onnx
+	$(BIN)/python -m models.training.export verifier runs/verifier_brandbody/last.pt models/verifier.onnx
 
 validate: $(STAMP)
 	$(BIN)/python scripts/validate_models.py --marks $(MARKS) --det-val work/det_val --out models/validation.json

@@ -46,7 +46,8 @@ def load_model(kind: str, checkpoint: str | Path | None, size: tuple[int, int] |
     if kind == "detector":
         model = MarkDetector(size or input_size(checkpoint))
     elif kind == "verifier":
-        model = AlignedVerifier()
+        own = state is not None and any(k.startswith("brand_body.") for k in state["model"])
+        model = AlignedVerifier(brand_body=own)
     else:
         # Checkpoints from before the crop size was recorded are 64 px.
         model = MarkEmbedder(crop=int(state.get("crop", CROP)) if state is not None else CROP)

@@ -96,20 +96,25 @@ def train(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     crops, masks, fit, authentic, same = tensors(load_pairs(str(args.data).split(",")))
     val = tensors(load_pairs(str(args.val).split(","))) if args.val else None
-    model = AlignedVerifier()
+    model = AlignedVerifier(brand_body=args.brand_body)
     # Fine-tuning an exported verifier (its batch norms folded) or only the same-brand head: the
     # batch norms stay fixed (``freeze_norms``).
     from_onnx = bool(args.init) and str(args.init).endswith(".onnx")
-    fixed_norms = from_onnx or args.brand_head_only
+    brand_only = args.brand_head_only or args.brand_body
+    fixed_norms = from_onnx or brand_only
     if from_onnx:
         load_onnx_weights(model, args.init)
     elif args.init:
         # A checkpoint from before the same-brand head: that head starts fresh.
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"], strict=False)
-    if args.brand_head_only:
-        # Only the same-brand head learns: the authentic head computes exactly what it did.
+    if model.brand_body is not None:
+        # The same-brand figure's own body starts as a copy of the shared one.
+        model.brand_body.load_state_dict(model.body.state_dict())
+    if brand_only:
+        # Only the same-brand head (and its own body) learns: the authentic head computes exactly
+        # what it did.
         for name, param in model.named_parameters():
-            param.requires_grad = name.startswith("brand_head.")
+            param.requires_grad = name.startswith(("brand_head.", "brand_body."))
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = len(crops) // args.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
@@ -130,7 +135,7 @@ def train(args: argparse.Namespace) -> None:
             idx = order[step * args.batch : (step + 1) * args.batch]
             auth_logit, same_logit = model.logits(joint_turn(stacked(crops, masks, idx), gen), fit[idx])
             loss = F.binary_cross_entropy_with_logits(same_logit, same[idx])
-            if not args.brand_head_only:
+            if not brand_only:
                 loss = loss + F.binary_cross_entropy_with_logits(auth_logit, authentic[idx])
             opt.zero_grad()
             loss.backward()
@@ -155,6 +160,11 @@ def main(argv: list[str] | None = None) -> None:
         "--brand-head-only",
         action="store_true",
         help="train only the same-brand head (with --init: the authentic head and body stay as they are)",
+    )
+    p.add_argument(
+        "--brand-body",
+        action="store_true",
+        help="give the same-brand head a body of its own (a copy of the shared one) and train only those",
     )
     train(parse(p, argv))
 

@@ -25,21 +25,30 @@ SIDE = 96  # pipeline.infer.verifier.JUDGE_SIDE
 FIT_FEATURES = 4
 
 
+def _body() -> nn.Sequential:
+    return nn.Sequential(
+        conv_bn(5, 24, 2),
+        conv_bn(24, 32),
+        conv_bn(32, 48, 2),
+        conv_bn(48, 48),
+        conv_bn(48, 64, 2),
+        conv_bn(64, 64),
+        conv_bn(64, 96, 2),
+    )
+
+
 class AlignedVerifier(nn.Module):
     """(B, 96, 96, 3) uint8 crops, (B, 96, 96, 2) float masks, (B, 4) fit figures ->
-    (B,) P(the brand's authentic mark), (B,) P(the brand's mark at all, authentic or a copy)."""
+    (B,) P(the brand's authentic mark), (B,) P(the brand's mark at all, authentic or a copy).
 
-    def __init__(self) -> None:
+    With ``brand_body`` the same-brand head reads a convolutional body of its own (a copy of the
+    shared one, fine-tuned for that figure alone) instead of sharing the authentic head's.
+    """
+
+    def __init__(self, brand_body: bool = False) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            conv_bn(5, 24, 2),
-            conv_bn(24, 32),
-            conv_bn(32, 48, 2),
-            conv_bn(48, 48),
-            conv_bn(48, 64, 2),
-            conv_bn(64, 64),
-            conv_bn(64, 96, 2),
-        )
+        self.body = _body()
+        self.brand_body = _body() if brand_body else None
         width = 2 * 96 + FIT_FEATURES
         self.head = nn.Sequential(nn.Linear(width, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
         self.brand_head = nn.Sequential(nn.Linear(width, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
@@ -51,15 +60,21 @@ class AlignedVerifier(nn.Module):
         c = (c - c.mean((2, 3), keepdim=True)) / (c.std((2, 3), keepdim=True) + 0.05)
         return torch.cat([c, masks.permute(0, 3, 1, 2).float()], dim=1)
 
-    def features(self, x: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
-        """(B, 196): pooled features of stacked pairs (``stack``) beside the fit figures."""
-        f = self.body(x)
+    @staticmethod
+    def pooled(body: nn.Module, x: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
+        """(B, 196): a body's pooled features of stacked pairs (``stack``) beside the fit figures."""
+        f = body(x)
         return torch.cat([f.mean((2, 3)), f.amax((2, 3)), fit], dim=1)
+
+    def features(self, x: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
+        """(B, 196): the shared body's pooled features (``pooled``)."""
+        return self.pooled(self.body, x, fit)
 
     def logits(self, x: torch.Tensor, fit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Authentic and same-brand logits of stacked pairs, each (B,)."""
         f = self.features(x, fit)
-        return self.head(f)[:, 0], self.brand_head(f)[:, 0]
+        g = f if self.brand_body is None else self.pooled(self.brand_body, x, fit)
+        return self.head(f)[:, 0], self.brand_head(g)[:, 0]
 
     def forward(
         self, crops_u8: torch.Tensor, masks: torch.Tensor, fit: torch.Tensor

@@ -87,6 +87,30 @@ def test_verifier_fine_tunes_from_an_exported_model(verifier_ckpt, tmp_path):
         assert torch.allclose(fresh(*x)[0], model(*x)[0], atol=1e-5)
 
 
+def test_verifier_same_brand_body_fine_tunes_alone(verifier_ckpt, tmp_path):
+    # --brand-body: the same-brand head gets a body of its own, a copy of the shared one, and only
+    # those learn: the authentic output stays what the init file computes, the same-brand one moves,
+    # and the exported model computes both.
+    model = export_mod.load_model("verifier", verifier_ckpt)
+    init = export_mod.export("verifier", model, tmp_path / "init.onnx")
+    pairs = verifier_ckpt.parents[1] / "pairs.npz"
+    common = ["--epochs", "1", "--batch", "8", "--threads", "2", "--lr", "0.01"]
+    train_verifier.main(
+        ["--data", str(pairs), "--out", str(tmp_path / "run"), "--init", str(init), "--brand-body", *common]
+    )
+    tuned = export_mod.load_model("verifier", tmp_path / "run" / "last.pt")
+    assert tuned.brand_body is not None
+    x = export_mod.verifier_inputs(np.random.default_rng(3), 4)
+    with torch.no_grad():
+        before, after = model(*x), tuned(*x)
+    assert torch.allclose(after[0], before[0], atol=1e-5)
+    assert not torch.allclose(after[1], before[1], atol=1e-6)
+    path = export_mod.export("verifier", tuned, tmp_path / "verifier.onnx")
+    assert export_mod.max_relative_error("verifier", tuned, path) <= 1e-4
+    with pytest.raises(ValueError, match="folded convolution tensors"):
+        load_onnx_weights(AlignedVerifier(), path)  # a file with two bodies is no shared-body start
+
+
 def test_verifier_training_refuses_other_data(tmp_path):
     np.savez(tmp_path / "crops.npz", crops=np.zeros((2, 64, 64, 3), np.uint8))
     with pytest.raises(SystemExit, match="not a verifier pair set"):
