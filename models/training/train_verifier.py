@@ -102,12 +102,15 @@ def train(args: argparse.Namespace) -> None:
     from_onnx = bool(args.init) and str(args.init).endswith(".onnx")
     brand_only = args.brand_head_only or args.brand_body
     fixed_norms = from_onnx or brand_only
+    started: set[str] = set()  # parameters and buffers the init provided
     if from_onnx:
         load_onnx_weights(model, args.init)
     elif args.init:
-        # A checkpoint from before the same-brand head: that head starts fresh.
-        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"], strict=False)
-    if model.brand_body is not None:
+        # A checkpoint from before the same-brand head (or its body): those start fresh.
+        state = torch.load(args.init, map_location="cpu", weights_only=False)["model"]
+        model.load_state_dict(state, strict=False)
+        started = set(state)
+    if model.brand_body is not None and not any(k.startswith("brand_body.") for k in started):
         # The same-brand figure's own body starts as a copy of the shared one.
         model.brand_body.load_state_dict(model.body.state_dict())
     if brand_only:

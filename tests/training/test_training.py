@@ -107,6 +107,12 @@ def test_verifier_same_brand_body_fine_tunes_alone(verifier_ckpt, tmp_path):
     assert not torch.allclose(after[1], before[1], atol=1e-6)
     path = export_mod.export("verifier", tuned, tmp_path / "verifier.onnx")
     assert export_mod.max_relative_error("verifier", tuned, path) <= 1e-4
+    # Resuming from a checkpoint that has its own body keeps that body (no copy of the shared one).
+    again_args = ["--data", str(pairs), "--out", str(tmp_path / "again"), "--init", str(tmp_path / "run" / "last.pt")]
+    train_verifier.main([*again_args, "--brand-body", *common[:-1], "1e-9"])
+    again = export_mod.load_model("verifier", tmp_path / "again" / "last.pt")
+    with torch.no_grad():
+        assert torch.allclose(again(*x)[1], after[1], atol=1e-4)
     with pytest.raises(ValueError, match="folded convolution tensors"):
         load_onnx_weights(AlignedVerifier(), path)  # a file with two bodies is no shared-body start
 
