@@ -481,12 +481,14 @@ class MarkVerifier:
             if ref in self._masks:
                 self._masks.move_to_end(ref)
                 return self._masks[ref]
-            image = self.reference_image(ref)
-            mask = reference_mask(image, self.cfg.side) if image is not None else None
+        # Read and rendered outside the lock, so another thread's cached masks never wait on it.
+        image = self.reference_image(ref)
+        mask = reference_mask(image, self.cfg.side) if image is not None else None
+        with self._masks_lock:
             self._masks[ref] = mask
             if len(self._masks) > self.cfg.cache:
                 self._masks.popitem(last=False)
-            return mask
+        return mask
 
     def candidates(self, brand_sims: dict[str, float]) -> list[str]:
         """The brands a mark is verified against: its nearest by identity, above the floor."""
