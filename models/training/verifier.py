@@ -66,13 +66,9 @@ class AlignedVerifier(nn.Module):
         f = body(x)
         return torch.cat([f.mean((2, 3)), f.amax((2, 3)), fit], dim=1)
 
-    def features(self, x: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
-        """(B, 196): the shared body's pooled features (``pooled``)."""
-        return self.pooled(self.body, x, fit)
-
     def logits(self, x: torch.Tensor, fit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Authentic and same-brand logits of stacked pairs, each (B,)."""
-        f = self.features(x, fit)
+        f = self.pooled(self.body, x, fit)
         g = f if self.brand_body is None else self.pooled(self.brand_body, x, fit)
         return self.head(f)[:, 0], self.brand_head(g)[:, 0]
 
