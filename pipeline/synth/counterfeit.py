@@ -3,7 +3,8 @@
 Every function here is pure: a uint8 coverage mask in, a new uint8 coverage mask out. A
 variant is only accepted when it measurably deviates from the authentic mark
 (``shape_deviation`` above ``MIN_DEVIATION``), so a mirrored symmetric mark or a warp too
-gentle to see is never labelled counterfeit.
+gentle to see is never labelled counterfeit; a mirror image must also deviate from every turn of
+the mark a held product shows (``turned_deviation``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ FAMILIES: tuple[str, ...] = ("warp", "stroke", "erase", "extra", "mirror", "aspe
 # 1 - IoU of the two shapes normalised into one canvas; below this a variant is not a fake.
 MIN_DEVIATION = 0.15
 _CANVAS = 96
+# A mirror image must also deviate from the mark turned by up to this many degrees: products are
+# held at an angle (the clips turn marks by about 12 degrees, one standard deviation), so a mirror
+# image that a turn reproduces is what a camera shows of the authentic mark.
+MIRROR_TURN = 30.0
 
 
 def normalised(mask: np.ndarray, size: int = _CANVAS) -> np.ndarray:
@@ -40,6 +45,23 @@ def shape_deviation(a: np.ndarray, b: np.ndarray) -> float:
     inter = np.minimum(na, nb).sum()
     union = np.maximum(na, nb).sum()
     return float(1.0 - inter / union) if union > 0 else 0.0
+
+
+def turned(mask: np.ndarray, angle: float) -> np.ndarray:
+    """The mask turned by ``angle`` degrees about its centre, nothing cut off, tightly cropped."""
+    h, w = mask.shape
+    side = int(np.ceil(np.hypot(h, w))) + 2
+    canvas = np.zeros((side, side), np.uint8)
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    canvas[y0 : y0 + h, x0 : x0 + w] = mask
+    rot = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
+    return tight_crop(cv2.warpAffine(canvas, rot, (side, side), flags=cv2.INTER_LINEAR))
+
+
+def turned_deviation(a: np.ndarray, b: np.ndarray, max_angle: float = MIRROR_TURN, step: float = 2.0) -> float:
+    """``shape_deviation`` of ``a`` from ``b`` turned by whichever angle within +-``max_angle`` fits best."""
+    angles = np.arange(-max_angle, max_angle + step / 2, step)
+    return min(shape_deviation(a, turned(b, float(t))) for t in angles)
 
 
 def _pad(mask: np.ndarray, frac: float = 0.15) -> np.ndarray:
@@ -174,5 +196,8 @@ def make_counterfeit(
     for _ in range(attempts):
         fake = splice(mask, rng, other) if family == "splice" else _MAKERS[family](mask, rng)
         if (fake > 127).any() and shape_deviation(mask, fake) >= MIN_DEVIATION:
+            # A mirror image the camera could show as the mark turned is not a fake either.
+            if family == "mirror" and turned_deviation(mask, fake) < MIN_DEVIATION:
+                continue
             return fake
     return None
