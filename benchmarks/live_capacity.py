@@ -58,17 +58,17 @@ def run_level(worker: Worker, rtmp: RtmpServer, clip: Path, n: int, seconds: flo
     pubs = [Publisher(clip, rtmp.url(f"s{k}"), loop=True) for k in range(n)]
     time.sleep(1.0)
     latencies: list[tuple[float, float]] = []
-    original = worker.process
+    original = worker._conclude  # where each micro-batch's verdicts come out
 
-    def timed(batch):  # type: ignore[no-untyped-def]
-        alerts = original(batch)
+    def timed(staged, started):  # type: ignore[no-untyped-def]
+        alerts = original(staged, started)
         now = time.monotonic()
-        for frame in batch:
+        for frame in staged.frames:
             lag = worker.streams[frame.stream].last_latency if frame.stream in worker.streams else 0.0
             latencies.append((now, lag))
         return alerts
 
-    worker.process = timed  # type: ignore[method-assign]
+    worker._conclude = timed  # type: ignore[method-assign]
     for k in range(n):
         worker.add_stream(f"s{k}", rtmp.url(f"s{k}"))
     wait_until(lambda: all(s["processed"] > 0 for s in worker.list_streams()), 30, 0.5)
@@ -81,7 +81,7 @@ def run_level(worker: Worker, rtmp: RtmpServer, clip: Path, n: int, seconds: flo
     mem = rss_mb()
     for k in range(n):
         worker.remove_stream(f"s{k}")
-    worker.process = original  # type: ignore[method-assign]
+    worker._conclude = original  # type: ignore[method-assign]
     for p in pubs:
         p.stop()
     lat = np.array([v for t, v in latencies if t >= start]) if latencies else np.zeros(1)

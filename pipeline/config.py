@@ -91,6 +91,8 @@ class DaemonConfig:
     queue: int = 64
     shutdown_timeout: float = 8.0
     verifier: bool = False  # the live worker runs the verifier too (where verifier.enabled); see configs
+    verify_every: int = 3  # live: the verifier checks a track's first mark and every this many after
+    settle: float = 0.9  # live: a track the verifier found authentic this surely needs no more checks (0 = off)
 
 
 @dataclass(frozen=True)

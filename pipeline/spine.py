@@ -27,7 +27,7 @@ from pipeline.gallery.index import Gallery, GalleryIndex
 from pipeline.infer.detector import Detector, OnnxDetector
 from pipeline.infer.device import DevicePipeline
 from pipeline.infer.embedder import Embedder, OnnxEmbedder
-from pipeline.infer.verifier import MarkVerifier, OnnxJudge, PendingVerification
+from pipeline.infer.verifier import MarkVerifier, OnnxJudge, PendingVerification, Verification
 from pipeline.ingest.source import IngestError, Source
 from pipeline.types import MARK, Frame
 from pipeline.verdict import MarkSample, StreamVerdicts, Verdict
@@ -63,15 +63,24 @@ class _Checks:
     ) -> None:
         self.found, self.where, self.pending, self.timed = found, where, pending, timed
 
-    def samples(self) -> list[list[MarkSample]]:
-        """The batch's samples with the verifier's findings (waits for the verifier's threads)."""
+    def findings(self) -> dict[tuple[int, int], Verification]:
+        """(frame, mark) -> what the verifier found of that mark (waits for the verifier's threads)."""
         t0 = time.perf_counter()
-        out = [list(samples) for samples in self.found]
-        for (k, j), seen in zip(self.where, self.pending.result(), strict=True):
-            if seen:
-                out[k][j] = dataclasses.replace(out[k][j], verified=seen.scores, same_brand=seen.same_brand)
+        out = dict(zip(self.where, self.pending.result(), strict=True))
         self.timed("verify", time.perf_counter() - t0)  # the wait, not the threads' work
         return out
+
+    def samples(self) -> list[list[MarkSample]]:
+        """The batch's samples with the verifier's findings."""
+        found = self.findings()
+        return [[checked(s, found.get((k, j))) for j, s in enumerate(marks)] for k, marks in enumerate(self.found)]
+
+
+def checked(sample: MarkSample, seen: Verification | None) -> MarkSample:
+    """``sample`` with what the verifier found of it (unchanged where nothing was found)."""
+    if not seen:
+        return sample
+    return dataclasses.replace(sample, verified=seen.scores, same_brand=seen.same_brand)
 
 
 class Spine:
@@ -262,15 +271,20 @@ class Spine:
         Every mark of the frames is aligned at once, on the verifier's threads. The verdicts are
         asked before any of these frames updates them (see ``stage``).
         """
-        return self._start_verification(frames, found).samples()
+        return self._start_verification(frames, found, self._wanted(frames, found)).samples()
 
-    def _start_verification(self, frames: Sequence[Frame], found: Sequence[list[MarkSample]]) -> _Checks:
+    def _wanted(self, frames: Sequence[Frame], found: Sequence[list[MarkSample]]) -> list[list[bool]]:
+        """Per frame, which marks its stream's verdicts want checked, as their tracks stand now."""
+        return [self.stream(f.stream).needs_verification(f.t, marks) for f, marks in zip(frames, found, strict=True)]
+
+    def _start_verification(
+        self, frames: Sequence[Frame], found: Sequence[list[MarkSample]], wanted: Sequence[Sequence[bool]]
+    ) -> _Checks:
         assert self.verifier is not None
         t0 = time.perf_counter()
         jobs, where = [], []
         for k, (frame, samples) in enumerate(zip(frames, found, strict=True)):
-            needed = self.stream(frame.stream).needs_verification(frame.t, samples)
-            for j, (sample, need) in enumerate(zip(samples, needed, strict=True)):
+            for j, (sample, need) in enumerate(zip(samples, wanted[k], strict=True)):
                 if need:
                     cands = self.verifier.candidates(sample.brand_sims)
                     refs = {b: sample.brand_refs[b] for b in cands if b in sample.brand_refs}
@@ -289,27 +303,75 @@ class Spine:
         verifying its marks on the verifier's threads, so that the caller can stage the next
         batch while they work. ``conclude`` each staged batch, in order.
 
-        Where the verdicts pick the marks to check from their tracks (``verified_samples``),
-        verification waits for ``conclude``, a frame at a time after the frames before it.
+        Where the verdicts pick the marks to check from their tracks (``verdict.checks_by_track``),
+        the marks started here are those the tracks as they stand now want checked: a guess, since
+        the batches before may not be concluded yet. ``conclude`` asks again with each stream's
+        tracks as the frames before left them, uses what was started, and checks what was missed.
         """
         found = self.samples(frames)
         checks = None
-        if self.verifier is not None and not self.config.verdict.verified_samples:
-            checks = self._start_verification(frames, found)
+        if self.verifier is not None:
+            wanted = self._wanted(frames, found)
+            if self.config.verdict.checks_by_track:
+                # A stream's later frames in this batch depend on what its earlier ones find: only
+                # each stream's first frame is guessed here (in live work, nearly every frame).
+                firsts = {f.stream: k for k, f in reversed(list(enumerate(frames)))}
+                wanted = [
+                    w if firsts[f.stream] == k else [False] * len(w)
+                    for k, (f, w) in enumerate(zip(frames, wanted, strict=True))
+                ]
+            checks = self._start_verification(frames, found, wanted)
         return Staged(list(frames), found, checks)
 
     def conclude(self, staged: Staged) -> list[Alert]:
         """The second half of ``process``: the staged batch's verdicts and alerts (already sunk)."""
+        if self.verifier is not None and self.config.verdict.checks_by_track:
+            return self._conclude_by_track(staged)
         found = staged.checks.samples() if staged.checks is not None else staged.found
         alerts = []
         for frame, marks in zip(staged.frames, found, strict=True):
-            if self.verifier is not None and staged.checks is None:
-                (marks,) = self.verify([frame], [marks])
-            if self.observer is not None:
-                self.observer(frame, marks)
-            for v in self.stream(frame.stream).update(frame.t, marks):
-                alerts.append(self._alert(v, frame))
+            alerts += self._update(frame, marks)
         return alerts
+
+    def _conclude_by_track(self, staged: Staged) -> list[Alert]:
+        """Conclude frames whose checks depend on their streams' tracks: in waves of one frame per
+        stream, each stream's frames updating its tracks in order. Each wave asks its verdicts which
+        marks they want checked, takes what ``stage`` started, and aligns the marks it missed at
+        once on the verifier's threads; a finding started but no longer wanted is dropped. The
+        alerts are those of checking each frame after the one before has updated its tracks."""
+        frames, found = staged.frames, staged.found
+        started = staged.checks.findings() if staged.checks is not None else {}
+        alerts: list[Alert] = []
+        pending = list(range(len(frames)))
+        while pending:
+            wave: list[int] = []
+            later: list[int] = []
+            streams: set[str] = set()
+            for k in pending:
+                (later if frames[k].stream in streams else wave).append(k)
+                streams.add(frames[k].stream)
+            wanted = self._wanted([frames[k] for k in wave], [found[k] for k in wave])
+            missed = [
+                [need and (k, j) not in started for j, need in enumerate(w)] for k, w in zip(wave, wanted, strict=True)
+            ]
+            late = {}
+            if any(any(m) for m in missed):
+                checks = self._start_verification([frames[k] for k in wave], [found[k] for k in wave], missed)
+                late = {(wave[i], j): seen for (i, j), seen in checks.findings().items()}
+            for k, want in zip(wave, wanted, strict=True):
+                marks = [
+                    checked(s, late.get((k, j), started.get((k, j)))) if need else s
+                    for j, (s, need) in enumerate(zip(found[k], want, strict=True))
+                ]
+                alerts += self._update(frames[k], marks)
+            pending = later
+        return alerts
+
+    def _update(self, frame: Frame, marks: list[MarkSample]) -> list[Alert]:
+        """One frame's judged marks into its stream's verdicts: the alerts they raise."""
+        if self.observer is not None:
+            self.observer(frame, marks)
+        return [self._alert(v, frame) for v in self.stream(frame.stream).update(frame.t, marks)]
 
     def process(self, frames: Sequence[Frame]) -> list[Alert]:
         """Run one micro-batch through every stage; returns the alerts raised (already sunk)."""

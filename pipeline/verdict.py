@@ -16,7 +16,8 @@ the verifier's score (the brand's reference laid over the full-resolution crop) 
 sample's authenticity up or down around ``verifier_target``; its second figure, whether the mark
 is the brand's at all (authentic or a copy), can name the brand (``same_brand_weight``) and turn
 away marks of other brands (``min_same_brand``). With ``verified_samples``, the verifier checks
-only a track's first samples and the rest carry what it found.
+only a track's first samples and the rest carry what it found; with ``verify_every``, every k-th
+sample of a track. Either way a track that has alerted needs no more checks.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ class VerdictConfig:
     same_brand_weight: float = 0.0  # weight of the verifier's same-brand figure beside identity when naming a brand
     min_same_brand: float = -1.0  # a track alerts only when its brand's same-brand figure reaches this (-1 = off)
     verified_samples: int = 0  # samples of a track the verifier checks; later ones carry their mean (0 = every one)
+    verify_every: int = 1  # the verifier checks a track's first sample and every this many after; the rest carry
+    settle: float = 0.0  # a track found authentic and its brand's this surely needs no more checks (0 = off)
+
+    @property
+    def checks_by_track(self) -> bool:
+        """Whether the verifier checks only some of a track's marks (``needs_verification`` then
+        needs the tracks as the frames before left them)."""
+        return self.verified_samples > 0 or self.verify_every > 1 or self.settle > 0
 
     def judges(self, sample: MarkSample) -> bool:
         """Whether a mark is judged at all: sure enough a mark, and large enough to tell."""
@@ -66,6 +75,10 @@ class VerdictConfig:
             raise ValueError(f"brand_agreement: expected 0 or more, got {self.brand_agreement}")
         if self.verified_samples < 0:
             raise ValueError(f"verified_samples: expected 0 or more, got {self.verified_samples}")
+        if self.verify_every < 1:
+            raise ValueError(f"verify_every: expected 1 or more, got {self.verify_every}")
+        if not 0.0 <= self.settle <= 1.0:
+            raise ValueError(f"settle: expected a probability in [0, 1] (0 = off), got {self.settle}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,7 @@ class Track:
     alerted: bool = False
     appearance: np.ndarray | None = None  # its samples' identity vectors blended, newest weighing half
     verified: int = 0  # samples the verifier checked
+    seen: int = 0  # samples it has followed (its window keeps only the last few)
     # brand -> (sum of verifier scores, sum of same-brand figures, samples): what later samples carry
     _checks: dict[str, tuple[float, float, int]] = field(default_factory=dict, repr=False)
 
@@ -146,9 +160,15 @@ class Track:
         """Add ``sample`` to the track, moving its box and blending its appearance."""
         self.box, self.last_t = sample.box, t
         self.samples.append(sample)
+        self.seen += 1
         if sample.appearance is not None:
             v = sample.appearance if self.appearance is None else self.appearance + sample.appearance
             self.appearance = v / max(float(np.linalg.norm(v)), 1e-6)
+
+    def settled(self, level: float) -> bool:
+        """Whether the verifier's findings so far say, for one brand, that this is the brand's
+        authentic mark at least ``level`` surely on average, and the brand's mark at all as surely."""
+        return any(total / n >= level and kin / n >= level for total, kin, n in self._checks.values())
 
     def note_checks(self, sample: MarkSample) -> None:
         """Count what the verifier found of ``sample`` (checked itself) towards what later samples carry."""
@@ -244,12 +264,15 @@ class StreamVerdicts:
     def needs_verification(self, t: float, samples: list[MarkSample]) -> list[bool]:
         """Which of this frame's marks the verifier should check before ``update``.
 
-        Marks the verdict will not judge need none. With ``verified_samples``, a mark whose track
-        has already alerted or has had that many marks checked needs none either: it carries the
-        track's findings (the same object, seen again), which is what keeps verifier mode cheap.
+        Marks the verdict will not judge need none. Where the verifier checks only some of a
+        track's marks (``checks_by_track``), a mark whose track has already alerted needs none
+        (one object raises one alert), nor one whose track the verifier has found authentic
+        (``settle``), nor one whose track has had ``verified_samples`` marks checked, nor one that
+        is not the track's first or a ``verify_every``-th: it carries the track's findings (the
+        same object, seen again), which is what keeps verifier mode cheap.
         """
         cfg = self.cfg
-        if cfg.verified_samples == 0:
+        if not cfg.checks_by_track:
             # Every judged mark is checked: no need to know its track.
             return [cfg.judges(s) for s in samples]
         usable = [s for s in samples if cfg.judges(s)]
@@ -260,8 +283,16 @@ class StreamVerdicts:
                 out.append(False)
                 continue
             track = tracks[id(s)]
-            out.append(track is None or not (track.alerted or track.verified >= cfg.verified_samples))
+            out.append(track is None or self._wants_check(track))
         return out
+
+    def _wants_check(self, track: Track) -> bool:
+        cfg = self.cfg
+        if track.alerted or (cfg.verified_samples and track.verified >= cfg.verified_samples):
+            return False
+        if cfg.settle and track.settled(cfg.settle):
+            return False
+        return track.seen % cfg.verify_every == 0
 
     def _live(self, t: float) -> list[Track]:
         return [tr for tr in self.tracks if t - tr.last_t <= self.cfg.max_gap]

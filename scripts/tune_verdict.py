@@ -36,7 +36,7 @@ def replay_verdicts(log: FrameLog, cfg: VerdictConfig) -> list[Alert]:
     alerts = []
     for (stream, _index), (t, samples) in sorted(log.frames.items()):
         sv = streams.setdefault(stream, StreamVerdicts(stream, cfg))
-        if cfg.verified_samples:
+        if cfg.checks_by_track:
             # As the spine does: only the marks the verdict asks for keep the verifier's findings.
             bare = [dataclasses.replace(s, verified={}, same_brand={}) for s in samples]
             wanted = sv.needs_verification(t, bare)
@@ -86,8 +86,10 @@ def grid(shipped: VerdictConfig, verified: bool) -> list[dict]:
 
 def _run(args: argparse.Namespace, clip_sets: list[list], cfg: Config, log: FrameLog) -> None:
     # Judge every mark the detector is fairly sure of, and verify every one of them: the grid
-    # decides the final floor, and the replay drops the checks verified_samples would skip.
-    loose = dataclasses.replace(cfg, verdict=dataclasses.replace(cfg.verdict, min_detection=0.3, verified_samples=0))
+    # decides the final floor, and the replay drops the checks verified_samples or verify_every would skip.
+    loose = dataclasses.replace(
+        cfg, verdict=dataclasses.replace(cfg.verdict, min_detection=0.3, verified_samples=0, verify_every=1)
+    )
     galleries = args.gallery * len(clip_sets) if len(args.gallery) == 1 else args.gallery
     for k, (clips, gallery) in enumerate(zip(clip_sets, galleries, strict=True)):
         out = Path(args.out) / f"set_{k}" if len(clip_sets) > 1 else Path(args.out)

@@ -333,24 +333,52 @@ def _checked(s: MarkSample, score: float, aligned: float) -> MarkSample:
 
 
 @pytest.mark.parametrize(
-    ("budget", "sims", "det", "expected"),
+    ("settings", "sims", "det", "score", "expected"),
     [
-        pytest.param(0, REAL, 0.9, [True] * 5, id="every-sample"),
-        pytest.param(2, REAL, 0.9, [True, True, False, False, False], id="first-two-then-carried"),
-        pytest.param(5, FAKE, 0.9, [True, True, True, False, False], id="none-once-alerted"),
-        pytest.param(0, REAL, 0.1, [False] * 5, id="not-judged-not-verified"),
+        pytest.param({}, REAL, 0.9, 0.5, [True] * 6, id="every-sample"),
+        pytest.param({"verified_samples": 2}, REAL, 0.9, 0.5, [True, True] + [False] * 4, id="first-two-then-carried"),
+        pytest.param({"verified_samples": 5}, FAKE, 0.9, 0.1, [True, True, True] + [False] * 3, id="none-once-alerted"),
+        pytest.param({}, REAL, 0.1, 0.5, [False] * 6, id="not-judged-not-verified"),
+        pytest.param({"verify_every": 2}, REAL, 0.9, 0.5, [True, False] * 3, id="every-second"),
+        pytest.param({"verify_every": 4}, REAL, 0.9, 0.5, [True, False, False, False, True, False], id="every-fourth"),
+        pytest.param(
+            {"verify_every": 3}, FAKE, 0.9, 0.1, [True, False, False, False, False, False], id="every-third-alerted"
+        ),
+        pytest.param({"settle": 0.9}, REAL, 0.9, 0.95, [True] + [False] * 5, id="settled-authentic"),
+        pytest.param({"settle": 0.9}, REAL, 0.9, 0.5, [True] * 6, id="not-sure-enough-to-settle"),
+        pytest.param(
+            {"settle": 0.9, "verify_every": 2}, REAL, 0.9, 0.95, [True] + [False] * 5, id="settled-and-strided"
+        ),
     ],
 )
-def test_needs_verification(budget, sims, det, expected):
-    cfg = dataclasses.replace(CFG, verified_samples=budget)
+def test_needs_verification(settings, sims, det, score, expected):
+    cfg = dataclasses.replace(CFG, **settings)
     sv = StreamVerdicts("s", cfg)
     needed = []
-    for i in range(5):
+    for i in range(6):
         s = mark(i * 0.5, sims, det=det)
         (need,) = sv.needs_verification(s.t, [s])
         needed.append(need)
-        sv.update(s.t, [_checked(s, 0.1 * (i + 1), 0.5) if need else s])
+        sv.update(s.t, [_checked(s, score, 0.95) if need else s])
     assert needed == expected
+
+
+@pytest.mark.parametrize(
+    ("checks", "level", "settled"),
+    [
+        pytest.param([], 0.9, False, id="never-checked"),
+        pytest.param([(0.95, 0.95)], 0.9, True, id="authentic-and-its-brand"),
+        pytest.param([(0.95, 0.3)], 0.9, False, id="authentic-but-maybe-another-brand"),
+        pytest.param([(0.3, 0.95)], 0.9, False, id="its-brand-but-not-authentic"),
+        pytest.param([(0.95, 0.95), (0.7, 0.95)], 0.9, False, id="on-average-not-sure"),
+        pytest.param([(0.95, 0.95), (0.7, 0.95)], 0.8, True, id="on-average-sure-enough"),
+    ],
+)
+def test_a_track_settles_when_the_verifier_is_sure_it_is_authentic(checks, level, settled):
+    track = Track(1, np.zeros(4, np.float32), 0.0, deque())
+    for score, kin in checks:
+        track.note_checks(_checked(mark(0.0, REAL), score, kin))
+    assert track.settled(level) is settled
 
 
 def test_unchecked_samples_carry_their_tracks_mean_findings():
@@ -370,9 +398,26 @@ def test_a_new_track_carries_nothing():
     assert track.carry(s) is s
 
 
-def test_verified_samples_must_not_be_negative():
-    with pytest.raises(ValueError, match="verified_samples"):
-        VerdictConfig(verified_samples=-1)
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"verified_samples": -1}, "verified_samples"),
+        ({"verify_every": 0}, "verify_every"),
+        ({"settle": -0.1}, "settle"),
+        ({"settle": 1.5}, "settle"),
+    ],
+)
+def test_check_settings_are_validated(settings, match):
+    with pytest.raises(ValueError, match=match):
+        VerdictConfig(**settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "by_track"),
+    [({}, False), ({"verified_samples": 2}, True), ({"verify_every": 2}, True), ({"settle": 0.9}, True)],
+)
+def test_checks_by_track(settings, by_track):
+    assert VerdictConfig(**settings).checks_by_track is by_track
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from pipeline.ingest.live import LiveSource
 from pipeline.ingest.source import Sampling
 from pipeline.ingest.urls import check_url
 from pipeline.outbox import Delivery, Outbox, WebhookDeliverer
-from pipeline.spine import FrameQueue, Spine, collect_batch
+from pipeline.spine import FrameQueue, Spine, Staged, collect_batch
 from pipeline.types import Frame
 
 
@@ -103,7 +103,8 @@ class Worker:
         outbox = Outbox(config.path(d.outbox), sinks=sinks)
         # Live work has its own verifier switch: the verifier's cost is latency here (daemon.verifier).
         verifier = dataclasses.replace(config.verifier, enabled=config.verifier.enabled and d.verifier)
-        live = dataclasses.replace(config, verifier=verifier)
+        verdict = dataclasses.replace(config.verdict, verify_every=d.verify_every, settle=d.settle)
+        live = dataclasses.replace(config, verifier=verifier, verdict=verdict)
         spine = Spine.from_config(live, index, [outbox], EvidenceWriter(config.path(d.evidence)))
         return cls(live, spine, outbox, metrics)
 
@@ -175,18 +176,33 @@ class Worker:
 
     def _run(self) -> None:
         cfg = self.config.batch
+        # Two batches in flight, as replay does: while the verifier's threads check one batch's
+        # marks, this thread detects the next. With no frame waiting, a staged batch is finished
+        # at once instead of waiting for the next to arrive.
+        staged: tuple[Staged, float] | None = None
         while not self._stop.is_set() or self.frames.qsize():
+            if staged is not None and not self.frames.qsize():
+                self._conclude(*staged)
+                staged = None
             batch, _ = collect_batch(self.frames, cfg.size, cfg.deadline_ms, idle=0.2)
             self._publish_drops()
-            if batch:
-                self.process(batch)
+            following = (self.spine.stage(batch), time.perf_counter()) if batch else None
+            if staged is not None:
+                self._conclude(*staged)
+            staged = following
+        if staged is not None:
+            self._conclude(*staged)
 
     def process(self, batch: list[Frame]) -> list[Alert]:
         """One micro-batch through the spine, with metrics."""
-        t0 = time.perf_counter()
-        alerts = self.spine.process(batch)
+        return self._conclude(self.spine.stage(batch), time.perf_counter())
+
+    def _conclude(self, staged: Staged, started: float) -> list[Alert]:
+        """A staged micro-batch's verdicts and alerts, with metrics."""
+        alerts = self.spine.conclude(staged)
+        batch = staged.frames
         self.metrics.batch_size.observe(len(batch))
-        self.metrics.stage.labels("spine").observe(time.perf_counter() - t0)
+        self.metrics.stage.labels("spine").observe(time.perf_counter() - started)
         now = time.monotonic()
         for frame in batch:
             arrived = self._arrivals.pop((frame.stream, frame.index), now)

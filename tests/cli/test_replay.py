@@ -255,11 +255,19 @@ def test_cached_index_follows_the_configured_views(tmp_path, library):
     assert again == first and json.loads((again / "index.json").read_text())["view_sizes"] == [16.0, 110.0]
 
 
-@pytest.mark.parametrize("budget", [2, 4])
-def test_verifier_checks_each_track_only_as_often_as_asked(tmp_path, library, gallery, budget):
-    # verdict.verified_samples: the verifier checks the first samples of a track and none once it
-    # has alerted; the rest carry the track's findings. The stretched fake still alerts, with its
-    # brand, for far fewer checks than verifying every sample.
+@pytest.mark.parametrize(
+    ("checks", "most"),
+    [
+        pytest.param({"verified_samples": 2}, 2, id="first-2"),
+        pytest.param({"verified_samples": 4}, 4, id="first-4"),
+        pytest.param({"verify_every": 3}, None, id="every-third"),
+        pytest.param({"settle": 0.9}, None, id="settle"),
+    ],
+)
+def test_verifier_checks_each_track_only_as_often_as_asked(tmp_path, library, gallery, checks, most):
+    # verdict.verified_samples, verify_every, settle: the verifier checks some of a track's marks
+    # and none once it has alerted; the rest carry the track's findings. The stretched fake still
+    # alerts, with its brand, for fewer checks than verifying every sample.
     import dataclasses
 
     from pipeline.cli import resolve_index
@@ -267,15 +275,15 @@ def test_verifier_checks_each_track_only_as_often_as_asked(tmp_path, library, ga
     from pipeline.ingest.source import Sampling, read_frames
     from pipeline.spine import Spine
 
-    video, clip = _clip(tmp_path, library, [(14, "aspect")], "budget", seed=2)
+    video, clip = _clip(tmp_path, library, [(14, "aspect"), (3, None)], "budget", seed=2)
     frames = read_frames(video, Sampling.from_arg("2"))
     base = Config.load()
-    checks, alerts = {}, {}
-    for n in (0, budget):
+    n_checks, alerts = {}, {}
+    for name, settings in (("all", {}), ("some", checks)):
         cfg = dataclasses.replace(
             base,
             verifier=dataclasses.replace(base.verifier, enabled=True),
-            verdict=dataclasses.replace(base.verdict, verified_samples=n),
+            verdict=dataclasses.replace(base.verdict, **settings),
         )
         with Spine.from_config(cfg, resolve_index(gallery)) as spine:
             assert spine.verifier is not None
@@ -286,16 +294,28 @@ def test_verifier_checks_each_track_only_as_often_as_asked(tmp_path, library, ga
                 return _real(marks)
 
             spine.verifier.submit = counted  # type: ignore[method-assign]
-            alerts[n] = spine.process(frames)
-        checks[n] = len(calls)
-    assert [a.brand for a in alerts[budget]] == [clip.objects[0].brand]
-    assert [a.brand for a in alerts[0]] == [clip.objects[0].brand]
-    assert 0 < checks[budget] <= budget < checks[0], checks
+            alerts[name] = spine.process(frames)
+        n_checks[name] = len(calls)
+    assert [a.brand for a in alerts["some"]] == [clip.objects[0].brand]
+    assert [a.brand for a in alerts["all"]] == [clip.objects[0].brand]
+    assert 0 < n_checks["some"] < n_checks["all"], n_checks
+    if most is not None:
+        # One track per object: at most ``most`` checks each.
+        assert n_checks["some"] <= most * len(clip.objects), n_checks
 
 
-def test_replay_stages_the_next_batch_while_the_verifier_checks_this_one(tmp_path, library, gallery):
+@pytest.mark.parametrize(
+    "checks",
+    [
+        pytest.param({}, id="every-mark"),
+        # Checks chosen by track: stage guesses from tracks the batch before has not updated yet;
+        # conclude asks again and checks what the guess missed.
+        pytest.param({"settle": 0.9, "verify_every": 2}, id="by-track"),
+    ],
+)
+def test_replay_stages_the_next_batch_while_the_verifier_checks_this_one(tmp_path, library, gallery, checks):
     # run_sources keeps two batches in flight (Spine.stage, then Spine.conclude of the one before):
-    # the alerts, scores included, are those of processing one batch at a time.
+    # the alerts, scores included, are those of processing one batch, or one frame, at a time.
     import dataclasses
 
     from pipeline.cli import resolve_index
@@ -309,12 +329,15 @@ def test_replay_stages_the_next_batch_while_the_verifier_checks_this_one(tmp_pat
         base,
         verifier=dataclasses.replace(base.verifier, enabled=True),
         batch=dataclasses.replace(base.batch, size=3),
+        verdict=dataclasses.replace(base.verdict, **checks),
     )
     frames = read_frames(video, Sampling.from_arg("2"))
     batches = [frames[k : k + 3] for k in range(0, len(frames), 3)]
     assert len(batches) > 2
     with Spine.from_config(cfg, resolve_index(gallery)) as spine:
         one_by_one = [a for batch in batches for a in spine.process(batch)]
+        spine.end_stream(frames[0].stream)
+        frame_by_frame = [a for frame in frames for a in spine.process([frame])]
         spine.end_stream(frames[0].stream)
         staged: list = []
         source = FFmpegSource(video, frames[0].stream, Sampling.from_arg("2"))
@@ -323,3 +346,45 @@ def test_replay_stages_the_next_batch_while_the_verifier_checks_this_one(tmp_pat
     assert [a.brand for a in one_by_one] == [clip.objects[0].brand]
     key = [(a.brand, a.t, a.box, a.score) for a in one_by_one]
     assert [(a.brand, a.t, a.box, a.score) for a in staged] == key
+    assert [(a.brand, a.t, a.box, a.score) for a in frame_by_frame] == key
+
+
+def test_checks_by_track_verify_one_frame_per_stream_at_a_time(tmp_path, library, gallery):
+    # A live batch holds frames of many streams: where checks depend on tracks, each wave of one
+    # frame per stream is aligned at once (one submit per wave, with the stage's guess first), and
+    # each stream's alerts are those it raises alone.
+    import dataclasses
+
+    from pipeline.cli import resolve_index
+    from pipeline.config import Config
+    from pipeline.ingest.source import Sampling, read_frames
+    from pipeline.spine import Spine
+
+    video, clip = _clip(tmp_path, library, [(14, "aspect")], "waves", seed=2)
+    shown = clip.objects[0].frames
+    frames = [f for f in read_frames(video, Sampling.from_arg("2")) if shown[0] <= f.index <= shown[-1]][:6]
+    twin = [dataclasses.replace(f, stream="twin") for f in frames]
+    base = Config.load()
+    cfg = dataclasses.replace(
+        base,
+        verifier=dataclasses.replace(base.verifier, enabled=True),
+        verdict=dataclasses.replace(base.verdict, settle=0.9),
+    )
+    with Spine.from_config(cfg, resolve_index(gallery)) as spine:
+        alone = spine.process(frames)
+        spine.end_stream(frames[0].stream)
+        assert spine.verifier is not None
+        real, submits = spine.verifier.submit, []
+
+        def counted(marks, _real=real):
+            submits.append(len(marks))
+            return _real(marks)
+
+        spine.verifier.submit = counted  # type: ignore[method-assign]
+        both = spine.process([f for pair in zip(frames, twin, strict=True) for f in pair])
+    key = [(a.brand, a.t, a.box, a.score) for a in alone]
+    assert [(a.brand, a.t, a.box, a.score) for a in both if a.stream == frames[0].stream] == key
+    assert [(a.brand, a.t, a.box, a.score) for a in both if a.stream == "twin"] == key
+    # The stage's guess (each stream's first frame), then at most one submit per later wave.
+    assert len(submits) <= len(frames)
+    assert submits[0] == 2  # both streams' first marks together

@@ -38,3 +38,29 @@ def test_the_live_worker_has_its_own_verifier_switch(tmp_path, enabled: bool, li
         assert worker.config.verifier.enabled is verifies
     finally:
         worker.shutdown(timeout=1.0)
+
+
+@pytest.mark.parametrize(("every", "settle"), [(1, 0.0), (3, 0.9)])
+def test_the_live_worker_checks_tracks_as_its_own_settings_say(tmp_path, every: int, settle: float) -> None:
+    # daemon.verify_every and daemon.settle are the live worker's; replay keeps verdict's own.
+    base = Config.load()
+    cfg = dataclasses.replace(
+        base,
+        daemon=dataclasses.replace(
+            base.daemon,
+            verifier=True,
+            verify_every=every,
+            settle=settle,
+            outbox=str(tmp_path / "outbox.sqlite"),
+            evidence=str(tmp_path / "evidence"),
+            index=str(tmp_path / "no-index"),
+        ),
+    )
+    worker = Worker.from_config(cfg)
+    try:
+        verdict = worker.spine.config.verdict
+        assert (verdict.verify_every, verdict.settle) == (every, settle)
+        assert verdict.checks_by_track is (every > 1 or settle > 0)
+        assert (base.verdict.verify_every, base.verdict.settle) == (1, 0.0)
+    finally:
+        worker.shutdown(timeout=1.0)
