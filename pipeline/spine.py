@@ -76,6 +76,20 @@ class _Checks:
         return [[checked(s, found.get((k, j))) for j, s in enumerate(marks)] for k, marks in enumerate(self.found)]
 
 
+def waves(frames: Sequence[Frame]) -> list[list[int]]:
+    """Indices of ``frames`` in waves of at most one frame per stream: wave i holds each stream's
+    i-th frame, in the batch's order."""
+    out: list[list[int]] = []
+    depth: dict[str, int] = {}
+    for k, frame in enumerate(frames):
+        d = depth.get(frame.stream, 0)
+        depth[frame.stream] = d + 1
+        if d == len(out):
+            out.append([])
+        out[d].append(k)
+    return out
+
+
 def checked(sample: MarkSample, seen: Verification | None) -> MarkSample:
     """``sample`` with what the verifier found of it (unchanged where nothing was found)."""
     if not seen:
@@ -311,15 +325,15 @@ class Spine:
         found = self.samples(frames)
         checks = None
         if self.verifier is not None:
-            wanted = self._wanted(frames, found)
-            if self.config.verdict.checks_by_track:
+            guessed: Sequence[int] = range(len(frames))
+            if self.config.verdict.checks_by_track and frames:
                 # A stream's later frames in this batch depend on what its earlier ones find: only
-                # each stream's first frame is guessed here (in live work, nearly every frame).
-                firsts = {f.stream: k for k, f in reversed(list(enumerate(frames)))}
-                wanted = [
-                    w if firsts[f.stream] == k else [False] * len(w)
-                    for k, (f, w) in enumerate(zip(frames, wanted, strict=True))
-                ]
+                # each stream's first frame (the first wave) is guessed here; in live work, nearly
+                # every frame.
+                guessed = waves(frames)[0]
+            wanted: list[list[bool]] = [[False] * len(marks) for marks in found]
+            for k in guessed:
+                wanted[k] = self.stream(frames[k].stream).needs_verification(frames[k].t, found[k])
             checks = self._start_verification(frames, found, wanted)
         return Staged(list(frames), found, checks)
 
@@ -342,14 +356,7 @@ class Spine:
         frames, found = staged.frames, staged.found
         started = staged.checks.findings() if staged.checks is not None else {}
         alerts: list[Alert] = []
-        pending = list(range(len(frames)))
-        while pending:
-            wave: list[int] = []
-            later: list[int] = []
-            streams: set[str] = set()
-            for k in pending:
-                (later if frames[k].stream in streams else wave).append(k)
-                streams.add(frames[k].stream)
+        for wave in waves(frames):
             wanted = self._wanted([frames[k] for k in wave], [found[k] for k in wave])
             missed = [
                 [need and (k, j) not in started for j, need in enumerate(w)] for k, w in zip(wave, wanted, strict=True)
@@ -364,7 +371,6 @@ class Spine:
                     for j, (s, need) in enumerate(zip(found[k], want, strict=True))
                 ]
                 alerts += self._update(frames[k], marks)
-            pending = later
         return alerts
 
     def _update(self, frame: Frame, marks: list[MarkSample]) -> list[Alert]:

@@ -86,9 +86,9 @@ def grid(shipped: VerdictConfig, verified: bool) -> list[dict]:
 
 def _run(args: argparse.Namespace, clip_sets: list[list], cfg: Config, log: FrameLog) -> None:
     # Judge every mark the detector is fairly sure of, and verify every one of them: the grid
-    # decides the final floor, and the replay drops the checks verified_samples or verify_every would skip.
+    # decides the final floor, and the replay drops the checks verified_samples, verify_every or settle would skip.
     loose = dataclasses.replace(
-        cfg, verdict=dataclasses.replace(cfg.verdict, min_detection=0.3, verified_samples=0, verify_every=1)
+        cfg, verdict=dataclasses.replace(cfg.verdict, min_detection=0.3, verified_samples=0, verify_every=1, settle=0.0)
     )
     galleries = args.gallery * len(clip_sets) if len(args.gallery) == 1 else args.gallery
     for k, (clips, gallery) in enumerate(zip(clip_sets, galleries, strict=True)):

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.spine import _END, FrameQueue, collect_batch
+from pipeline.spine import _END, FrameQueue, collect_batch, waves
 from pipeline.types import Frame
 
 IMG = np.zeros((4, 4, 3), np.uint8)
@@ -70,3 +70,17 @@ def test_collect_batch_sorts_by_stream_and_time_and_counts_ends():
     q.put(_END)
     batch, ended = collect_batch(q, 8, deadline_ms=20, idle=0.05)
     assert [(f.stream, f.index) for f in batch] == [("a", 5), ("b", 1), ("b", 2)] and ended == 1
+
+
+@pytest.mark.parametrize(
+    ("streams", "expected"),
+    [
+        ([], []),
+        (["a"], [[0]]),
+        (["a", "b", "c"], [[0, 1, 2]]),
+        (["a", "a", "a"], [[0], [1], [2]]),
+        (["a", "a", "b", "a", "b"], [[0, 2], [1, 4], [3]]),
+    ],
+)
+def test_waves_hold_one_frame_per_stream_in_order(streams, expected):
+    assert waves([frame(s, i) for i, s in enumerate(streams)]) == expected
