@@ -21,7 +21,7 @@ import torch
 
 from models.training.detector import INPUT_H, INPUT_W, MarkDetector
 from models.training.embedder import CROP, DIM, MarkEmbedder
-from models.training.verifier import FIT_FEATURES, SIDE, AlignedVerifier
+from models.training.verifier import FIT_FEATURES, SIDE, AlignedVerifier, has_brand_body
 
 # onnxruntime 1.18+ reads IR 10 and opset 21; newer onnx packages write newer IR by default.
 IR_VERSION = 9
@@ -46,7 +46,7 @@ def load_model(kind: str, checkpoint: str | Path | None, size: tuple[int, int] |
     if kind == "detector":
         model = MarkDetector(size or input_size(checkpoint))
     elif kind == "verifier":
-        own = state is not None and any(k.startswith("brand_body.") for k in state["model"])
+        own = state is not None and has_brand_body(state["model"])
         model = AlignedVerifier(brand_body=own)
     else:
         # Checkpoints from before the crop size was recorded are 64 px.

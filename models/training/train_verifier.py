@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from models.training.common import parse, resume, save_checkpoint, seed_all, should_stop, training_parser
-from models.training.verifier import AlignedVerifier, freeze_norms, load_onnx_weights
+from models.training.verifier import AlignedVerifier, freeze_norms, has_brand_body, load_onnx_weights
 from pipeline.eval.metrics import roc_auc
 
 PAIR_KEYS = ("crops", "masks", "fit", "family")
@@ -110,7 +110,7 @@ def train(args: argparse.Namespace) -> None:
         state = torch.load(args.init, map_location="cpu", weights_only=False)["model"]
         model.load_state_dict(state, strict=False)
         started = set(state)
-    if model.brand_body is not None and not any(k.startswith("brand_body.") for k in started):
+    if model.brand_body is not None and not has_brand_body(started):
         # The same-brand figure's own body starts as a copy of the shared one.
         model.brand_body.load_state_dict(model.body.state_dict())
     if brand_only:

@@ -14,6 +14,7 @@ new brand needs only its gallery image, as everywhere else.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -77,6 +78,11 @@ class AlignedVerifier(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         authentic, same = self.logits(self.stack(crops_u8, masks), fit)
         return torch.sigmoid(authentic), torch.sigmoid(same)
+
+
+def has_brand_body(state: Iterable[str]) -> bool:
+    """Whether a state dict's keys include a same-brand body of its own (``brand_body``)."""
+    return any(k.startswith("brand_body.") for k in state)
 
 
 def load_onnx_weights(model: AlignedVerifier, path: str | Path) -> None:
