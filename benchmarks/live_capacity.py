@@ -60,8 +60,8 @@ def run_level(worker: Worker, rtmp: RtmpServer, clip: Path, n: int, seconds: flo
     latencies: list[tuple[float, float]] = []
     original = worker._conclude  # where each micro-batch's verdicts come out
 
-    def timed(staged, started):  # type: ignore[no-untyped-def]
-        alerts = original(staged, started)
+    def timed(staged):  # type: ignore[no-untyped-def]
+        alerts = original(staged)
         now = time.monotonic()
         for frame in staged.frames:
             lag = worker.streams[frame.stream].last_latency if frame.stream in worker.streams else 0.0

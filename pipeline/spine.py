@@ -49,6 +49,7 @@ class Staged:
     frames: list[Frame]
     found: list[list[MarkSample]]  # per frame, the judged marks before verification
     checks: _Checks | None = None
+    started: float = field(default_factory=time.perf_counter)  # when staging began
 
 
 class _Checks:
@@ -322,6 +323,7 @@ class Spine:
         the batches before may not be concluded yet. ``conclude`` asks again with each stream's
         tracks as the frames before left them, uses what was started, and checks what was missed.
         """
+        started = time.perf_counter()
         found = self.samples(frames)
         checks = None
         if self.verifier is not None:
@@ -335,7 +337,7 @@ class Spine:
             for k in guessed:
                 wanted[k] = self.stream(frames[k].stream).needs_verification(frames[k].t, found[k])
             checks = self._start_verification(frames, found, wanted)
-        return Staged(list(frames), found, checks)
+        return Staged(list(frames), found, checks, started)
 
     def conclude(self, staged: Staged) -> list[Alert]:
         """The second half of ``process``: the staged batch's verdicts and alerts (already sunk)."""
@@ -507,6 +509,35 @@ def collect_batch(frames_q: FrameQueue, size: int, deadline_ms: float, idle: flo
     return batch, ended
 
 
+def two_in_flight(
+    spine: Spine,
+    next_batch: Callable[[], list[Frame] | None],
+    conclude: Callable[[Staged], object],
+    idle: Callable[[], bool] | None = None,
+) -> None:
+    """Run micro-batches through ``spine`` with two in flight, until ``next_batch`` gives None.
+
+    While the verifier's threads check one batch's marks, the calling thread detects the next;
+    verdicts still update in frame order. ``next_batch`` may give an empty batch (nothing arrived
+    in time). Where ``idle()`` is true before the next batch is asked for (live work: no frame
+    waiting), the staged batch is concluded at once instead of waiting for the next to arrive.
+    """
+    staged: Staged | None = None
+    while True:
+        if staged is not None and idle is not None and idle():
+            conclude(staged)
+            staged = None
+        batch = next_batch()
+        if batch is None:
+            break
+        following = spine.stage(batch) if batch else None
+        if staged is not None:
+            conclude(staged)
+        staged = following
+    if staged is not None:
+        conclude(staged)
+
+
 @dataclass
 class SourceResult:
     """What happened to one source in a run."""
@@ -571,21 +602,18 @@ def run_sources(
             if on_frame:
                 on_frame(frame)
 
-    # Two batches in flight: while the verifier's threads check one batch's marks, this thread
-    # detects the next; verdicts still update in frame order.
-    staged: Staged | None = None
+    def next_batch() -> list[Frame] | None:
+        nonlocal remaining
+        if not remaining:
+            return None
+        batch, ended = collect_batch(frames_q, cfg.size, cfg.deadline_ms)
+        remaining -= ended
+        if not batch and stop.is_set():
+            remaining = 0
+        return batch
+
     try:
-        while remaining:
-            batch, ended = collect_batch(frames_q, cfg.size, cfg.deadline_ms)
-            remaining -= ended
-            following = spine.stage(batch) if batch else None
-            if staged is not None:
-                conclude(staged)
-            staged = following
-            if not batch and stop.is_set():
-                remaining = 0
-        if staged is not None:
-            conclude(staged)
+        two_in_flight(spine, next_batch, conclude)
     finally:
         stop.set()
         # Unblock decoders waiting on a full queue, then join them.

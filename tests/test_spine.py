@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.spine import _END, FrameQueue, collect_batch, waves
+from pipeline.spine import _END, FrameQueue, collect_batch, two_in_flight, waves
 from pipeline.types import Frame
 
 IMG = np.zeros((4, 4, 3), np.uint8)
@@ -84,3 +84,46 @@ def test_collect_batch_sorts_by_stream_and_time_and_counts_ends():
 )
 def test_waves_hold_one_frame_per_stream_in_order(streams, expected):
     assert waves([frame(s, i) for i, s in enumerate(streams)]) == expected
+
+
+class _StagingLog:
+    """Stands in for ``Spine`` in the loop's bookkeeping: records each batch it stages."""
+
+    def __init__(self, log: list[tuple[str, int]]) -> None:
+        self.log = log
+
+    def stage(self, batch: list[Frame]) -> list[Frame]:
+        self.log.append(("stage", batch[0].index))
+        return batch
+
+
+@pytest.mark.parametrize(
+    ("batches", "idle", "expected"),
+    [
+        ([], False, []),
+        ([[]], False, []),  # nothing arrived in time: nothing staged
+        (
+            [[frame("a", 0)], [], [frame("a", 1)], [frame("a", 2)]],
+            False,
+            # the next batch is staged before the one before it is concluded (an empty one
+            # concludes it at once), and batches are concluded in order
+            [("stage", 0), ("conclude", 0), ("stage", 1), ("stage", 2), ("conclude", 1), ("conclude", 2)],
+        ),
+        (
+            [[frame("a", 0)], [frame("a", 1)]],
+            True,
+            # live work with no frame waiting: each staged batch is concluded before waiting again
+            [("stage", 0), ("conclude", 0), ("stage", 1), ("conclude", 1)],
+        ),
+    ],
+)
+def test_two_in_flight_stages_ahead_and_concludes_in_order(batches, idle, expected):
+    log: list[tuple[str, int]] = []
+    feed = iter(batches)
+    two_in_flight(
+        _StagingLog(log),  # type: ignore[arg-type]
+        lambda: next(feed, None),
+        lambda staged: log.append(("conclude", staged[0].index)),
+        idle=lambda: idle,
+    )
+    assert log == expected

@@ -20,7 +20,7 @@ from pipeline.ingest.live import LiveSource
 from pipeline.ingest.source import Sampling
 from pipeline.ingest.urls import check_url
 from pipeline.outbox import Delivery, Outbox, WebhookDeliverer
-from pipeline.spine import FrameQueue, Spine, Staged, collect_batch
+from pipeline.spine import FrameQueue, Spine, Staged, collect_batch, two_in_flight
 from pipeline.types import Frame
 
 
@@ -176,33 +176,31 @@ class Worker:
 
     def _run(self) -> None:
         cfg = self.config.batch
-        # Two batches in flight, as replay does: while the verifier's threads check one batch's
-        # marks, this thread detects the next. With no frame waiting, a staged batch is finished
-        # at once instead of waiting for the next to arrive.
-        staged: tuple[Staged, float] | None = None
-        while not self._stop.is_set() or self.frames.qsize():
-            if staged is not None and not self.frames.qsize():
-                self._conclude(*staged)
-                staged = None
+
+        def next_batch() -> list[Frame] | None:
+            if self._stop.is_set() and not self.frames.qsize():
+                return None
             batch, _ = collect_batch(self.frames, cfg.size, cfg.deadline_ms, idle=0.2)
             self._publish_drops()
-            following = (self.spine.stage(batch), time.perf_counter()) if batch else None
-            if staged is not None:
-                self._conclude(*staged)
-            staged = following
-        if staged is not None:
-            self._conclude(*staged)
+            return batch
+
+        # Two batches in flight, as replay does; with no frame waiting, a staged batch is
+        # finished at once instead of waiting for the next to arrive.
+        # (``_conclude`` looked up per batch: benchmarks wrap it on a running worker.)
+        two_in_flight(
+            self.spine, next_batch, lambda staged: self._conclude(staged), idle=lambda: not self.frames.qsize()
+        )
 
     def process(self, batch: list[Frame]) -> list[Alert]:
         """One micro-batch through the spine, with metrics."""
-        return self._conclude(self.spine.stage(batch), time.perf_counter())
+        return self._conclude(self.spine.stage(batch))
 
-    def _conclude(self, staged: Staged, started: float) -> list[Alert]:
+    def _conclude(self, staged: Staged) -> list[Alert]:
         """A staged micro-batch's verdicts and alerts, with metrics."""
         alerts = self.spine.conclude(staged)
         batch = staged.frames
         self.metrics.batch_size.observe(len(batch))
-        self.metrics.stage.labels("spine").observe(time.perf_counter() - started)
+        self.metrics.stage.labels("spine").observe(time.perf_counter() - staged.started)
         now = time.monotonic()
         for frame in batch:
             arrived = self._arrivals.pop((frame.stream, frame.index), now)
