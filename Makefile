@@ -35,7 +35,7 @@ test: $(STAMP) sysdeps
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline models scripts tests benchmarks
-	$(BIN)/mypy pipeline
+	$(BIN)/mypy pipeline models
 
 # The main job on committed demo data: replay the demo clips against the demo gallery.
 demo: $(STAMP)

@@ -54,6 +54,7 @@ class MarkDetector(nn.Module):
         self.head = nn.Sequential(conv_bn(f, f), conv_bn(f, f, groups=f), conv_bn(f, f, k=1))
         self.cls = nn.Conv2d(f, NUM_CLASSES, 1)
         self.reg = nn.Conv2d(f, 4, 1)
+        assert self.cls.bias is not None
         nn.init.constant_(self.cls.bias, -4.0)  # start from "nothing here": stable focal loss
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,7 +41,10 @@ class FrameSet(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
         path, boxes, classes = self.items[i]
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1]
+        read = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if read is None:
+            raise ValueError(f"{path}: not a readable image")
+        img = read[:, :, ::-1]
         h, w = img.shape[:2]
         if self.augment and random.random() < 0.5:
             img = img[:, ::-1]

@@ -104,7 +104,9 @@ def load_onnx_weights(model: AlignedVerifier, path: str | Path) -> None:
         raise ValueError(f"{path}: expected {2 * len(blocks)} folded convolution tensors, got {len(convs)}")
     with torch.no_grad():
         for block, w, b in zip(blocks, convs[0::2], convs[1::2], strict=True):
-            conv, norm = block[0], block[1]
+            conv, norm, *_ = block.children()  # conv_bn: convolution, batch norm, activation
+            assert isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
+            assert norm.running_mean is not None and norm.running_var is not None
             conv.weight.copy_(w)
             norm.weight.fill_(1.0)
             norm.bias.copy_(b)
