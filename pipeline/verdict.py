@@ -47,6 +47,7 @@ class VerdictConfig:
     min_appearance: float = 0.0  # identity-vector cosine a mark needs to join a track (0 = position only)
     authenticity_quantile: float = 0.75  # a track's authenticity: this quantile over its samples
     brand_agreement: int = 0  # the track's brand must rank in this top-k by authenticity (0 = off)
+    brand_margin: float = -1.0  # same-brand lead over every other checked brand that waives brand_agreement (-1 = off)
     alert_threshold: float = 0.0  # suspicion score an alert needs (set by calibration)
     brand_thresholds: dict[str, float] = field(default_factory=dict)  # per-brand alert_threshold
     verifier_weight: float = 0.0  # weight of the verifier's score beside authenticity (0 = embedder alone)
@@ -201,6 +202,16 @@ class Track:
         found = [s.same_brand[brand] for s in self.samples if brand in s.same_brand]
         return float(np.mean(found)) if found else None
 
+    def same_brand_lead(self, brand: str) -> float | None:
+        """How far ``brand``'s mean same-brand figure leads every other brand it was checked
+        against (None: not checked against ``brand``; its full figure where no other was checked)."""
+        own = self.same_brand(brand)
+        if own is None:
+            return None
+        others = {b for s in self.samples for b in s.same_brand} - {brand}
+        rival = max((v for b in others if (v := self.same_brand(b)) is not None), default=0.0)
+        return own - rival
+
     def authenticity(self, brand: str, quantile: float, weight: float = 0.0, target: float = 0.0) -> float:
         """The ``quantile`` of its samples' authenticity similarity to ``brand`` (verifier-weighted).
 
@@ -336,7 +347,11 @@ class StreamVerdicts:
         vw, vt = cfg.verifier_weight, cfg.verifier_target
         # The brand check reads the verifier too: on the tuning clips it keeps 8 false alerts to
         # 40 caught where the embedder's ranking alone lets 21 through for 46.
-        if cfg.brand_agreement and track.authenticity_rank(brand, vw, vt) > cfg.brand_agreement:
+        if (
+            cfg.brand_agreement
+            and not self._clearly_its_mark(track, brand, cfg.brand_margin)
+            and track.authenticity_rank(brand, vw, vt) > cfg.brand_agreement
+        ):
             return None
         sim = track.authenticity(brand, cfg.authenticity_quantile, vw, vt)
         threshold = next((s.thresholds[brand] for s in reversed(track.samples) if brand in s.thresholds), 1.0)
@@ -344,6 +359,16 @@ class StreamVerdicts:
         if score <= 0 or score < cfg.brand_thresholds.get(brand, cfg.alert_threshold):
             return None
         return Verdict(sample, track.id, brand, score, sim)
+
+    def _clearly_its_mark(self, track: Track, brand: str, margin: float) -> bool:
+        """Whether the verifier finds the track is ``brand``'s mark (authentic or a copy) by a lead
+        of ``brand_margin`` over every other brand it was checked against. The brand-agreement check
+        then has nothing to add: it asks which brand's authentic references the mark sits nearest,
+        and a fake sits near none, so for a fake it ranks brands by noise."""
+        if margin < 0:
+            return False
+        lead = track.same_brand_lead(brand)
+        return lead is not None and lead >= margin
 
     def _associate(self, samples: list[MarkSample], tracks: list[Track]) -> list[Track | None]:
         """Greedy matching by IoU, then by distance relative to size for fast movers.

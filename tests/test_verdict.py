@@ -250,6 +250,43 @@ def test_brand_agreement(sample, agreement, alerts):
     assert len(run(frames, cfg)) == alerts
 
 
+@pytest.mark.parametrize(
+    ("same_brand", "lead"),
+    [
+        ([], None),  # never checked
+        ([{"other": 0.9}], None),  # checked, but never against acme
+        ([{"acme": 0.9}], 0.9),  # no rival checked: its full figure
+        ([{"acme": 0.9, "other": 0.3}], pytest.approx(0.6)),
+        ([{"acme": 0.9, "other": 0.3}, {"acme": 0.7, "other": 0.5}], pytest.approx(0.4)),  # means, not one sample
+        ([{"acme": 0.3, "other": 0.9}], pytest.approx(-0.6)),  # another brand's mark
+        ([{"acme": 0.8, "other": 0.2, "third": 0.6}], pytest.approx(0.2)),  # the strongest rival counts
+    ],
+)
+def test_same_brand_lead(same_brand, lead):
+    s = _attr_sample({"acme": 0.6}, {})
+    track = Track(1, np.zeros(4, np.float32), 0.0, deque(dataclasses.replace(s, same_brand=f) for f in same_brand))
+    assert track.same_brand_lead("acme") == lead
+
+
+@pytest.mark.parametrize(
+    ("same_brand", "margin", "alerts"),
+    [
+        pytest.param({"acme": 0.95, "other": 0.2}, 0.3, 1, id="clearly-acme's-mark-waives-it"),
+        pytest.param({"acme": 0.95, "other": 0.8}, 0.3, 0, id="a-close-rival-keeps-it"),
+        pytest.param({"acme": 0.95, "other": 0.2}, -1.0, 0, id="off"),
+        pytest.param(None, 0.3, 0, id="unchecked-keeps-it"),
+    ],
+)
+def test_brand_margin_waives_brand_agreement(same_brand, margin, alerts):
+    cfg = dataclasses.replace(CFG, brand_agreement=1, brand_margin=margin)
+    frames = []
+    for i in range(4):
+        t = i * 0.5
+        m = dataclasses.replace(DISAGREE, t=t, frame=int(t * 30))
+        frames.append((t, [m if same_brand is None else dataclasses.replace(m, same_brand=same_brand)]))
+    assert len(run(frames, cfg)) == alerts
+
+
 def test_brand_agreement_must_not_be_negative():
     with pytest.raises(ValueError, match="brand_agreement"):
         VerdictConfig(brand_agreement=-1)
