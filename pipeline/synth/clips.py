@@ -98,7 +98,11 @@ def plan_clip(
             mark = enrolled[int(rng.integers(len(enrolled)))]
             family = str(rng.choice(FAMILIES)) if roll <= unenrolled_rate + fake_rate else None
         script.append((mark, family))
-    return plan_scripted_clip(name, rng, script, enrolled, seconds, fps, size, min_mark, max_mark)
+    # A splice borrows half of another mark. Borrowed from an enrolled brand, it is as much a fake
+    # of that brand as of its own (half of each), and no verdict can tell which one the label
+    # names: it borrows from marks outside the gallery, where there are any.
+    partners = unenrolled or enrolled
+    return plan_scripted_clip(name, rng, script, partners, seconds, fps, size, min_mark, max_mark)
 
 
 def plan_scripted_clip(
@@ -116,7 +120,8 @@ def plan_scripted_clip(
 
     Args:
         script: per object, its brand's mark and a counterfeit family (None = authentic).
-        pool: marks a spliced counterfeit may borrow from.
+        pool: marks a spliced counterfeit may borrow from (best outside the gallery: a splice
+            with half of an enrolled brand's mark imitates that brand just as much).
     """
     width, height = size
     n_frames = round(seconds * fps)
