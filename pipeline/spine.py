@@ -48,8 +48,8 @@ class Staged:
 
     frames: list[Frame]
     found: list[list[MarkSample]]  # per frame, the judged marks before verification
+    started: float  # time.perf_counter() when staging began
     checks: _Checks | None = None
-    started: float = field(default_factory=time.perf_counter)  # when staging began
 
 
 class _Checks:
@@ -337,7 +337,7 @@ class Spine:
             for k in guessed:
                 wanted[k] = self.stream(frames[k].stream).needs_verification(frames[k].t, found[k])
             checks = self._start_verification(frames, found, wanted)
-        return Staged(list(frames), found, checks, started)
+        return Staged(list(frames), found, started, checks)
 
     def conclude(self, staged: Staged) -> list[Alert]:
         """The second half of ``process``: the staged batch's verdicts and alerts (already sunk)."""

@@ -349,7 +349,7 @@ class StreamVerdicts:
         # 40 caught where the embedder's ranking alone lets 21 through for 46.
         if (
             cfg.brand_agreement
-            and not self._clearly_its_mark(track, brand, cfg.brand_margin)
+            and not self._clearly_its_mark(track, brand)
             and track.authenticity_rank(brand, vw, vt) > cfg.brand_agreement
         ):
             return None
@@ -360,15 +360,15 @@ class StreamVerdicts:
             return None
         return Verdict(sample, track.id, brand, score, sim)
 
-    def _clearly_its_mark(self, track: Track, brand: str, margin: float) -> bool:
+    def _clearly_its_mark(self, track: Track, brand: str) -> bool:
         """Whether the verifier finds the track is ``brand``'s mark (authentic or a copy) by a lead
         of ``brand_margin`` over every other brand it was checked against. The brand-agreement check
         then has nothing to add: it asks which brand's authentic references the mark sits nearest,
         and a fake sits near none, so for a fake it ranks brands by noise."""
-        if margin < 0:
+        if self.cfg.brand_margin < 0:
             return False
         lead = track.same_brand_lead(brand)
-        return lead is not None and lead >= margin
+        return lead is not None and lead >= self.cfg.brand_margin
 
     def _associate(self, samples: list[MarkSample], tracks: list[Track]) -> list[Track | None]:
         """Greedy matching by IoU, then by distance relative to size for fast movers.
