@@ -23,6 +23,7 @@ sample of a track. Either way a track that has alerted needs no more checks.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -234,6 +235,34 @@ class Track:
         return 1 + sum(v > mean[brand] for b, v in mean.items() if b != brand)
 
 
+# The checks a track passes on its way to an alert, in the order the verdict applies them; an
+# ``Assessment`` names the first one a track fails.
+STOPS: tuple[str, ...] = (
+    "confirming",  # fewer than ``confirm`` samples so far
+    "no_brand",  # no sample names any brand
+    "brand_share",  # its brand has too small a share of the samples' votes
+    "match_floor",  # too unlike its brand's references by identity
+    "same_brand",  # the verifier finds it is not its brand's mark at all
+    "brand_agreement",  # the authenticity head ranks other brands above its brand
+    "looks_authentic",  # close enough to its brand's authentic references
+)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the verdict makes of a track now: the brand it names, and the first check that stops
+    the track from alerting (None: it alerts, with ``score`` and ``similarity``)."""
+
+    brand: str
+    stopped_at: str | None
+    score: float = 0.0
+    similarity: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.stopped_at is not None and self.stopped_at not in STOPS:
+            raise ValueError(f"stopped_at: expected one of {STOPS} or None, got {self.stopped_at!r}")
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A confirmed suspected counterfeit: the sample that confirmed it and its track."""
@@ -266,9 +295,21 @@ def suspicion(sim: float, threshold: float, cfg: VerdictConfig) -> float:
 class StreamVerdicts:
     """Tracks and verdicts of one stream; feed it each sampled frame's marks in time order."""
 
-    def __init__(self, stream: str, config: VerdictConfig) -> None:
+    def __init__(
+        self,
+        stream: str,
+        config: VerdictConfig,
+        observer: Callable[[Track, MarkSample, Assessment], None] | None = None,
+    ) -> None:
+        """Args:
+        stream: the stream id.
+        config: the decision settings.
+        observer: called with every assessment of a track that has not alerted (its newest
+            sample and what stopped it), e.g. to tell why a labelled fake was missed.
+        """
         self.stream = stream
         self.cfg = config
+        self.observer = observer
         self.tracks: list[Track] = []
         self._next = 1
 
@@ -331,19 +372,32 @@ class StreamVerdicts:
         return verdicts
 
     def _judge(self, track: Track, sample: MarkSample) -> Verdict | None:
+        if track.alerted:
+            return None
+        found = self.assess(track)
+        if self.observer is not None:
+            self.observer(track, sample, found)
+        if found.stopped_at is not None:
+            return None
+        return Verdict(sample, track.id, found.brand, found.score, found.similarity)
+
+    def assess(self, track: Track) -> Assessment:
+        """The track's brand and the first check (``STOPS``) it fails now; none failed: it alerts."""
         cfg = self.cfg
-        if track.alerted or len(track.samples) < cfg.confirm:
-            return None
+        if len(track.samples) < cfg.confirm:
+            return Assessment("", "confirming")
         brand, share = track.brand(cfg.attribution_weight, cfg.same_brand_weight)
-        if not brand or share < cfg.min_share:
-            return None
+        if not brand:
+            return Assessment("", "no_brand")
+        if share < cfg.min_share:
+            return Assessment(brand, "brand_share")
         if track.mean_identity(brand) < cfg.match_floor:
-            return None
+            return Assessment(brand, "match_floor")
         # The verifier finds it is not the brand's mark at all: a mark of another (perhaps
         # unenrolled) brand, or a fake of another brand named wrongly.
         same = track.same_brand(brand)
         if same is not None and same < cfg.min_same_brand:
-            return None
+            return Assessment(brand, "same_brand")
         vw, vt = cfg.verifier_weight, cfg.verifier_target
         # The brand check reads the verifier too: on the tuning clips it keeps 8 false alerts to
         # 40 caught where the embedder's ranking alone lets 21 through for 46.
@@ -352,13 +406,13 @@ class StreamVerdicts:
             and not self._clearly_its_mark(track, brand)
             and track.authenticity_rank(brand, vw, vt) > cfg.brand_agreement
         ):
-            return None
+            return Assessment(brand, "brand_agreement")
         sim = track.authenticity(brand, cfg.authenticity_quantile, vw, vt)
         threshold = next((s.thresholds[brand] for s in reversed(track.samples) if brand in s.thresholds), 1.0)
         score = suspicion(sim, threshold, cfg)
         if score <= 0 or score < cfg.brand_thresholds.get(brand, cfg.alert_threshold):
-            return None
-        return Verdict(sample, track.id, brand, score, sim)
+            return Assessment(brand, "looks_authentic", score, sim)
+        return Assessment(brand, None, score, sim)
 
     def _clearly_its_mark(self, track: Track, brand: str) -> bool:
         """Whether the verifier finds the track is ``brand``'s mark (authentic or a copy) by a lead

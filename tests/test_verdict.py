@@ -8,7 +8,15 @@ from collections import deque
 import numpy as np
 import pytest
 
-from pipeline.verdict import MarkSample, StreamVerdicts, Track, VerdictConfig, appearance_matrix, suspicion
+from pipeline.verdict import (
+    Assessment,
+    MarkSample,
+    StreamVerdicts,
+    Track,
+    VerdictConfig,
+    appearance_matrix,
+    suspicion,
+)
 
 CFG = VerdictConfig(match_floor=0.3, min_share=0.5, confirm=3, window=8, max_gap=2.0, min_detection=0.3)
 
@@ -472,3 +480,50 @@ def test_authenticity_rank_with_the_verifier(verified, weight, rank):
     s = dataclasses.replace(_attr_sample({"acme": 0.6, "other": 0.5}, {"acme": 0.5, "other": 0.4}), verified=verified)
     track = Track(1, np.zeros(4, np.float32), 0.0, deque([s] * 3))
     assert track.authenticity_rank("acme", weight, 0.3) == rank
+
+
+@pytest.mark.parametrize(
+    ("samples", "changes", "stopped_at", "brand"),
+    [
+        pytest.param(2, {}, "confirming", "", id="too-few-samples"),
+        pytest.param(4, {"brand_sims": {}, "brand": ""}, "no_brand", "", id="no-brand-named"),
+        pytest.param(4, {"brand_sims": {"acme": 0.2}}, "match_floor", "acme", id="unlike-its-references"),
+        pytest.param(4, {"same_brand": {"acme": 0.2}}, "same_brand", "acme", id="not-its-mark"),
+        pytest.param(4, {"auth_sims": {"acme": 0.5, "other": 0.9}}, "brand_agreement", "acme", id="another-first"),
+        pytest.param(4, {"auth_sims": {"acme": 0.85, "other": 0.3}}, "looks_authentic", "acme", id="authentic"),
+        pytest.param(4, {}, None, "acme", id="alerts"),
+    ],
+)
+def test_assess_names_the_first_check_that_stops_a_track(samples, changes, stopped_at, brand):
+    cfg = dataclasses.replace(CFG, brand_agreement=1, min_same_brand=0.6)
+    seen = []
+    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found))
+    alerts = []
+    for i in range(samples):
+        t = i * 0.5
+        alerts += sv.update(t, [dataclasses.replace(mark(t, FAKE), **changes)])
+    assert seen, "the observer sees every assessment"
+    assert seen[-1].stopped_at == stopped_at and seen[-1].brand == brand
+    assert len(alerts) == (stopped_at is None)
+
+
+def test_brand_share_stops_a_split_vote():
+    cfg = dataclasses.replace(CFG, min_share=0.7)
+    seen = []
+    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found.stopped_at))
+    for i, sims in enumerate([FAKE, FAKE, {"other": 0.5, "acme": 0.3}, {"other": 0.5, "acme": 0.3}]):
+        sv.update(i * 0.5, [mark(i * 0.5, sims)])
+    assert seen[-1] == "brand_share"
+
+
+def test_observer_is_not_called_once_a_track_has_alerted():
+    seen = []
+    sv = StreamVerdicts("s", CFG, observer=lambda track, sample, found: seen.append(found.stopped_at))
+    for i in range(6):
+        sv.update(i * 0.5, [mark(i * 0.5, FAKE)])
+    assert seen == ["confirming", "confirming", None]
+
+
+def test_assessment_checks_its_stop():
+    with pytest.raises(ValueError, match="stopped_at"):
+        Assessment("acme", "bogus")

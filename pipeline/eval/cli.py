@@ -118,6 +118,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     extra: dict = {}
+    log = None
     cfg = Config.load(args.config)
     gallery_dir: Path | None = None
     enrolled: set[str] | None = None
@@ -169,6 +170,13 @@ def evaluate(args: argparse.Namespace) -> dict:
     extra["alert_threshold"] = operating
     extra["seconds"] = round(time.perf_counter() - t0, 1)
     rows = per_clip_counts(clips, result)
+    causes = None
+    if log is not None:
+        from pipeline.eval.misses import miss_causes, misses_by_cause
+
+        # Replayed from what the run logged: why each missed fake was missed.
+        causes = miss_causes(clips, log, cfg.verdict, result)
+        extra["misses_by_cause"] = misses_by_cause(causes, result)
     metrics = (
         result.to_dict()
         | extra
@@ -198,7 +206,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
         record_evaluation(args.record, metrics, str(args.clips))
     if not args.no_report:
-        write_report(out / "report.html", metrics, out / "pr_curve.png", clips, alerts, result, gallery_dir)
+        write_report(out / "report.html", metrics, out / "pr_curve.png", clips, alerts, result, gallery_dir, causes)
     return metrics
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.alerts import Alert
 from pipeline.boxes import cut_crops
+from pipeline.eval.misses import CAUSE_TEXT, MISS_CAUSES
 from pipeline.eval.scoring import Clip, Score, false_alert_kind, score
 from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
 
@@ -182,9 +183,11 @@ def write_report(
     alerts: Sequence[Alert],
     result: Score,
     gallery: Path | None,
+    causes: dict[tuple[str, int], str] | None = None,
     max_items: int = 200,
 ) -> None:
-    """One self-contained HTML page: headline figures, the curve, then misses and false alerts."""
+    """One self-contained HTML page: headline figures, the curve, then misses (with why each was
+    missed, where ``causes`` from ``pipeline.eval.misses`` are given) and false alerts."""
     by_stream = {c.stream: c for c in clips}
     esc = html.escape
     spans = metrics.get("intervals_95") or {}
@@ -211,6 +214,19 @@ def write_report(
         f"<td class='num'>{'-' if f['event_recall'] is None else f['event_recall']}</td></tr>"
         for fam, f in metrics.get("recall_by_family", {}).items()
     )
+    by_cause = metrics.get("misses_by_cause") or {}
+    cause_rows = ""
+    if by_cause:
+        fams = [f for f in by_cause if f != "all"]
+        head = "".join(f"<th class='num'>{esc(f)}</th>" for f in ["all", *fams])
+        body = "".join(
+            f"<tr><th>{esc(CAUSE_TEXT[c])}</th>"
+            + "".join(f"<td class='num'>{by_cause[f].get(c, 0) or ''}</td>" for f in ["all", *fams])
+            + "</tr>"
+            for c in MISS_CAUSES
+            if by_cause["all"].get(c)
+        )
+        cause_rows = f"<tr><th>missed because</th>{head}</tr>{body}"
     missed_cards = []
     for r in [o for o in result.objects if not o.caught][:max_items]:
         clip = by_stream[r.stream]
@@ -224,7 +240,9 @@ def write_report(
         missed_cards.append(
             f"<figure class='card miss'><img alt='missed {esc(obj.brand)}' src='{_data_uri(img)}'>"
             f"<figcaption><b>missed</b> fake of <b>{esc(obj.brand)}</b> ({esc(obj.family or 'counterfeit')})"
-            f"<br>clip {esc(r.stream)}, t={mid / clip.fps:.1f}s (frame {mid})</figcaption></figure>"
+            f"<br>clip {esc(r.stream)}, t={mid / clip.fps:.1f}s (frame {mid})"
+            + (f"<br>{esc(CAUSE_TEXT[cause])}" if causes and (cause := causes.get((r.stream, obj.id))) else "")
+            + "</figcaption></figure>"
         )
     false_cards: list[str] = []
     for a, hit in zip(alerts, result.alert_hits, strict=True):
@@ -268,6 +286,9 @@ Each picture shows the stream crop (left) beside the nearest authentic gallery i
 <h2>Counts</h2><table id="counts">{counts}</table>
 <h2>Recall by counterfeit family</h2>
 <table id="families"><tr><th></th><th>fakes</th><th>caught</th><th>event recall</th></tr>{families}</table>
+<h2>Why the missed counterfeits were missed</h2>
+<p>The furthest check each missed fake reached, its tracks' verdicts replayed from the run's log.</p>
+<table id="miss-causes">{cause_rows or "<tr><td>Not known (alerts read from a file).</td></tr>"}</table>
 <h2>What the false alerts fell on</h2><table id="false-kinds">{kinds}</table>
 <h2>Precision and recall</h2>
 <img id="pr-curve" alt="precision/recall curve" src="{_file_uri(curve_png)}">

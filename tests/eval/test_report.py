@@ -149,3 +149,27 @@ def test_malformed_labels_exit_cleanly(tmp_path, capsys, bad):
     )
     err = capsys.readouterr().err
     assert "c.json" in err and "Traceback" not in err
+
+
+def test_a_pipeline_run_says_why_each_fake_was_missed(tmp_path):
+    import html as html_lib
+    from pathlib import Path
+
+    from pipeline.eval.misses import CAUSE_TEXT
+
+    demo = Path(__file__).resolve().parents[2] / "demo"
+    out = tmp_path / "out"
+    args = ["--clips", str(demo / "clips"), "--gallery", str(demo / "gallery"), "--out", str(out), "--sample", "2"]
+    assert evaluate_main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    counts = metrics["counts"]
+    by_cause = metrics["misses_by_cause"]
+    assert sum(by_cause["all"].values()) == counts["counterfeits"] - counts["caught"]
+    assert sum(n for fam, row in by_cause.items() if fam != "all" for n in row.values()) == sum(
+        by_cause["all"].values()
+    )
+    page = (out / "report.html").read_text()
+    assert 'id="miss-causes"' in page
+    for cause, n in by_cause["all"].items():
+        if n:
+            assert html_lib.escape(CAUSE_TEXT[cause]) in page
