@@ -26,7 +26,7 @@ from pipeline.infer.models import EMBEDDER_FILE, MODELS_DIR
 from pipeline.synth.counterfeit import FAMILIES
 from pipeline.synth.datasets import brand_neighbours, crop_set, family_indices, pair_set, write_detector_set
 from pipeline.synth.marks import MarkLibrary
-from pipeline.synth.render import MARK_SIZES, gallery_image
+from pipeline.synth.render import MARK_SIZES, Hands, gallery_image
 
 
 def split_folder(marks: Path, split: str) -> Path:
@@ -89,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--neighbours", type=int, default=5, help="nearest brands by the shipped embedder those pairs draw from"
     )
+    p.add_argument(
+        "--hands",
+        default="0.15,0.05,0.2",
+        help="verifier pairs: ODDS,LOW,HIGH: how often a presenter's hand reaches over a mark, and how far "
+        "(fractions of its size); the labelled clips' hands are 0.3,0.05,0.25",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
@@ -100,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.crop_size < 16:
         print(f"error: --crop-size must be at least 16 pixels, got {args.crop_size}", file=sys.stderr)
+        return 2
+    try:
+        args.hands = Hands.from_arg(args.hands)
+    except ValueError as exc:
+        print(f"error: --hands: {exc}", file=sys.stderr)
         return 2
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     try:
@@ -121,7 +132,9 @@ def _make(args: argparse.Namespace, folder: Path, families: list[str]) -> int:
     elif args.kind == "pairs":
         marks = list(MarkLibrary.from_folder(folder))
         near = brand_neighbours(identity_vectors(marks), args.neighbours) if args.other_brands else None
-        data = pair_set(marks, args.brands, args.authentic, args.seed, args.workers, near, args.other_brands)
+        data = pair_set(
+            marks, args.brands, args.authentic, args.seed, args.workers, near, args.other_brands, args.hands
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, slugs=np.array([m.slug for m in marks]), **data)
         print(f"wrote {args.out}: {len(data['crops'])} verifier pairs of {min(args.brands, len(marks))} brands")

@@ -96,12 +96,14 @@ def train(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     crops, masks, fit, authentic, same = tensors(load_pairs(str(args.data).split(",")))
     val = tensors(load_pairs(str(args.val).split(","))) if args.val else None
-    model = AlignedVerifier(brand_body=args.brand_body)
+    model = AlignedVerifier(brand_body=args.brand_body or args.authentic_only)
     # Fine-tuning an exported verifier (its batch norms folded) or only the same-brand head: the
     # batch norms stay fixed (``freeze_norms``).
     from_onnx = bool(args.init) and str(args.init).endswith(".onnx")
     brand_only = args.brand_head_only or args.brand_body
-    fixed_norms = from_onnx or brand_only
+    if brand_only and args.authentic_only:
+        raise SystemExit("--authentic-only trains the other part of the model than --brand-head-only/--brand-body")
+    fixed_norms = from_onnx or brand_only or args.authentic_only
     started: set[str] = set()  # parameters and buffers the init provided
     if from_onnx:
         load_onnx_weights(model, args.init)
@@ -118,6 +120,13 @@ def train(args: argparse.Namespace) -> None:
         # what it did.
         for name, param in model.named_parameters():
             param.requires_grad = name.startswith(("brand_head.", "brand_body."))
+    if args.authentic_only:
+        if not has_brand_body(started):
+            raise SystemExit("--authentic-only starts from a checkpoint (--init .pt) whose same-brand head has a body")
+        # Only the shared body and the authentic head learn: the same-brand figure, read from a body
+        # of its own, computes exactly what it did.
+        for name, param in model.named_parameters():
+            param.requires_grad = not name.startswith(("brand_head.", "brand_body."))
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = len(crops) // args.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
@@ -137,9 +146,11 @@ def train(args: argparse.Namespace) -> None:
         for step in range(steps_per_epoch):
             idx = order[step * args.batch : (step + 1) * args.batch]
             auth_logit, same_logit = model.logits(joint_turn(stacked(crops, masks, idx), gen), fit[idx])
-            loss = F.binary_cross_entropy_with_logits(same_logit, same[idx])
-            if not brand_only:
-                loss = loss + F.binary_cross_entropy_with_logits(auth_logit, authentic[idx])
+            loss = F.binary_cross_entropy_with_logits(auth_logit, authentic[idx])
+            if brand_only:
+                loss = F.binary_cross_entropy_with_logits(same_logit, same[idx])
+            elif not args.authentic_only:
+                loss = loss + F.binary_cross_entropy_with_logits(same_logit, same[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -168,6 +179,12 @@ def main(argv: list[str] | None = None) -> None:
         "--brand-body",
         action="store_true",
         help="give the same-brand head a body of its own (a copy of the shared one) and train only those",
+    )
+    p.add_argument(
+        "--authentic-only",
+        action="store_true",
+        help="with --init of a model whose same-brand head has its own body: train only the shared body and "
+        "the authentic head (the same-brand figure stays exactly as it is)",
     )
     train(parse(p, argv))
 

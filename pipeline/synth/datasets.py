@@ -20,6 +20,8 @@ from pipeline.synth.marks import Mark, MarkLibrary
 from pipeline.synth.render import (
     CLASS_NAMES,
     MARK_SIZES,
+    TRAINING_HANDS,
+    Hands,
     gallery_image,
     random_scene,
     render_mark_crop,
@@ -208,11 +210,11 @@ def crop_set(
 PAIR_MARK_SIZES = (70.0, 110.0)
 
 
-PairJob = tuple[Mark, Mark | None, int, int, str | None, int, int, int, Mark | None]
+PairJob = tuple[Mark, Mark | None, int, int, str | None, int, int, int, Mark | None, Hands]
 
 
 def _pair(args: PairJob) -> tuple | None:
-    mark, other, pool_size, b, family, s0, s1, s2, shown = args
+    mark, other, pool_size, b, family, s0, s1, s2, shown, hands = args
     cv2.setNumThreads(1)
     rng = np.random.default_rng([s0, s1, s2])
     mask = mark.mask
@@ -223,7 +225,7 @@ def _pair(args: PairJob) -> tuple | None:
             return None
         mask = made
     cfg = VerifierConfig()
-    rendered = render_mark_crops(rng, mask, mark.colour, (cfg.side,), apparent=PAIR_MARK_SIZES)
+    rendered = render_mark_crops(rng, mask, mark.colour, (cfg.side,), apparent=PAIR_MARK_SIZES, hands=hands)
     if rendered is None:
         return None
     crop = rendered[0]
@@ -259,6 +261,7 @@ def pair_set(
     workers: int = 1,
     neighbours: np.ndarray | None = None,
     others: int = 0,
+    hands: Hands = TRAINING_HANDS,
 ) -> dict[str, np.ndarray]:
     """Verifier training pairs: rendered crops aligned with a brand's gallery mark (``judge_inputs``).
 
@@ -267,6 +270,7 @@ def pair_set(
     with its own brand's mark. With ``neighbours`` (``brand_neighbours`` of ``marks``), each also
     gives ``others`` renderings (authentic and counterfeit in turn) aligned with the mark of one of
     its nearest brands instead: the pairs that teach "this is not that brand's mark at all".
+    ``hands``: how often and how far a presenter's hand reaches over the rendered marks.
 
     Returns arrays: ``crops`` (N, 96, 96, 3) uint8, ``masks`` (N, 96, 96, 2) uint8 (ink, aligned
     reference; 255 = 1), ``fit`` (N, 4) float32, ``brand`` (N,) index into ``marks``, ``family``
@@ -281,20 +285,20 @@ def pair_set(
     jobs: list[PairJob] = []
     for b in (int(v) for v in chosen):
         # Each sample's seed names its brand and kind, so a set extends without changing its samples.
-        jobs += [(marks[b], None, n, b, None, seed * 1000 + 1 + 100 * k, b, 0, None) for k in range(authentic)]
+        jobs += [(marks[b], None, n, b, None, seed * 1000 + 1 + 100 * k, b, 0, None, hands) for k in range(authentic)]
         for f, name in enumerate(FAMILIES):
             other = marks[int(np.random.default_rng([seed, b, f + 1]).integers(n))]
-            jobs.append((marks[b], other, n, b, name, seed, b, f + 1, None))
+            jobs.append((marks[b], other, n, b, name, seed, b, f + 1, None, hands))
         for j in range(others):
             assert neighbours is not None
             pick = np.random.default_rng([seed, b, 1000 + j])
             shown = marks[int(neighbours[b, int(pick.integers(neighbours.shape[1]))])]
             if j % 2 == 0:
-                jobs.append((marks[b], None, n, b, None, seed * 1000 + 2, b, 1000 + j, shown))
+                jobs.append((marks[b], None, n, b, None, seed * 1000 + 2, b, 1000 + j, shown, hands))
             else:
                 f = int(pick.integers(len(FAMILIES)))
                 other = marks[int(pick.integers(n))]
-                jobs.append((marks[b], other, n, b, FAMILIES[f], seed, b, 1000 + j, shown))
+                jobs.append((marks[b], other, n, b, FAMILIES[f], seed, b, 1000 + j, shown, hands))
     out = []
     with worker_map(workers, chunksize=16) as mapper:
         for i, r in enumerate(mapper(_pair, jobs)):

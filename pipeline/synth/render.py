@@ -21,6 +21,34 @@ CLASS_NAMES = ("mark", "product")
 # marks of streams, from tiny to large.
 MARK_SIZES = (16.0, 110.0)
 
+
+@dataclass(frozen=True)
+class Hands:
+    """How often a rendered crop shows a presenter's hand over the mark (``odds``), and how far it
+    reaches over it (``reach``: a range of fractions of the mark's size)."""
+
+    odds: float = 0.15
+    reach: tuple[float, float] = (0.05, 0.2)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.odds <= 1.0:
+            raise ValueError(f"hand odds: expected a probability in [0, 1], got {self.odds}")
+        if not 0.0 <= self.reach[0] <= self.reach[1] <= 1.0:
+            raise ValueError(f"hand reach: expected 0 <= low <= high <= 1, got {self.reach}")
+
+    @classmethod
+    def from_arg(cls, text: str) -> Hands:
+        """``"ODDS,LOW,HIGH"``, e.g. ``"0.3,0.05,0.25"`` (the labelled clips' hands)."""
+        try:
+            odds, low, high = (float(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"hands: expected ODDS,LOW,HIGH (three numbers), got {text!r}") from None
+        return cls(odds, (low, high))
+
+
+# The hands of the embedder's and verifier's training crops.
+TRAINING_HANDS = Hands()
+
 _SKIN = [(224, 172, 105), (198, 134, 66), (141, 85, 36), (255, 219, 172), (241, 194, 125)]
 _WORDS = ["SALE", "NEW", "LIVE", "50%", "HOT", "BUY", "SHOP", "VIP", "TOP", "OK", "FREE"]
 
@@ -370,9 +398,11 @@ def render_mark_crops(
     box_jitter: float = 0.08,
     clean: bool = False,
     apparent: tuple[float, float] = MARK_SIZES,
+    hands: Hands = TRAINING_HANDS,
 ) -> list[np.ndarray] | None:
     """``render_mark_crop`` cut at several sizes from one rendering (the embedder's crop and the
-    verifier's larger one see the same mark); None when the mark ended up hidden.
+    verifier's larger one see the same mark); None when the mark ended up hidden. ``hands``: how
+    often and how far a presenter's hand reaches over the mark.
     """
     canvas = 160
     bg = busy_background(rng, canvas, canvas)
@@ -388,7 +418,7 @@ def render_mark_crops(
             float(rng.normal(0, 10)),
             tuple(float(v) for v in rng.uniform(-0.1, 0.1, 8)),
         )
-        hand = [float(rng.uniform(0.05, 0.2))] if rng.random() < 0.15 else None
+        hand = [float(rng.uniform(*hands.reach))] if rng.random() < hands.odds else None
         frame, anns = render_frame(bg, [item], [pose], rng, hands=hand, effects=1.0)
         # Marks in streams range from tiny to large: render small, then let the crop upsample.
         shrink = min(1.0, rng.uniform(*apparent) / pose.size)

@@ -6,6 +6,8 @@ import pytest
 from pipeline.synth.render import (
     MARK,
     PRODUCT,
+    TRAINING_HANDS,
+    Hands,
     Pose,
     SceneItem,
     busy_background,
@@ -13,6 +15,7 @@ from pipeline.synth.render import (
     random_scene,
     render_frame,
     render_mark_crop,
+    render_mark_crops,
 )
 
 
@@ -71,3 +74,40 @@ def test_crop_and_gallery_image(library):
     assert crop is not None and crop.shape == (64, 64, 3)
     img = gallery_image(library[0].mask, library[0].colour)
     assert img.shape == (256, 256, 3) and img.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.3,0.05,0.25", Hands(0.3, (0.05, 0.25))),
+        ("0,0,0", Hands(0.0, (0.0, 0.0))),
+        ("1, 0.2, 0.2", Hands(1.0, (0.2, 0.2))),
+        ("0.3,0.05", "ODDS,LOW,HIGH"),
+        ("a,b,c", "ODDS,LOW,HIGH"),
+        ("1.5,0.1,0.2", "probability"),
+        ("0.5,0.3,0.1", "low <= high"),
+    ],
+)
+def test_hands_from_arg(text, expected):
+    if isinstance(expected, Hands):
+        assert Hands.from_arg(text) == expected
+    else:
+        with pytest.raises(ValueError, match=expected):
+            Hands.from_arg(text)
+
+
+def test_hands_reach_over_rendered_marks(library):
+    """With the same draws, a hand always there changes the crops; never there, it matches the
+    training hands whenever those drew none."""
+    mark = library[3]
+    seeds = range(12)
+
+    def crops(hands):
+        return [render_mark_crops(np.random.default_rng(s), mark.mask, mark.colour, (96,), hands=hands) for s in seeds]
+
+    none, always, usual = crops(Hands(0.0)), crops(Hands(1.0, (0.3, 0.3))), crops(TRAINING_HANDS)
+    pairs = [(a, b) for a, b in zip(none, always, strict=True) if a is not None and b is not None]
+    assert pairs and all(not np.array_equal(a[0], b[0]) for a, b in pairs)
+    # The training hands (odds 0.15) drew no hand for most seeds: those crops are the hand-free ones.
+    same = sum(a is not None and b is not None and np.array_equal(a[0], b[0]) for a, b in zip(none, usual, strict=True))
+    assert same >= len(seeds) // 2

@@ -117,6 +117,34 @@ def test_verifier_same_brand_body_fine_tunes_alone(verifier_ckpt, tmp_path):
         load_onnx_weights(AlignedVerifier(), path)  # a file with two bodies is no shared-body start
 
 
+def test_verifier_authentic_only_leaves_the_same_brand_figure(verifier_ckpt, tmp_path):
+    # --authentic-only from a checkpoint whose same-brand head has its own body: the shared body and
+    # the authentic head learn, the same-brand output stays exactly as it was.
+    model = export_mod.load_model("verifier", verifier_ckpt)
+    init = export_mod.export("verifier", model, tmp_path / "init.onnx")
+    pairs = verifier_ckpt.parents[1] / "pairs.npz"
+    common = ["--data", str(pairs), "--epochs", "1", "--batch", "8", "--threads", "2"]
+    train_verifier.main([*common, "--out", str(tmp_path / "body"), "--init", str(init), "--brand-body"])
+    body = tmp_path / "body" / "last.pt"
+    train_verifier.main(
+        [*common, "--out", str(tmp_path / "auth"), "--init", str(body), "--authentic-only", "--lr", "0.01"]
+    )
+    before = export_mod.load_model("verifier", body)
+    after = export_mod.load_model("verifier", tmp_path / "auth" / "last.pt")
+    x = export_mod.verifier_inputs(np.random.default_rng(4), 4)
+    with torch.no_grad():
+        b, a = before(*x), after(*x)
+    assert not torch.allclose(a[0], b[0], atol=1e-6)
+    assert torch.allclose(a[1], b[1], atol=1e-6)
+    # A start without a same-brand body of its own, or with the brand-only flags, is refused.
+    with pytest.raises(SystemExit, match="same-brand head has a body"):
+        train_verifier.main([*common, "--out", str(tmp_path / "x"), "--init", str(verifier_ckpt), "--authentic-only"])
+    with pytest.raises(SystemExit, match="other part"):
+        train_verifier.main(
+            [*common, "--out", str(tmp_path / "y"), "--init", str(body), "--authentic-only", "--brand-body"]
+        )
+
+
 def test_verifier_training_refuses_other_data(tmp_path):
     np.savez(tmp_path / "crops.npz", crops=np.zeros((2, 64, 64, 3), np.uint8))
     with pytest.raises(SystemExit, match="not a verifier pair set"):
