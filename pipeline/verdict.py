@@ -49,6 +49,7 @@ class VerdictConfig:
     authenticity_quantile: float = 0.75  # a track's authenticity: this quantile over its samples
     brand_agreement: int = 0  # the track's brand must rank in this top-k by authenticity (0 = off)
     brand_margin: float = -1.0  # same-brand lead over every other checked brand that waives brand_agreement (-1 = off)
+    floor_same_brand: float = -1.0  # mean same-brand figure that waives match_floor (-1 = never)
     alert_threshold: float = 0.0  # suspicion score an alert needs (set by calibration)
     brand_thresholds: dict[str, float] = field(default_factory=dict)  # per-brand alert_threshold
     verifier_weight: float = 0.0  # weight of the verifier's score beside authenticity (0 = embedder alone)
@@ -178,6 +179,10 @@ class Track:
         for b, score in sample.verified.items():
             total, kin, n = self._checks.get(b, (0.0, 0.0, 0))
             self._checks[b] = (total + score, kin + sample.same_brand.get(b, 0.0), n + 1)
+
+    def checks(self, brand: str) -> int:
+        """How many of its samples the verifier itself checked against ``brand`` (carried ones not counted)."""
+        return self._checks.get(brand, (0.0, 0.0, 0))[2]
 
     def brand(self, weight: float = 0.0, same_brand_weight: float = 0.0) -> tuple[str, float]:
         """The brand most samples vote for (``MarkSample.attributed``), and its share of the votes."""
@@ -391,11 +396,22 @@ class StreamVerdicts:
             return Assessment("", "no_brand")
         if share < cfg.min_share:
             return Assessment(brand, "brand_share")
-        if track.mean_identity(brand) < cfg.match_floor:
+        same = track.same_brand(brand)
+        # The identity floor keeps marks of brands outside the gallery out; where the verifier,
+        # which lays the brand's own mark over the crop, finds it is the brand's mark (authentic or
+        # a copy) surely enough, it has answered that better than the embedder's similarity.
+        # As many checks as confirming takes samples: one or two checks (the live worker checks every
+        # third mark) are too few to overrule the embedder.
+        sure = (
+            cfg.floor_same_brand >= 0
+            and same is not None
+            and same >= cfg.floor_same_brand
+            and track.checks(brand) >= cfg.confirm
+        )
+        if track.mean_identity(brand) < cfg.match_floor and not sure:
             return Assessment(brand, "match_floor")
         # The verifier finds it is not the brand's mark at all: a mark of another (perhaps
         # unenrolled) brand, or a fake of another brand named wrongly.
-        same = track.same_brand(brand)
         if same is not None and same < cfg.min_same_brand:
             return Assessment(brand, "same_brand")
         vw, vt = cfg.verifier_weight, cfg.verifier_target

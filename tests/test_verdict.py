@@ -527,3 +527,25 @@ def test_observer_is_not_called_once_a_track_has_alerted():
 def test_assessment_checks_its_stop():
     with pytest.raises(ValueError, match="stopped_at"):
         Assessment("acme", "bogus")
+
+
+@pytest.mark.parametrize(
+    ("same_brand", "waiver", "unchecked", "stopped_at"),
+    [
+        pytest.param(0.9, 0.8, 0, None, id="surely-its-mark-waives-the-floor"),
+        pytest.param(0.7, 0.8, 0, "match_floor", id="not-sure-enough"),
+        pytest.param(0.9, -1.0, 0, "match_floor", id="off"),
+        pytest.param(None, 0.8, 0, "match_floor", id="never-verified"),
+        pytest.param(0.9, 0.8, 2, "match_floor", id="too-few-checks"),  # 2 of 4 checked, confirm is 3
+    ],
+)
+def test_floor_same_brand_waives_the_identity_floor(same_brand, waiver, unchecked, stopped_at):
+    # acme's mark by identity 0.25, under the floor; a fake by authenticity (0.25 < threshold 0.7).
+    cfg = dataclasses.replace(CFG, floor_same_brand=waiver, min_same_brand=0.6)
+    seen = []
+    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found.stopped_at))
+    for i in range(4):
+        m = mark(i * 0.5, {"acme": 0.25})
+        checked = dataclasses.replace(m, verified={"acme": 0.1}, same_brand={"acme": same_brand})
+        sv.update(i * 0.5, [m if same_brand is None or i < unchecked else checked])
+    assert seen[-1] == stopped_at
