@@ -11,39 +11,26 @@ from pipeline.alerts import Alert
 from pipeline.eval.misses import CAUSE_TEXT, MISS_CAUSES, miss_causes, misses_by_cause
 from pipeline.eval.runner import FrameLog
 from pipeline.eval.scoring import Clip, LabelledObject, score
-from pipeline.verdict import STOPS, MarkSample, StreamVerdicts, VerdictConfig
+from pipeline.verdict import STOPS, StreamVerdicts, VerdictConfig
+from tests.test_verdict import mark as verdict_mark
 
-FPS = 10.0
+FPS = 30.0  # as tests/test_verdict.py's marks number their frames
 BOX = (100.0, 100.0, 160.0, 150.0)
 CFG = VerdictConfig(match_floor=0.3, min_share=0.5, confirm=3, window=8, max_gap=2.0, min_detection=0.3)
 FAKE = {"acme": 0.5, "other": 0.3}  # imitates acme, below its threshold 0.7
 
 
-def fake(first=0, last=60, family="warp"):
+def fake(first=0, last=180, family="warp"):
     frames = np.arange(first, last + 1)
     return LabelledObject(1, "acme", False, frames, np.tile(np.array(BOX, np.float32), (len(frames), 1)), family)
 
 
 def clip(*objects):
-    return Clip("s", None, FPS, 100, (640, 360), tuple(objects))  # type: ignore[arg-type]
+    return Clip("s", None, FPS, 300, (640, 360), tuple(objects))  # type: ignore[arg-type]
 
 
 def mark(t, sims, box=BOX, det=0.9, **changes):
-    best = max(sims, key=sims.get) if sims else ""
-    sample = MarkSample(
-        stream="s",
-        frame=round(t * FPS),
-        t=t,
-        box=np.array(box, np.float32),
-        detection=det,
-        brand=best,
-        similarity=sims.get(best, 0.0),
-        brand_sims=dict(sims),
-        auth_sims=dict(sims),
-        brand_refs=dict.fromkeys(sims, 0),
-        thresholds=dict.fromkeys(sims, 0.7),
-    )
-    return dataclasses.replace(sample, **changes)
+    return dataclasses.replace(verdict_mark(t, sims, box=box, det=det), **changes)
 
 
 def logged(marks):
@@ -122,7 +109,7 @@ def test_a_caught_fake_has_no_cause():
 
 def test_marks_outside_the_objects_frames_do_not_speak_for_it():
     # The object is visible only in its first second; the marks that fail later are not its.
-    clips = [clip(fake(first=0, last=9))]
+    clips = [clip(fake(first=0, last=29))]
     log = logged([mark(t, {"acme": 0.2}) for t in ts(6)])
     result = score(clips, replayed(log, CFG), {"acme"})
     assert miss_causes(clips, log, CFG, result) == {("s", 1): "confirming"}
