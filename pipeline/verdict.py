@@ -17,7 +17,10 @@ sample's authenticity up or down around ``verifier_target``; its second figure, 
 is the brand's at all (authentic or a copy), can name the brand (``same_brand_weight``) and turn
 away marks of other brands (``min_same_brand``). With ``verified_samples``, the verifier checks
 only a track's first samples and the rest carry what it found; with ``verify_every``, every k-th
-sample of a track. Either way a track that has alerted needs no more checks.
+sample of a track. Either way a track that has alerted needs no more checks. With
+``floor_same_brand``, a track the verifier surely finds is its brand's mark needs no identity floor.
+``StreamVerdicts.assess`` names the first check (``STOPS``) that keeps a track from alerting, which
+is how the evaluation tells why a labelled fake was missed.
 """
 
 from __future__ import annotations
@@ -306,11 +309,13 @@ class StreamVerdicts:
         config: VerdictConfig,
         observer: Callable[[Track, MarkSample, Assessment], None] | None = None,
     ) -> None:
-        """Args:
-        stream: the stream id.
-        config: the decision settings.
-        observer: called with every assessment of a track that has not alerted (its newest
-            sample and what stopped it), e.g. to tell why a labelled fake was missed.
+        """Start a stream's verdicts, with no tracks.
+
+        Args:
+            stream: the stream id.
+            config: the decision settings.
+            observer: called with every assessment of a track that has not alerted (its newest
+                sample and what stopped it), e.g. to tell why a labelled fake was missed.
         """
         self.stream = stream
         self.cfg = config
@@ -396,22 +401,11 @@ class StreamVerdicts:
             return Assessment("", "no_brand")
         if share < cfg.min_share:
             return Assessment(brand, "brand_share")
-        same = track.same_brand(brand)
-        # The identity floor keeps marks of brands outside the gallery out; where the verifier,
-        # which lays the brand's own mark over the crop, finds it is the brand's mark (authentic or
-        # a copy) surely enough, it has answered that better than the embedder's similarity.
-        # As many checks as confirming takes samples: one or two checks (the live worker checks every
-        # third mark) are too few to overrule the embedder.
-        sure = (
-            cfg.floor_same_brand >= 0
-            and same is not None
-            and same >= cfg.floor_same_brand
-            and track.checks(brand) >= cfg.confirm
-        )
-        if track.mean_identity(brand) < cfg.match_floor and not sure:
+        if track.mean_identity(brand) < cfg.match_floor and not self._surely_its_mark(track, brand):
             return Assessment(brand, "match_floor")
         # The verifier finds it is not the brand's mark at all: a mark of another (perhaps
         # unenrolled) brand, or a fake of another brand named wrongly.
+        same = track.same_brand(brand)
         if same is not None and same < cfg.min_same_brand:
             return Assessment(brand, "same_brand")
         vw, vt = cfg.verifier_weight, cfg.verifier_target
@@ -429,6 +423,19 @@ class StreamVerdicts:
         if score <= 0 or score < cfg.brand_thresholds.get(brand, cfg.alert_threshold):
             return Assessment(brand, "looks_authentic", score, sim)
         return Assessment(brand, None, score, sim)
+
+    def _surely_its_mark(self, track: Track, brand: str) -> bool:
+        """Whether the verifier finds the track is ``brand``'s mark (authentic or a copy) surely
+        enough to waive the identity floor: a mean same-brand figure of ``floor_same_brand`` over at
+        least ``confirm`` checks. The floor keeps marks of brands outside the gallery out; the
+        verifier, laying the brand's own mark over the crop, answers that better than the
+        embedder's similarity, which a warp or half of another mark pulls away from the brand. One
+        or two checks (the live worker checks every third mark) are too few to overrule it."""
+        cfg = self.cfg
+        if cfg.floor_same_brand < 0 or track.checks(brand) < cfg.confirm:
+            return False
+        same = track.same_brand(brand)
+        return same is not None and same >= cfg.floor_same_brand
 
     def _clearly_its_mark(self, track: Track, brand: str) -> bool:
         """Whether the verifier finds the track is ``brand``'s mark (authentic or a copy) by a lead
