@@ -60,7 +60,8 @@ def replay_verdicts(log: FrameLog, cfg: VerdictConfig) -> list[Alert]:
 def grid(shipped: VerdictConfig, verified: bool) -> list[dict]:
     """The verdict settings tried. Where the samples carry verifier findings, the verifier's weight
     and target, the same-brand figure's weight in naming the brand and its floor are tried too,
-    around the shipped detection floor and attribution weight."""
+    around the shipped detection floor and attribution weight. The checks the verifier waives
+    (``brand_margin``, ``floor_same_brand``) stay as configured: set them in the config to compare."""
     names = ("match_floor", "min_share", "threshold_offset", "confirm", "min_detection", "attribution_weight")
     offsets = [-0.1, -0.05, 0.0, 0.05, 0.1]
     # confirm stops at 3: at the daemon's 1 fps a fourth sample puts a live alert past 5 s.
