@@ -10,7 +10,9 @@ verifier then found it unlike the brand's mark.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,7 +34,7 @@ CAUSE_TEXT: dict[str, str] = {
     "not_detected": "never detected",
     "not_judged": "detected only too weakly or too small to judge",
     "confirming": "not seen in enough sampled frames to confirm",
-    "wrong_brand": "named as another brand (or none)",
+    "wrong_brand": "named as another brand",
     "brand_share": "its brand won too few of the votes",
     "match_floor": "too unlike its brand's references (identity floor)",
     "same_brand": "the verifier found it is not its brand's mark (same-brand check)",
@@ -44,6 +46,24 @@ if TYPE_CHECKING:  # the runner brings the whole pipeline; the report needs only
     from pipeline.eval.runner import FrameLog
 
 Key = tuple[str, int]  # (stream, labelled object id)
+
+
+@dataclass(frozen=True)
+class Miss:
+    """Why one counterfeit was missed: the furthest check it reached (``MISS_CAUSES``) and, where its
+    tracks named another brand, the brand they named most often."""
+
+    cause: str
+    named_as: str = ""
+
+    def __post_init__(self) -> None:
+        if self.cause not in MISS_CAUSES:
+            raise ValueError(f"cause: expected one of {MISS_CAUSES}, got {self.cause!r}")
+
+    def text(self) -> str:
+        """One line for a reviewer."""
+        said = CAUSE_TEXT[self.cause]
+        return f"{said}: {self.named_as}" if self.named_as else said
 
 
 def _cause(found: Assessment, obj: LabelledObject) -> str | None:
@@ -58,7 +78,7 @@ def _cause(found: Assessment, obj: LabelledObject) -> str | None:
 
 def miss_causes(
     clips: Sequence[Clip], log: FrameLog, config: VerdictConfig, result: Score, min_iou: float = 0.3
-) -> dict[Key, str]:
+) -> dict[Key, Miss]:
     """For every counterfeit ``result`` counts as missed, the furthest check it reached (``MISS_CAUSES``).
 
     A sampled mark speaks for a labelled object when it falls within the object's visible frames
@@ -69,6 +89,7 @@ def miss_causes(
     for key, obj in missed.items():
         by_stream.setdefault(key[0], []).append((key, obj))
     reached: dict[Key, int] = dict.fromkeys(missed, 0)
+    named: dict[Key, Counter[str]] = {key: Counter() for key in missed}  # other brands its tracks named
 
     def under(stream: str, sample: MarkSample) -> list[tuple[Key, LabelledObject]]:
         out = []
@@ -87,6 +108,8 @@ def miss_causes(
             for key, obj in under(stream, sample):
                 if (cause := _cause(found, obj)) is not None:
                     reach(key, cause)
+                if cause == "wrong_brand" and found.brand:
+                    named[key][found.brand] += 1
 
         return seen
 
@@ -98,18 +121,23 @@ def miss_causes(
         if stream not in verdicts:
             verdicts[stream] = StreamVerdicts(stream, config, observer(stream))
         verdicts[stream].update(t, samples)
-    return {key: MISS_CAUSES[i] for key, i in reached.items()}
+    out = {}
+    for key, i in reached.items():
+        cause = MISS_CAUSES[i]
+        other = named[key].most_common(1)[0][0] if cause == "wrong_brand" and named[key] else ""
+        out[key] = Miss(cause, other)
+    return out
 
 
-def misses_by_cause(causes: dict[Key, str], result: Score) -> dict[str, dict[str, int]]:
+def misses_by_cause(causes: dict[Key, Miss], result: Score) -> dict[str, dict[str, int]]:
     """Missed counterfeits per cause, in all and per family: ``{"all": {cause: n}, family: {...}}``
     (causes in ``MISS_CAUSES`` order, families sorted; objects without a family under "unlabelled")."""
     table: dict[str, dict[str, int]] = {"all": dict.fromkeys(MISS_CAUSES, 0)}
     for r in result.objects:
-        cause = causes.get((r.stream, r.object.id))
-        if r.caught or cause is None:
+        miss = causes.get((r.stream, r.object.id))
+        if r.caught or miss is None:
             continue
         family = r.object.family or "unlabelled"
-        table["all"][cause] += 1
-        table.setdefault(family, dict.fromkeys(MISS_CAUSES, 0))[cause] += 1
+        table["all"][miss.cause] += 1
+        table.setdefault(family, dict.fromkeys(MISS_CAUSES, 0))[miss.cause] += 1
     return {"all": table.pop("all"), **dict(sorted(table.items()))}

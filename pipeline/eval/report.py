@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.alerts import Alert
 from pipeline.boxes import cut_crops
-from pipeline.eval.misses import CAUSE_TEXT, MISS_CAUSES
+from pipeline.eval.misses import CAUSE_TEXT, MISS_CAUSES, Miss
 from pipeline.eval.scoring import Clip, Score, false_alert_kind, score
 from pipeline.ingest.ffmpeg_bin import ffmpeg_exe
 
@@ -183,7 +183,7 @@ def write_report(
     alerts: Sequence[Alert],
     result: Score,
     gallery: Path | None,
-    causes: dict[tuple[str, int], str] | None = None,
+    causes: dict[tuple[str, int], Miss] | None = None,
     max_items: int = 200,
 ) -> None:
     """One self-contained HTML page: headline figures, the curve, then misses (with why each was
@@ -241,7 +241,7 @@ def write_report(
             f"<figure class='card miss'><img alt='missed {esc(obj.brand)}' src='{_data_uri(img)}'>"
             f"<figcaption><b>missed</b> fake of <b>{esc(obj.brand)}</b> ({esc(obj.family or 'counterfeit')})"
             f"<br>clip {esc(r.stream)}, t={mid / clip.fps:.1f}s (frame {mid})"
-            + (f"<br>{esc(CAUSE_TEXT[cause])}" if causes and (cause := causes.get((r.stream, obj.id))) else "")
+            + (f"<br>{esc(miss.text())}" if causes and (miss := causes.get((r.stream, obj.id))) else "")
             + "</figcaption></figure>"
         )
     false_cards: list[str] = []

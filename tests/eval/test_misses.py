@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.alerts import Alert
-from pipeline.eval.misses import CAUSE_TEXT, MISS_CAUSES, miss_causes, misses_by_cause
+from pipeline.eval.misses import CAUSE_TEXT, MISS_CAUSES, Miss, miss_causes, misses_by_cause
 from pipeline.eval.runner import FrameLog
 from pipeline.eval.scoring import Clip, LabelledObject, score
 from pipeline.verdict import STOPS, StreamVerdicts, VerdictConfig
@@ -57,45 +57,49 @@ def ts(n):
 
 
 @pytest.mark.parametrize(
-    ("marks", "cfg", "cause"),
+    ("marks", "cfg", "miss"),
     [
-        pytest.param([], CFG, "not_detected", id="nothing-sampled"),
-        pytest.param([mark(t, FAKE, box=(400, 200, 460, 250)) for t in ts(6)], CFG, "not_detected", id="elsewhere"),
-        pytest.param([mark(t, FAKE, det=0.1) for t in ts(6)], CFG, "not_judged", id="weak-detections"),
-        pytest.param([mark(t, FAKE) for t in ts(2)], CFG, "confirming", id="two-samples"),
-        pytest.param([mark(t, {"other": 0.5, "acme": 0.3}) for t in ts(6)], CFG, "wrong_brand", id="named-other"),
-        pytest.param([mark(t, {"acme": 0.2}) for t in ts(6)], CFG, "match_floor", id="unlike-references"),
+        pytest.param([], CFG, Miss("not_detected"), id="nothing-sampled"),
+        pytest.param(
+            [mark(t, FAKE, box=(400, 200, 460, 250)) for t in ts(6)], CFG, Miss("not_detected"), id="elsewhere"
+        ),
+        pytest.param([mark(t, FAKE, det=0.1) for t in ts(6)], CFG, Miss("not_judged"), id="weak-detections"),
+        pytest.param([mark(t, FAKE) for t in ts(2)], CFG, Miss("confirming"), id="two-samples"),
+        pytest.param(
+            [mark(t, {"other": 0.5, "acme": 0.3}) for t in ts(6)], CFG, Miss("wrong_brand", "other"), id="named-other"
+        ),
+        pytest.param([mark(t, {"acme": 0.2}) for t in ts(6)], CFG, Miss("match_floor"), id="unlike-references"),
         pytest.param(
             [mark(t, FAKE, same_brand={"acme": 0.2}) for t in ts(6)],
             dataclasses.replace(CFG, min_same_brand=0.6),
-            "same_brand",
+            Miss("same_brand"),
             id="not-its-mark",
         ),
         pytest.param(
             [mark(t, FAKE, auth_sims={"acme": 0.5, "other": 0.9}) for t in ts(6)],
             dataclasses.replace(CFG, brand_agreement=1),
-            "brand_agreement",
+            Miss("brand_agreement"),
             id="another-ranks-first",
         ),
-        pytest.param([mark(t, {"acme": 0.85}) for t in ts(6)], CFG, "looks_authentic", id="judged-authentic"),
+        pytest.param([mark(t, {"acme": 0.85}) for t in ts(6)], CFG, Miss("looks_authentic"), id="judged-authentic"),
         pytest.param(
             [mark(t, {"other": 0.85}) for t in ts(3)] + [mark(t, {"acme": 0.85}) for t in ts(8)[3:]],
             dataclasses.replace(CFG, min_appearance=0.0),
-            "looks_authentic",
+            Miss("looks_authentic"),
             id="the-furthest-it-got",
         ),
     ],
 )
-def test_miss_cause(marks, cfg, cause):
+def test_miss_cause(marks, cfg, miss):
     clips = [clip(fake())]
     log = logged(marks)
     result = score(clips, replayed(log, cfg), {"acme", "other"})
     assert result.caught == 0
     causes = miss_causes(clips, log, cfg, result)
-    assert causes == {("s", 1): cause}
+    assert causes == {("s", 1): miss}
     table = misses_by_cause(causes, result)
-    assert table["all"][cause] == 1 and sum(table["all"].values()) == 1
-    assert table["warp"][cause] == 1
+    assert table["all"][miss.cause] == 1 and sum(table["all"].values()) == 1
+    assert table["warp"][miss.cause] == 1
 
 
 def test_a_caught_fake_has_no_cause():
@@ -112,7 +116,7 @@ def test_marks_outside_the_objects_frames_do_not_speak_for_it():
     clips = [clip(fake(first=0, last=29))]
     log = logged([mark(t, {"acme": 0.2}) for t in ts(6)])
     result = score(clips, replayed(log, CFG), {"acme"})
-    assert miss_causes(clips, log, CFG, result) == {("s", 1): "confirming"}
+    assert miss_causes(clips, log, CFG, result) == {("s", 1): Miss("confirming")}
 
 
 def test_no_clips():
@@ -124,3 +128,20 @@ def test_every_cause_is_explained_and_follows_the_verdict_order():
     assert set(CAUSE_TEXT) == set(MISS_CAUSES)
     verdict_order = [c for c in MISS_CAUSES if c in STOPS]
     assert verdict_order == [s for s in STOPS if s in verdict_order]
+
+
+@pytest.mark.parametrize(
+    ("miss", "text"),
+    [
+        (Miss("same_brand"), CAUSE_TEXT["same_brand"]),
+        (Miss("wrong_brand", "other"), "named as another brand: other"),
+        (Miss("wrong_brand"), "named as another brand"),
+    ],
+)
+def test_miss_text(miss, text):
+    assert miss.text() == text
+
+
+def test_miss_checks_its_cause():
+    with pytest.raises(ValueError, match="cause"):
+        Miss("bogus")
