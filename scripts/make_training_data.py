@@ -26,7 +26,7 @@ from pipeline.infer.models import EMBEDDER_FILE, MODELS_DIR
 from pipeline.synth.counterfeit import FAMILIES
 from pipeline.synth.datasets import brand_neighbours, crop_set, family_indices, pair_set, write_detector_set
 from pipeline.synth.marks import MarkLibrary
-from pipeline.synth.render import MARK_SIZES, Hands, gallery_image
+from pipeline.synth.render import MARK_SIZES, TRAINING_HANDS, Hands, gallery_image
 
 
 def split_folder(marks: Path, split: str) -> Path:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--hands",
-        default="0.15,0.05,0.2",
+        default=TRAINING_HANDS.to_arg(),
         help="verifier pairs: ODDS,LOW,HIGH: how often a presenter's hand reaches over a mark, and how far "
         "(fractions of its size); the labelled clips' hands are 0.3,0.05,0.25",
     )

@@ -146,11 +146,10 @@ def train(args: argparse.Namespace) -> None:
         for step in range(steps_per_epoch):
             idx = order[step * args.batch : (step + 1) * args.batch]
             auth_logit, same_logit = model.logits(joint_turn(stacked(crops, masks, idx), gen), fit[idx])
-            loss = F.binary_cross_entropy_with_logits(auth_logit, authentic[idx])
-            if brand_only:
-                loss = F.binary_cross_entropy_with_logits(same_logit, same[idx])
-            elif not args.authentic_only:
-                loss = loss + F.binary_cross_entropy_with_logits(same_logit, same[idx])
+            # Only the parts that learn count: a frozen part's loss is left out.
+            same_loss = F.binary_cross_entropy_with_logits(same_logit, same[idx])
+            auth_loss = F.binary_cross_entropy_with_logits(auth_logit, authentic[idx])
+            loss = same_loss if brand_only else auth_loss if args.authentic_only else same_loss + auth_loss
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -45,6 +45,10 @@ class Hands:
             raise ValueError(f"hands: expected ODDS,LOW,HIGH (three numbers), got {text!r}") from None
         return cls(odds, (low, high))
 
+    def to_arg(self) -> str:
+        """The ``from_arg`` text of these hands."""
+        return f"{self.odds},{self.reach[0]},{self.reach[1]}"
+
 
 # The hands of the embedder's and verifier's training crops.
 TRAINING_HANDS = Hands()

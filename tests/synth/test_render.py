@@ -96,6 +96,11 @@ def test_hands_from_arg(text, expected):
             Hands.from_arg(text)
 
 
+@pytest.mark.parametrize("hands", [TRAINING_HANDS, Hands(0.3, (0.05, 0.25)), Hands(0.0, (0.0, 0.0))])
+def test_hands_to_arg_reads_back(hands):
+    assert Hands.from_arg(hands.to_arg()) == hands
+
+
 def test_hands_reach_over_rendered_marks(library):
     """With the same draws, a hand always there changes the crops; never there, it matches the
     training hands whenever those drew none."""
