@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MARKS ?= ../shared/data/logos
 STAMP := $(VENV)/.installed
 
-.PHONY: venv sysdeps test lint demo data data-more data-weak data-large data-96 data-pairs data-pairs-brand train train-detector train-embedder train-verifier export validate bench clean
+.PHONY: venv sysdeps test lint demo data data-more data-weak data-large data-96 data-pairs data-pairs-brand data-pairs-hands train train-detector train-embedder train-hands train-verifier export validate bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -105,6 +105,15 @@ data-pairs-brand: $(STAMP)
 	$(BIN)/python scripts/make_training_data.py pairs --marks $(MARKS) --split heldout --out work/pairs/pairs_bval.npz \
 	  --brands 608 --authentic 3 --other-brands 4 --seed 12 --workers 2
 
+# Pairs with a presenter's hand over half the marks (up to 0.3 of their size), recording where each hand lies: the
+# hand net learns from them (a training set and the held-out brands', about 8 and 3 min).
+data-pairs-hands: $(STAMP)
+	mkdir -p work/pairs
+	$(BIN)/python scripts/make_training_data.py pairs --marks $(MARKS) --out work/pairs/pairs_h31.npz \
+	  --brands 2000 --authentic 3 --seed 31 --workers 2 --hands 0.5,0.05,0.3
+	$(BIN)/python scripts/make_training_data.py pairs --marks $(MARKS) --split heldout --out work/pairs/pairs_hval.npz \
+	  --brands 1000 --authentic 3 --seed 32 --workers 2 --hands 0.5,0.05,0.3
+
 train-detector: $(STAMP)
 	$(BIN)/python -m models.training.train_detector --config configs/train_detector.yaml
 	$(BIN)/python -m models.training.train_detector --config configs/train_detector_stage2.yaml
@@ -121,17 +130,22 @@ train-embedder: $(STAMP)
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage8.yaml
 	$(BIN)/python -m models.training.train_embedder --config configs/train_embedder_stage9.yaml
 
+train-hands: $(STAMP)
+	$(BIN)/python -m models.training.train_hands --config configs/train_hands.yaml
+	$(BIN)/python -m models.training.export hands runs/hands/last.pt models/hands.onnx
+
 train-verifier: $(STAMP)
 	$(BIN)/python -m models.training.train_verifier --config configs/train_verifier.yaml
 	$(BIN)/python -m models.training.train_verifier --config configs/train_verifier_brand.yaml
 	$(BIN)/python -m models.training.train_verifier --config configs/train_verifier_brandbody.yaml
 
-train: data data-more data-weak data-pairs data-pairs-brand train-detector train-embedder train-verifier export
+train: data data-more data-weak data-pairs data-pairs-brand data-pairs-hands train-hands train-detector train-embedder train-verifier export
 
 export: $(STAMP)
 	$(BIN)/python -m models.training.export detector runs/detector_stage5/last.pt models/detector.onnx --input-size 800x448
 	$(BIN)/python -m models.training.export embedder runs/embedder_stage9/last.pt models/embedder.onnx
 	$(BIN)/python -m models.training.cropper models/cropper.onnx
+	$(BIN)/python -m models.training.export hands runs/hands/last.pt models/hands.onnx
 	$(BIN)/python -m models.training.export verifier runs/verifier_brandbody/last.pt models/verifier.onnx
 
 validate: $(STAMP)

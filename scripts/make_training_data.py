@@ -95,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         help="verifier pairs: ODDS,LOW,HIGH: how often a presenter's hand reaches over a mark, and how far "
         "(fractions of its size); the labelled clips' hands are 0.3,0.05,0.25",
     )
+    p.add_argument(
+        "--hand-net",
+        type=Path,
+        help="verifier pairs: a hand model (models/hands.onnx) whose findings are left out of each alignment, "
+        "as the verifier does in streams",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
@@ -111,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         args.hands = Hands.from_arg(args.hands)
     except ValueError as exc:
         print(f"error: --hands: {exc}", file=sys.stderr)
+        return 2
+    if args.hand_net is not None and not args.hand_net.is_file():
+        print(f"error: --hand-net: no such model: {args.hand_net}", file=sys.stderr)
         return 2
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     try:
@@ -133,7 +142,15 @@ def _make(args: argparse.Namespace, folder: Path, families: list[str]) -> int:
         marks = list(MarkLibrary.from_folder(folder))
         near = brand_neighbours(identity_vectors(marks), args.neighbours) if args.other_brands else None
         data = pair_set(
-            marks, args.brands, args.authentic, args.seed, args.workers, near, args.other_brands, args.hands
+            marks,
+            args.brands,
+            args.authentic,
+            args.seed,
+            args.workers,
+            near,
+            args.other_brands,
+            args.hands,
+            args.hand_net,
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, slugs=np.array([m.slug for m in marks]), **data)

@@ -4,6 +4,7 @@ the manifest with their SHA-256.
     python -m models.training.export detector runs/detector/last.pt models/detector.onnx
     python -m models.training.export embedder runs/embedder/last.pt models/embedder.onnx
     python -m models.training.export verifier runs/verifier/last.pt models/verifier.onnx
+    python -m models.training.export hands runs/hands/last.pt models/hands.onnx
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from models.training.detector import INPUT_H, INPUT_W, MarkDetector
 from models.training.embedder import CROP, DIM, MarkEmbedder
-from models.training.verifier import FIT_FEATURES, SIDE, AlignedVerifier, has_brand_body
+from models.training.verifier import FIT_FEATURES, SIDE, AlignedVerifier, HandNet, has_brand_body
 
 # onnxruntime 1.18+ reads IR 10 and opset 21; newer onnx packages write newer IR by default.
 IR_VERSION = 9
@@ -48,6 +49,8 @@ def load_model(kind: str, checkpoint: str | Path | None, size: tuple[int, int] |
     elif kind == "verifier":
         own = state is not None and has_brand_body(state["model"])
         model = AlignedVerifier(brand_body=own)
+    elif kind == "hands":
+        model = HandNet()
     else:
         # Checkpoints from before the crop size was recorded are 64 px.
         model = MarkEmbedder(crop=int(state.get("crop", CROP)) if state is not None else CROP)
@@ -57,8 +60,8 @@ def load_model(kind: str, checkpoint: str | Path | None, size: tuple[int, int] |
 
 
 def crop_of(model: torch.nn.Module) -> int:
-    """The crop side a crop model takes (the verifier's is fixed at 96)."""
-    return SIDE if isinstance(model, AlignedVerifier) else int(getattr(model, "crop", CROP))
+    """The crop side a crop model takes (the verifier's and the hand net's are fixed at 96)."""
+    return SIDE if isinstance(model, AlignedVerifier | HandNet) else int(getattr(model, "crop", CROP))
 
 
 def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
@@ -74,6 +77,10 @@ def export(kind: str, model: torch.nn.Module, out: str | Path) -> Path:
         example = verifier_inputs(np.random.default_rng(0), 2)
         names_in, names_out = ["crops", "masks", "fit"], ["authentic", "same_brand"]
         axes = {k: {0: "batch"} for k in (*names_in, *names_out)}
+    elif kind == "hands":
+        example = (torch.zeros(2, SIDE, SIDE, 3, dtype=torch.uint8),)
+        names_in, names_out = ["crops"], ["hands"]
+        axes = {"crops": {0: "batch"}, "hands": {0: "batch"}}
     else:
         example = (torch.zeros(2, crop_of(model), crop_of(model), 3, dtype=torch.uint8),)
         names_in, names_out = ["crops"], ["authenticity", "identity"]
@@ -156,7 +163,7 @@ def max_relative_error(kind: str, model: torch.nn.Module, path: Path, seed: int 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=["detector", "embedder", "verifier"])
+    p.add_argument("kind", choices=["detector", "embedder", "verifier", "hands"])
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument("--manifest", default="models/manifest.json")

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.training.detector import conv_bn
@@ -78,6 +79,34 @@ class AlignedVerifier(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         authentic, same = self.logits(self.stack(crops_u8, masks), fit)
         return torch.sigmoid(authentic), torch.sigmoid(same)
+
+
+class HandNet(nn.Module):
+    """(B, S, S, 3) uint8 crops -> (B, S, S) probability that a presenter's hand covers each pixel.
+
+    The verifier keeps what it finds out of the alignment and the judgement: a part of the mark
+    hidden by a hand is not a part erased. Colour alone does not tell a hand (session 15: a third
+    colour is in most crops), its shape over a good part of the crop does, so the net reads an
+    eighth-scale map beside a quarter-scale one, and the crop both as seen (skin is a colour) and
+    standardised (lighting varies).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quarter = nn.Sequential(conv_bn(6, 16, 2), conv_bn(16, 24, 2), conv_bn(24, 24))
+        self.eighth = nn.Sequential(conv_bn(24, 32, 2), conv_bn(32, 32), conv_bn(32, 32))
+        self.out = nn.Conv2d(24 + 32, 1, 1)
+
+    def logits(self, crops_u8: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) hand logits."""
+        seen = crops_u8.permute(0, 3, 1, 2).float() / 255.0
+        c = (seen - seen.mean((2, 3), keepdim=True)) / (seen.std((2, 3), keepdim=True) + 0.05)
+        a = self.quarter(torch.cat([seen, c], dim=1))
+        b = F.interpolate(self.eighth(a), scale_factor=2.0, mode="bilinear", align_corners=False)
+        return F.interpolate(self.out(torch.cat([a, b], 1)), scale_factor=4.0, mode="bilinear", align_corners=False)
+
+    def forward(self, crops_u8: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(crops_u8))[:, 0]
 
 
 def has_brand_body(state: Iterable[str]) -> bool:

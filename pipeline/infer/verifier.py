@@ -43,6 +43,7 @@ import numpy as np
 
 from pipeline.boxes import cut_crops
 from pipeline.gallery.references import coverage
+from pipeline.infer.hands import HandFinder
 from pipeline.infer.session import DEFAULT_PROVIDERS, OnnxSession
 
 JUDGE_SIDE = 96  # pixels of the pair the verifier model judges (the 128 px crop, shrunk)
@@ -68,6 +69,8 @@ class VerifierConfig:
     anisotropy_limit: float = 1.3  # axis stretch camera tilt explains; beyond it counts against the mark
     cache: int = 512  # reference masks kept
     learned: bool = True  # judge each aligned pair with the verifier model (models.verifier); off: Fit.score
+    hands: bool = True  # leave a presenter's hand (models.hands) out of the alignment and the judgement
+    hand_threshold: float = 0.5  # hand net probability above which a pixel counts as hand
     workers: int = 2  # threads aligning marks at once (OpenCV lets go of the GIL)
 
     def __post_init__(self) -> None:
@@ -79,6 +82,8 @@ class VerifierConfig:
             raise ValueError(f"verifier: anisotropy_limit must be >= 1, got {self.anisotropy_limit}")
         if self.workers < 1:
             raise ValueError(f"verifier: workers must be 1 or more, got {self.workers}")
+        if not 0.0 < self.hand_threshold < 1.0:
+            raise ValueError(f"verifier: hand_threshold must lie in (0, 1), got {self.hand_threshold}")
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,12 @@ def best_ink(inks: Sequence[np.ndarray], aligned: np.ndarray) -> np.ndarray:
 
 
 def judge_inputs(
-    crop: np.ndarray, inks: Sequence[np.ndarray], reference: np.ndarray, fit: Fit, anisotropy_limit: float = 1.3
+    crop: np.ndarray,
+    inks: Sequence[np.ndarray],
+    reference: np.ndarray,
+    fit: Fit,
+    anisotropy_limit: float = 1.3,
+    hidden: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the verifier model reads for one aligned pair.
 
@@ -178,6 +188,9 @@ def judge_inputs(
         inks: its ``ink_candidates``.
         reference: the brand's ``reference_mask``.
         fit: ``fit_reference(inks, reference)``.
+        hidden: (S, S) bool, where a presenter's hand covers the crop: there the crop takes the
+            median colour of what is visible and both masks are blank, so a part hidden is not
+            compared (and does not read as a part erased).
 
     Returns:
         The crop (JUDGE_SIDE, JUDGE_SIDE, 3) uint8, the crop's ink and the aligned reference
@@ -188,6 +201,13 @@ def judge_inputs(
     side = crop.shape[0]
     aligned = aligned_reference(reference, fit, side)
     masks = np.stack([best_ink(inks, aligned), aligned], axis=2).astype(np.float32)
+    if hidden is not None and hidden.any():
+        if hidden.shape != crop.shape[:2]:
+            raise ValueError(f"expected a {crop.shape[:2]} hidden mask, got {hidden.shape}")
+        crop = crop.copy()
+        if not hidden.all():
+            crop[hidden] = np.median(crop[~hidden], axis=0).astype(np.uint8)
+        masks[hidden] = 0.0
     size = (JUDGE_SIDE, JUDGE_SIDE)
     small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
     small_masks = cv2.resize(masks, size, interpolation=cv2.INTER_AREA)
@@ -217,30 +237,41 @@ def reference_mask(image: np.ndarray, side: int) -> np.ndarray:
     return out
 
 
-def ink_candidates(crop: np.ndarray, clusters: int = 3) -> list[np.ndarray]:
+def ink_candidates(crop: np.ndarray, clusters: int = 3, hidden: np.ndarray | None = None) -> list[np.ndarray]:
     """Soft masks that may be the mark's ink: each colour cluster, and each one's complement.
 
     Which cluster is ink is not known (a light mark on a dark product, a hand over it); the
-    alignment tries them all and keeps the one the reference fits best.
+    alignment tries them all and keeps the one the reference fits best. ``hidden``: an (S, S)
+    bool mask of what a presenter's hand covers (``pipeline.infer.hands``): left out of the
+    clusters, so the hand takes none of them, and out of every candidate.
     """
+    if hidden is not None and hidden.shape != crop.shape[:2]:
+        raise ValueError(f"expected a {crop.shape[:2]} hidden mask, got {hidden.shape}")
     lab = cv2.cvtColor(cv2.GaussianBlur(crop, (0, 0), 1.0), cv2.COLOR_RGB2LAB).astype(np.float32)
     px = lab.reshape(-1, 3)
-    if len(np.unique(px[:: max(1, len(px) // 512)], axis=0)) < clusters:
+    visible = np.ones(crop.shape[:2], bool) if hidden is None else ~hidden
+    # A hand over nearly all of the crop leaves nothing to align.
+    if visible.mean() < 0.1:
+        return []
+    seen = px[visible.reshape(-1)]
+    if len(np.unique(seen[:: max(1, len(seen) // 512)], axis=0)) < clusters:
         return []
     crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     cv2.setRNGSeed(0)  # k-means++ seeding: the same crop always gives the same masks
-    # Cluster a quarter of the pixels (every other row and column), then label them all.
-    sub = lab[::2, ::2].reshape(-1, 3)
+    # Cluster a quarter of the visible pixels (every other row and column), then label them all.
+    sub = lab[::2, ::2][visible[::2, ::2]].reshape(-1, 3)
     _, _, centres = cv2.kmeans(sub, clusters, None, crit, 2, cv2.KMEANS_PP_CENTERS)  # type: ignore[call-overload]
     ids = np.argmin(((px[:, None, :] - centres[None, :, :]) ** 2).sum(-1), axis=1).reshape(crop.shape[:2])
+    share = float(visible.mean())
     out = []
     for c in range(clusters):
-        m = (ids == c).astype(np.float32)
-        frac = float(m.mean())
+        m = ((ids == c) & visible).astype(np.float32)
+        frac = float(m.mean()) / share
+        # Blurred, then cut back to what is visible: no ink bleeds under the hand.
         if 0.03 < frac < 0.85:
-            out.append(cv2.GaussianBlur(m, (0, 0), 0.8))
+            out.append(cv2.GaussianBlur(m, (0, 0), 0.8) * visible)
         if clusters > 2 and 0.03 < 1 - frac < 0.85:
-            out.append(cv2.GaussianBlur(1 - m, (0, 0), 0.8))
+            out.append(cv2.GaussianBlur((1 - m) * visible, (0, 0), 0.8) * visible)
     return out
 
 
@@ -276,13 +307,25 @@ def anisotropy(h: np.ndarray, x: float, y: float) -> float:
 
 
 def _ecc(
-    template: np.ndarray, image: np.ndarray, h: np.ndarray, motion: int, iters: int, blur: int
+    template: np.ndarray,
+    image: np.ndarray,
+    h: np.ndarray,
+    motion: int,
+    iters: int,
+    blur: int,
+    template_mask: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, 1e-5 if motion == cv2.MOTION_HOMOGRAPHY else 1e-4)
     warp = h.copy() if motion == cv2.MOTION_HOMOGRAPHY else h[:2].copy()
     try:
-        # OpenCV's stubs do not allow the None mask the function takes.
-        rho, warp = cv2.findTransformECC(template, image, warp, motion, crit, None, blur)  # type: ignore[call-overload]
+        if template_mask is None:
+            # OpenCV's stubs do not allow the None mask the function takes.
+            rho, warp = cv2.findTransformECC(template, image, warp, motion, crit, None, blur)  # type: ignore[call-overload]
+        else:
+            # Only the template's (the crop's) visible pixels count: where a hand covers the mark,
+            # the reference's ink finds no ink to match and would pull the fit off the rest.
+            every = np.full(image.shape, 255, np.uint8)
+            rho, warp = cv2.findTransformECCWithMask(template, image, template_mask, every, warp, motion, crit, blur)
     except cv2.error:  # no convergence (a flat mask, a degenerate warp)
         return -1.0, h
     if motion != cv2.MOTION_HOMOGRAPHY:
@@ -290,10 +333,18 @@ def _ecc(
     return float(rho), warp
 
 
-def fit_reference(inks: list[np.ndarray], reference: np.ndarray, cfg: VerifierConfig) -> Fit:
-    """Align ``reference`` (a ``reference_mask``) onto the best of the crop's ink candidates."""
+def fit_reference(
+    inks: list[np.ndarray], reference: np.ndarray, cfg: VerifierConfig, hidden: np.ndarray | None = None
+) -> Fit:
+    """Align ``reference`` (a ``reference_mask``) onto the best of the crop's ink candidates.
+
+    ``hidden``: (S, S) bool, where a presenter's hand covers the crop: those pixels are left out
+    of the fit, so the agreement is measured over what is visible.
+    """
     if not inks or not reference.any() or not cfg.angles:
         return NO_FIT
+    if hidden is not None and hidden.shape != inks[0].shape:
+        raise ValueError(f"expected a {inks[0].shape} hidden mask, got {hidden.shape}")
     side, coarse = inks[0].shape[0], cfg.coarse
     ref_box = _tight(reference, 0.3)
     if ref_box is None:
@@ -312,11 +363,15 @@ def fit_reference(inks: list[np.ndarray], reference: np.ndarray, cfg: VerifierCo
         if box is not None:
             small_inks[i] = (small, box)
     small_boxes = {m: tuple(v * down for v in b) for m, b in ref_boxes.items()}
+    visible = small_visible = None
+    if hidden is not None and hidden.any():
+        visible = np.where(hidden, 0, 255).astype(np.uint8)
+        small_visible = cv2.resize(visible, (coarse, coarse), interpolation=cv2.INTER_NEAREST)
 
     def coarse_fit(i: int, mirrored: bool, angle: float) -> tuple[float, int, bool, np.ndarray]:
         small, box = small_inks[i]
         warp = start_warp(box, small_boxes[mirrored], angle)
-        rho, h = _ecc(small, small_refs[mirrored], warp, cv2.MOTION_AFFINE, cfg.coarse_iterations, 3)
+        rho, h = _ecc(small, small_refs[mirrored], warp, cv2.MOTION_AFFINE, cfg.coarse_iterations, 3, small_visible)
         return rho, i, mirrored, h
 
     first, rest = cfg.angles[0], cfg.angles[1:]
@@ -333,7 +388,8 @@ def fit_reference(inks: list[np.ndarray], reference: np.ndarray, cfg: VerifierCo
         if tried[mirrored] >= cfg.keep:
             continue
         tried[mirrored] += 1
-        rho, hh = _ecc(inks[i], refs[mirrored], up @ h @ back, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5)
+        warp = up @ h @ back
+        rho, hh = _ecc(inks[i], refs[mirrored], warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible)
         if rho > best[mirrored][0]:
             box = _tight(inks[i], 0.5) or (0.0, 0.0, float(side), float(side))
             best[mirrored] = (rho, anisotropy(hh, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2), hh)
@@ -461,6 +517,8 @@ class MarkVerifier:
         reference_image: gallery reference id -> its RGB image (None when the gallery folder is gone).
         config: the verifier settings.
         judge: the verifier model; without it a pair scores ``Fit.score``.
+        hands: finds a presenter's hand over a mark, left out of its alignment and judgement
+            (``pipeline.infer.hands``); None: every pixel counts. Stays its owner's to close.
     """
 
     def __init__(
@@ -468,10 +526,12 @@ class MarkVerifier:
         reference_image: Callable[[int], np.ndarray | None],
         config: VerifierConfig,
         judge: OnnxJudge | None = None,
+        hands: HandFinder | None = None,
     ) -> None:
         self.reference_image = reference_image
         self.cfg = config
         self.judge = judge
+        self.hands = hands
         self._masks: OrderedDict[int, np.ndarray | None] = OrderedDict()
         self._masks_lock = threading.Lock()  # the cache is shared by the alignment threads
         self._pool: ThreadPoolExecutor | None = None
@@ -551,17 +611,18 @@ class MarkVerifier:
         if not refs:
             return _Laid({}, [], [])
         crop = cut_crops(image, box[None], self.cfg.side)[0]
-        inks = ink_candidates(crop, self.cfg.clusters)
+        hidden = self._hidden(crop)
+        inks = ink_candidates(crop, self.cfg.clusters, hidden)
         fits = {}
         for brand, ref in refs.items():
             mask = self._reference(ref)
             if mask is not None:
-                fits[brand] = (mask, fit_reference(inks, mask, self.cfg))
+                fits[brand] = (mask, fit_reference(inks, mask, self.cfg, hidden))
         if self.judge is None or not fits:
             return _Laid(fits, [], [])
         limit = self.cfg.anisotropy_limit
         checked = list(fits.values())
-        pairs = [judge_inputs(crop, inks, mask, fit, limit) for mask, fit in checked]
+        pairs = [judge_inputs(crop, inks, mask, fit, limit, hidden) for mask, fit in checked]
         # A mirror image of the brand's mark is still a copy of the brand's: where the mirrored
         # reference fits better, the same-brand figure is also judged on that alignment (the
         # plain one lays the mark over it backwards, which looks like another brand's). Both
@@ -570,7 +631,7 @@ class MarkVerifier:
             i for i, (_, fit) in enumerate(checked) if fit.mirrored > fit.agreement and fit.mirror_warp is not None
         ]
         pairs += [
-            judge_inputs(crop, inks, mirror_reference(checked[i][0]), checked[i][1].as_mirrored(), limit)
+            judge_inputs(crop, inks, mirror_reference(checked[i][0]), checked[i][1].as_mirrored(), limit, hidden)
             for i in flipped
         ]
         return _Laid(fits, pairs, flipped)
@@ -582,7 +643,16 @@ class MarkVerifier:
         if mask is None:
             return None
         crop = cut_crops(image, box[None], self.cfg.side)[0]
-        return overlay(crop, mask, fit_reference(ink_candidates(crop, self.cfg.clusters), mask, self.cfg))
+        hidden = self._hidden(crop)
+        inks = ink_candidates(crop, self.cfg.clusters, hidden)
+        return overlay(crop, mask, fit_reference(inks, mask, self.cfg, hidden))
+
+    def _hidden(self, crop: np.ndarray) -> np.ndarray | None:
+        """Where a presenter's hand covers the crop (None without a hand finder, or no hand)."""
+        if self.hands is None:
+            return None
+        found = self.hands.find(crop[None])[0]
+        return found if found.any() else None
 
     def close(self) -> None:
         """Stop the alignment threads."""

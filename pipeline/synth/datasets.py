@@ -14,7 +14,15 @@ import cv2
 import numpy as np
 
 from pipeline.boxes import CROP_SIZE
-from pipeline.infer.verifier import VerifierConfig, fit_reference, ink_candidates, judge_inputs, reference_mask
+from pipeline.infer.hands import OnnxHands
+from pipeline.infer.verifier import (
+    JUDGE_SIDE,
+    VerifierConfig,
+    fit_reference,
+    ink_candidates,
+    judge_inputs,
+    reference_mask,
+)
 from pipeline.synth.counterfeit import FAMILIES, make_counterfeit
 from pipeline.synth.marks import Mark, MarkLibrary
 from pipeline.synth.render import (
@@ -25,7 +33,7 @@ from pipeline.synth.render import (
     gallery_image,
     random_scene,
     render_mark_crop,
-    render_mark_crops,
+    render_mark_views,
 )
 
 
@@ -210,11 +218,20 @@ def crop_set(
 PAIR_MARK_SIZES = (70.0, 110.0)
 
 
-PairJob = tuple[Mark, Mark | None, int, int, str | None, int, int, int, Mark | None, Hands]
+PairJob = tuple[Mark, Mark | None, int, int, str | None, int, int, int, Mark | None, Hands, str | None]
+
+# Each worker process's hand net, by path: loaded once, not once per pair.
+_HAND_NETS: dict[str, OnnxHands] = {}
+
+
+def _hand_net(path: str) -> OnnxHands:
+    if path not in _HAND_NETS:
+        _HAND_NETS[path] = OnnxHands(path, threads=1)
+    return _HAND_NETS[path]
 
 
 def _pair(args: PairJob) -> tuple | None:
-    mark, other, pool_size, b, family, s0, s1, s2, shown, hands = args
+    mark, other, pool_size, b, family, s0, s1, s2, shown, hands, hand_net = args
     cv2.setNumThreads(1)
     rng = np.random.default_rng([s0, s1, s2])
     mask = mark.mask
@@ -225,18 +242,23 @@ def _pair(args: PairJob) -> tuple | None:
             return None
         mask = made
     cfg = VerifierConfig()
-    rendered = render_mark_crops(rng, mask, mark.colour, (cfg.side,), apparent=PAIR_MARK_SIZES, hands=hands)
-    if rendered is None:
+    views = render_mark_views(rng, mask, mark.colour, (cfg.side,), apparent=PAIR_MARK_SIZES, hands=hands)
+    if views is None:
         return None
-    crop = rendered[0]
+    crop = views.crops[0]
+    hand = cv2.resize(views.hands[0], (JUDGE_SIDE, JUDGE_SIDE), interpolation=cv2.INTER_AREA)
     # The reference laid over the crop: its own brand's mark, or (``shown``) another brand's, as
     # when a stream's mark is checked against a neighbouring brand it is not.
     ref_mark = shown if shown is not None else mark
     reference = reference_mask(gallery_image(ref_mark.mask, ref_mark.colour), cfg.side)
-    inks = ink_candidates(crop, cfg.clusters)
-    small, masks, fit = judge_inputs(crop, inks, reference, fit_reference(inks, reference, cfg), cfg.anisotropy_limit)
+    # What the verifier's hand net finds is left out, as MarkVerifier does in streams.
+    hidden = _hand_net(hand_net).find(crop[None])[0] if hand_net else None
+    hidden = hidden if hidden is not None and hidden.any() else None
+    inks = ink_candidates(crop, cfg.clusters, hidden)
+    fit = fit_reference(inks, reference, cfg, hidden)
+    small, masks, fit_figures = judge_inputs(crop, inks, reference, fit, cfg.anisotropy_limit, hidden)
     fam = FAMILIES.index(family) if family else -1
-    return b, fam, shown is None, small, np.round(masks * 255).astype(np.uint8), fit
+    return b, fam, shown is None, small, np.round(masks * 255).astype(np.uint8), fit_figures, hand
 
 
 def brand_neighbours(identity: np.ndarray, k: int) -> np.ndarray:
@@ -262,6 +284,7 @@ def pair_set(
     neighbours: np.ndarray | None = None,
     others: int = 0,
     hands: Hands = TRAINING_HANDS,
+    hand_net: str | Path | None = None,
 ) -> dict[str, np.ndarray]:
     """Verifier training pairs: rendered crops aligned with a brand's gallery mark (``judge_inputs``).
 
@@ -270,10 +293,13 @@ def pair_set(
     with its own brand's mark. With ``neighbours`` (``brand_neighbours`` of ``marks``), each also
     gives ``others`` renderings (authentic and counterfeit in turn) aligned with the mark of one of
     its nearest brands instead: the pairs that teach "this is not that brand's mark at all".
-    ``hands``: how often and how far a presenter's hand reaches over the rendered marks.
+    ``hands``: how often and how far a presenter's hand reaches over the rendered marks;
+    ``hand_net``: the hand model (``models/hands.onnx``) whose findings are left out of each
+    alignment and judgement, as in streams (None: every pixel counts).
 
     Returns arrays: ``crops`` (N, 96, 96, 3) uint8, ``masks`` (N, 96, 96, 2) uint8 (ink, aligned
-    reference; 255 = 1), ``fit`` (N, 4) float32, ``brand`` (N,) index into ``marks``, ``family``
+    reference; 255 = 1), ``fit`` (N, 4) float32, ``hands`` (N, 96, 96) uint8 (255 where a
+    presenter's hand covers the crop), ``brand`` (N,) index into ``marks``, ``family``
     (N,) index into ``FAMILIES`` (-1 authentic), ``fake`` (N,) bool, ``same`` (N,) bool (the
     reference is the crop's own brand's), ``authentic`` (N,) bool (the crop is the reference
     brand's authentic mark).
@@ -282,23 +308,26 @@ def pair_set(
         raise ValueError("other-brand pairs need each brand's neighbours")
     chosen = np.random.default_rng(seed).choice(len(marks), size=min(brands, len(marks)), replace=False)
     n = len(marks)
+    net = str(hand_net) if hand_net is not None else None
     jobs: list[PairJob] = []
     for b in (int(v) for v in chosen):
         # Each sample's seed names its brand and kind, so a set extends without changing its samples.
-        jobs += [(marks[b], None, n, b, None, seed * 1000 + 1 + 100 * k, b, 0, None, hands) for k in range(authentic)]
+        jobs += [
+            (marks[b], None, n, b, None, seed * 1000 + 1 + 100 * k, b, 0, None, hands, net) for k in range(authentic)
+        ]
         for f, name in enumerate(FAMILIES):
             other = marks[int(np.random.default_rng([seed, b, f + 1]).integers(n))]
-            jobs.append((marks[b], other, n, b, name, seed, b, f + 1, None, hands))
+            jobs.append((marks[b], other, n, b, name, seed, b, f + 1, None, hands, net))
         for j in range(others):
             assert neighbours is not None
             pick = np.random.default_rng([seed, b, 1000 + j])
             shown = marks[int(neighbours[b, int(pick.integers(neighbours.shape[1]))])]
             if j % 2 == 0:
-                jobs.append((marks[b], None, n, b, None, seed * 1000 + 2, b, 1000 + j, shown, hands))
+                jobs.append((marks[b], None, n, b, None, seed * 1000 + 2, b, 1000 + j, shown, hands, net))
             else:
                 f = int(pick.integers(len(FAMILIES)))
                 other = marks[int(pick.integers(n))]
-                jobs.append((marks[b], other, n, b, FAMILIES[f], seed, b, 1000 + j, shown, hands))
+                jobs.append((marks[b], other, n, b, FAMILIES[f], seed, b, 1000 + j, shown, hands, net))
     out = []
     with worker_map(workers, chunksize=16) as mapper:
         for i, r in enumerate(mapper(_pair, jobs)):
@@ -307,13 +336,14 @@ def pair_set(
             _progress(i + 1, len(jobs), "verifier pairs")
     if not out:
         raise ValueError("no verifier pairs could be rendered")
-    owners, fam, same, crops, masks, fit = zip(*out, strict=True)
+    owners, fam, same, crops, masks, fit, hand = zip(*out, strict=True)
     family = np.asarray(fam, np.int64)
     same_brand = np.asarray(same, bool)
     return {
         "crops": np.stack(crops),
         "masks": np.stack(masks),
         "fit": np.stack(fit).astype(np.float32),
+        "hands": np.stack(hand),
         "brand": np.asarray(owners, np.int64),
         "family": family,
         "fake": family >= 0,

@@ -337,6 +337,7 @@ def render_frame(
     rng: np.random.Generator,
     hands: list[float] | None = None,
     effects: float = 1.0,
+    hand_layer: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[Annotation]]:
     """Render one RGB frame and its mark and product boxes.
 
@@ -347,9 +348,14 @@ def render_frame(
         rng: random source for occluders and camera effects.
         hands: per item, how far a hand reaches over the mark (0 = no hand).
         effects: strength of camera effects (0 = none).
+        hand_layer: an (H, W) uint8 array every hand drawn is also painted into (255), for training
+            models to tell a hand from the mark it covers; None: not recorded.
     """
     if len(items) != len(poses):
         raise ValueError(f"expected one pose per item, got {len(items)} items and {len(poses)} poses")
+    if hand_layer is not None and (hand_layer.shape != background.shape[:2] or hand_layer.dtype != np.uint8):
+        got = f"{hand_layer.shape} {hand_layer.dtype}"
+        raise ValueError(f"expected an {background.shape[:2]} uint8 hand layer, got {got}")
     frame = background.copy()
     annotations: list[Annotation] = []
     alphas: list[np.ndarray] = []
@@ -365,6 +371,8 @@ def render_frame(
         if hands and hands[i] > 0 and mark_box is not None:
             hand = draw_hand(frame, rng, mark_box, hands[i])
             alphas[i] = alphas[i] * (hand == 0)
+            if hand_layer is not None:
+                np.maximum(hand_layer, hand, out=hand_layer)
     for i, alpha in enumerate(alphas):
         box = _box_of(alpha, (0, 0), 0.5)
         # A mark mostly hidden is not labelled (nor expected to be detected).
@@ -408,9 +416,40 @@ def render_mark_crops(
     verifier's larger one see the same mark); None when the mark ended up hidden. ``hands``: how
     often and how far a presenter's hand reaches over the mark.
     """
+    views = render_mark_views(rng, mask, brand_colour, sizes, box_jitter, clean, apparent, hands)
+    return None if views is None else views.crops
+
+
+@dataclass(frozen=True)
+class MarkViews:
+    """One rendered mark cut at several sizes, with the presenter's hand over each cut."""
+
+    crops: list[np.ndarray]  # (S, S, 3) uint8 RGB per size
+    hands: list[np.ndarray]  # (S, S) uint8 per size: 255 where a hand covers the crop
+
+    def __post_init__(self) -> None:
+        if len(self.crops) != len(self.hands):
+            raise ValueError(f"expected one hand mask per crop, got {len(self.crops)} crops and {len(self.hands)}")
+        for crop, hand in zip(self.crops, self.hands, strict=True):
+            if hand.shape != crop.shape[:2] or hand.dtype != np.uint8:
+                raise ValueError(f"expected a {crop.shape[:2]} uint8 hand mask, got {hand.shape} {hand.dtype}")
+
+
+def render_mark_views(
+    rng: np.random.Generator,
+    mask: np.ndarray,
+    brand_colour: tuple[int, int, int],
+    sizes: tuple[int, ...] = (CROP_SIZE,),
+    box_jitter: float = 0.08,
+    clean: bool = False,
+    apparent: tuple[float, float] = MARK_SIZES,
+    hands: Hands = TRAINING_HANDS,
+) -> MarkViews | None:
+    """``render_mark_crops`` with where the hand lies in each crop; the same draws from ``rng``."""
     canvas = 160
     bg = busy_background(rng, canvas, canvas)
     item = SceneItem.make(rng, mask, brand_colour)
+    layer = np.zeros((canvas, canvas), np.uint8)
     if clean:
         pose = Pose(canvas / 2, canvas / 2, canvas * 0.55)
         frame, anns = render_frame(bg, [item], [pose], rng, effects=0.0)
@@ -423,7 +462,7 @@ def render_mark_crops(
             tuple(float(v) for v in rng.uniform(-0.1, 0.1, 8)),
         )
         hand = [float(rng.uniform(*hands.reach))] if rng.random() < hands.odds else None
-        frame, anns = render_frame(bg, [item], [pose], rng, hands=hand, effects=1.0)
+        frame, anns = render_frame(bg, [item], [pose], rng, hands=hand, effects=1.0, hand_layer=layer)
         # Marks in streams range from tiny to large: render small, then let the crop upsample.
         shrink = min(1.0, rng.uniform(*apparent) / pose.size)
         if shrink < 1.0:
@@ -439,7 +478,12 @@ def render_mark_crops(
     if box_jitter > 0 and not clean:
         w, h = box[2] - box[0], box[3] - box[1]
         box = box + rng.normal(0, box_jitter, 4).astype(np.float32) * np.array([w, h, w, h], np.float32)
-    return [cut_crops(frame, box[None], size)[0] for size in sizes]
+    # The layer is cut as the frame is (cut_crops takes three channels).
+    layer3 = np.repeat(layer[..., None], 3, axis=2)
+    return MarkViews(
+        [cut_crops(frame, box[None], size)[0] for size in sizes],
+        [np.ascontiguousarray(cut_crops(layer3, box[None], size)[0][..., 0]) for size in sizes],
+    )
 
 
 def random_scene(

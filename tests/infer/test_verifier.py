@@ -30,7 +30,16 @@ from pipeline.infer.verifier import (
 )
 from pipeline.synth.counterfeit import make_counterfeit
 from pipeline.synth.marks import MarkLibrary
-from pipeline.synth.render import MARK, Pose, SceneItem, busy_background, gallery_image, render_frame
+from pipeline.synth.render import (
+    MARK,
+    Hands,
+    Pose,
+    SceneItem,
+    busy_background,
+    gallery_image,
+    render_frame,
+    render_mark_views,
+)
 
 CFG = VerifierConfig()
 
@@ -388,3 +397,124 @@ def test_judge_of_nothing(judge: OnnxJudge) -> None:
 def test_judge_refuses_another_model() -> None:
     with pytest.raises(ValueError, match="expected a verifier model"):
         OnnxJudge(MODELS_DIR / "embedder.onnx")
+
+
+def two_tone(hand: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A 64 px crop: a dark bar (the mark) on a light product, with a skin-coloured block over its
+    right third when ``hand``; and where that block lies."""
+    crop = np.full((64, 64, 3), 230, np.uint8)
+    crop[24:40, 8:56] = (20, 20, 120)
+    hidden = np.zeros((64, 64), bool)
+    if hand:
+        hidden[:, 44:] = True
+        crop[hidden] = (224, 172, 105)
+    return crop, hidden
+
+
+def test_ink_candidates_leave_the_hand_out() -> None:
+    crop, hidden = two_tone(hand=True)
+    seen = ink_candidates(crop, 3)
+    # Without being told, the hand is a colour cluster of its own: some candidate is the hand.
+    assert any(c[hidden].mean() > 0.9 for c in seen)
+    told = ink_candidates(crop, 3, hidden)
+    assert told and all(float(c[hidden].max()) == 0.0 for c in told)
+    # The bar's visible part is still a candidate.
+    bar = np.zeros((64, 64), bool)
+    bar[24:40, 8:44] = True
+    assert any(c[bar].mean() > 0.9 and c[~bar & ~hidden].mean() < 0.1 for c in told)
+
+
+@pytest.mark.parametrize(
+    ("hidden", "expected"),
+    [
+        (None, None),  # nothing hidden: as before
+        (np.zeros((64, 64), bool), None),  # an empty mask: as before
+        (np.ones((64, 64), bool), []),  # all hidden: nothing to align
+    ],
+)
+def test_ink_candidates_without_a_hand(hidden: np.ndarray | None, expected: list | None) -> None:
+    crop, _ = two_tone(hand=False)
+    got = ink_candidates(crop, 3, hidden)
+    want = ink_candidates(crop, 3) if expected is None else expected
+    assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+def test_judge_inputs_blank_what_the_hand_hides(marks: list) -> None:
+    m = marks[0]
+    frame, box = scene(m.mask, m.colour, 3)
+    crop = cut_crops(frame, box[None], CFG.side)[0]
+    reference = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
+    inks = ink_candidates(crop, CFG.clusters)
+    fit = fit_reference(inks, reference, CFG)
+    hidden = np.zeros(crop.shape[:2], bool)
+    hidden[:, : CFG.side // 3] = True
+    plain = judge_inputs(crop, inks, reference, fit)
+    small, masks, figures = judge_inputs(crop, inks, reference, fit, hidden=hidden)
+    cut = JUDGE_SIDE // 3 - 1  # the area shrink blends the edge column
+    assert masks[:, :cut].max() == 0.0 and masks[:, cut + 2 :].max() > 0.5
+    np.testing.assert_array_equal(masks[:, cut + 2 :], plain[1][:, cut + 2 :])
+    # Under the hand the crop is one flat colour: the median of what is visible.
+    assert small[:, :cut].reshape(-1, 3).std(0).max() == 0.0
+    np.testing.assert_array_equal(figures, plain[2])
+    with pytest.raises(ValueError, match="hidden mask"):
+        judge_inputs(crop, inks, reference, fit, hidden=hidden[:10])
+
+
+class HalfHand:
+    """A hand finder that says a hand covers the left half of every crop (the issue names no real one)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, ...]] = []
+
+    def find(self, crops: np.ndarray) -> np.ndarray:
+        self.seen.append(crops.shape)
+        out = np.zeros(crops.shape[:3], bool)
+        out[:, :, : crops.shape[2] // 2] = True
+        return out
+
+
+def test_the_verifier_asks_where_the_hand_is(marks: list, judge: OnnxJudge) -> None:
+    m = marks[1]
+    frame, box = scene(m.mask, m.colour, 5)
+    refs = {1: gallery_image(m.mask, m.colour)}
+    finder = HalfHand()
+    with MarkVerifier(refs.get, CFG, judge) as plain, MarkVerifier(refs.get, CFG, judge, finder) as handed:
+        a = plain.verify(frame, box, {m.slug: 1})
+        b = handed.verify(frame, box, {m.slug: 1})
+    assert finder.seen == [(1, CFG.side, CFG.side, 3)]
+    # Half the mark hidden: the model sees less of it, and judges differently.
+    assert a.scores[m.slug] != b.scores[m.slug]
+
+
+def test_hand_threshold_must_be_a_probability() -> None:
+    with pytest.raises(ValueError, match="hand_threshold"):
+        VerifierConfig(hand_threshold=1.0)
+
+
+def test_a_hand_left_out_of_the_fit_leaves_the_mark_fitting(marks: list) -> None:
+    """Authentic marks with a hand over a fifth to a third of them: told where the hand is, the
+    fit measures the visible part, which fits as an unhidden mark does."""
+    told, blind = [], []
+    for seed, m in enumerate(marks):
+        views = render_mark_views(
+            np.random.default_rng(seed),
+            m.mask,
+            m.colour,
+            (CFG.side,),
+            apparent=(80.0, 100.0),
+            hands=Hands(1.0, (0.2, 0.3)),
+        )
+        if views is None:
+            continue
+        crop, hidden = views.crops[0], views.hands[0] > 127
+        ref = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
+        told.append(fit_reference(ink_candidates(crop, CFG.clusters, hidden), ref, CFG, hidden).agreement)
+        blind.append(fit_reference(ink_candidates(crop, CFG.clusters), ref, CFG).agreement)
+    assert len(told) >= 4
+    assert np.median(told) > np.median(blind) and np.median(told) > 0.8
+
+
+def test_fit_reference_names_a_hidden_mask_of_another_size(pair: tuple) -> None:
+    _, inks, ref = pair
+    with pytest.raises(ValueError, match="hidden mask"):
+        fit_reference(inks, ref, CFG, np.zeros((10, 10), bool))

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.synth.counterfeit import FAMILIES
 from pipeline.synth.datasets import brand_neighbours, crop_set, pair_set
+from pipeline.synth.render import Hands
 
 
 @pytest.mark.parametrize(
@@ -89,6 +90,7 @@ def test_pair_set_aligns_each_rendering_with_its_brand(library):
     assert data["crops"].shape == (n, 96, 96, 3) and data["crops"].dtype == np.uint8
     assert data["masks"].shape == (n, 96, 96, 2) and data["masks"].dtype == np.uint8
     assert data["fit"].shape == (n, 4) and data["fit"].dtype == np.float32
+    assert data["hands"].shape == (n, 96, 96) and data["hands"].dtype == np.uint8
     assert set(data["brand"].tolist()) <= set(range(len(marks))) and len(set(data["brand"].tolist())) == 3
     assert (data["fake"] == (data["family"] >= 0)).all() and (~data["fake"]).sum() == 6
     # Authentic marks fit their reference better than counterfeits do (the median agreement).
@@ -100,6 +102,13 @@ def test_pair_set_aligns_each_rendering_with_its_brand(library):
     assert overlap > 0.4
     again = pair_set(marks, brands=3, authentic=2, seed=4, workers=2)
     np.testing.assert_array_equal(again["crops"], data["crops"])
+
+
+@pytest.mark.parametrize(("hands", "covered"), [(Hands(0.0), 0), (Hands(1.0, (0.2, 0.3)), 1)])
+def test_pair_set_says_where_each_hand_lies(library, hands, covered):
+    data = pair_set(list(library)[:3], brands=2, authentic=2, seed=4, hands=hands)
+    with_hand = (data["hands"] > 127).any(axis=(1, 2))
+    assert with_hand.mean() == covered
 
 
 def test_pair_set_with_no_brands_is_refused(library):

@@ -8,6 +8,7 @@ from pipeline.synth.render import (
     PRODUCT,
     TRAINING_HANDS,
     Hands,
+    MarkViews,
     Pose,
     SceneItem,
     busy_background,
@@ -16,6 +17,7 @@ from pipeline.synth.render import (
     render_frame,
     render_mark_crop,
     render_mark_crops,
+    render_mark_views,
 )
 
 
@@ -116,3 +118,38 @@ def test_hands_reach_over_rendered_marks(library):
     # The training hands (odds 0.15) drew no hand for most seeds: those crops are the hand-free ones.
     same = sum(a is not None and b is not None and np.array_equal(a[0], b[0]) for a, b in zip(none, usual, strict=True))
     assert same >= len(seeds) // 2
+
+
+@pytest.mark.parametrize(("hands", "covered"), [(Hands(0.0), False), (Hands(1.0, (0.2, 0.3)), True)])
+def test_mark_views_say_where_the_hand_lies(library, hands, covered):
+    """The hand mask is cut as the crop is: under it lies the hand's skin colour, and the views
+    draw the same crops as ``render_mark_crops``."""
+    mark = library[3]
+    for seed in range(6):
+        views = render_mark_views(np.random.default_rng(seed), mark.mask, mark.colour, (64, 128), hands=hands)
+        crops = render_mark_crops(np.random.default_rng(seed), mark.mask, mark.colour, (64, 128), hands=hands)
+        if views is None:
+            assert crops is None
+            continue
+        assert crops is not None and all(np.array_equal(a, b) for a, b in zip(views.crops, crops, strict=True))
+        for crop, hand in zip(views.crops, views.hands, strict=True):
+            assert hand.shape == crop.shape[:2] and hand.dtype == np.uint8
+            assert (hand > 127).any() == covered
+        if covered:
+            crop, hand = views.crops[1], views.hands[1] > 127
+            inside = crop[hand].astype(float).mean(0)
+            # Skin is redder than it is blue, whatever the lighting did to it.
+            assert inside[0] > inside[2]
+
+
+def test_hand_layer_must_match_the_frame(library):
+    bg = np.zeros((40, 60, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"expected an \(40, 60\) uint8 hand layer"):
+        render_frame(bg, [], [], np.random.default_rng(0), hand_layer=np.zeros((40, 61), np.uint8))
+
+
+def test_mark_views_need_a_hand_mask_per_crop():
+    with pytest.raises(ValueError, match="one hand mask per crop"):
+        MarkViews([np.zeros((8, 8, 3), np.uint8)], [])
+    with pytest.raises(ValueError, match=r"expected a \(8, 8\) uint8 hand mask"):
+        MarkViews([np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 8), np.float32)])

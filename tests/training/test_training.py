@@ -10,12 +10,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from models.training import export as export_mod  # noqa: E402
-from models.training import train_detector, train_embedder, train_verifier  # noqa: E402
+from models.training import train_detector, train_embedder, train_hands, train_verifier  # noqa: E402
 from models.training.detector import MarkDetector, make_targets  # noqa: E402
 from models.training.verifier import AlignedVerifier, load_onnx_weights  # noqa: E402
+from pipeline.infer.hands import OnnxHands  # noqa: E402
 from pipeline.infer.models import ModelError, verify_model  # noqa: E402
 from pipeline.infer.verifier import OnnxJudge  # noqa: E402
 from pipeline.synth.datasets import brand_neighbours, crop_set, pair_set, write_detector_set  # noqa: E402
+from pipeline.synth.render import Hands  # noqa: E402
 from tests.conftest import SAMPLE_MARKS  # noqa: E402
 
 
@@ -149,6 +151,60 @@ def test_verifier_training_refuses_other_data(tmp_path):
     np.savez(tmp_path / "crops.npz", crops=np.zeros((2, 64, 64, 3), np.uint8))
     with pytest.raises(SystemExit, match="not a verifier pair set"):
         train_verifier.main(["--data", str(tmp_path / "crops.npz"), "--out", str(tmp_path / "run")])
+
+
+@pytest.fixture(scope="module")
+def hand_pairs(tmp_path_factory, library):
+    root = tmp_path_factory.mktemp("hands")
+    np.savez(
+        root / "pairs.npz", **pair_set(list(library)[:4], brands=4, authentic=2, seed=0, hands=Hands(0.6, (0.2, 0.3)))
+    )
+    return root / "pairs.npz"
+
+
+def test_hand_net_trains_exports_and_finds_in_the_pair_sets(hand_pairs, library, tmp_path):
+    args = ["--data", str(hand_pairs), "--val", str(hand_pairs), "--out", str(tmp_path / "run")]
+    train_hands.main([*args, "--epochs", "2", "--batch", "8", "--threads", "2"])
+    ckpt = tmp_path / "run" / "last.pt"
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    model = export_mod.load_model("hands", ckpt)
+    path = export_mod.export("hands", model, tmp_path / "hands.onnx")
+    assert export_mod.max_relative_error("hands", model, path) <= 1e-4
+    export_mod.record(tmp_path / "manifest.json", path, "hands")
+    crops = np.load(hand_pairs)["crops"][:3]
+    with OnnxHands(path) as net:
+        found = net.find(crops)
+    assert found.shape == (3, 96, 96) and found.dtype == bool
+    # Pairs made with that net draw the same crops and hands: the net changes what is aligned and
+    # compared, not what is drawn.
+    plain = np.load(hand_pairs)
+    again = pair_set(list(library)[:4], brands=4, authentic=2, seed=0, hands=Hands(0.6, (0.2, 0.3)), hand_net=path)
+    np.testing.assert_array_equal(again["hands"], plain["hands"])
+    assert again["crops"].shape == plain["crops"].shape
+
+
+def test_hand_measure_counts_misses_and_false_hands():
+    class Fixed(torch.nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, crops):
+            return self.out[: len(crops)]
+
+    truth = torch.zeros(2, 4, 4, dtype=torch.bool)
+    truth[0, :, :2] = True  # a hand over the first crop's left half; none over the second
+    found = torch.zeros(2, 4, 4)
+    found[0, :, :1] = 1.0  # half the hand found
+    found[1, 0, 0] = 1.0  # one false pixel of 16
+    figures = train_hands.measure(Fixed(found), torch.zeros(2, 4, 4, 3, dtype=torch.uint8), truth)
+    assert figures == pytest.approx({"iou": 0.5, "false_pixels": 1 / 16, "false_crops": 1.0})
+
+
+def test_hand_training_refuses_sets_without_hands(tmp_path):
+    np.savez(tmp_path / "old.npz", crops=np.zeros((2, 96, 96, 3), np.uint8))
+    with pytest.raises(SystemExit, match="records no hands"):
+        train_hands.main(["--data", str(tmp_path / "old.npz"), "--out", str(tmp_path / "run"), "--epochs", "1"])
 
 
 def test_detector_trains_and_resumes(detector_ckpt):
