@@ -27,6 +27,7 @@ class ModelsConfig:
     embedder: str = "models/embedder.onnx"
     cropper: str = "models/cropper.onnx"
     verifier: str = "models/verifier.onnx"
+    hands: str = "models/hands.onnx"
     providers: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
     threads: int = 0
     device_path: str = "auto"

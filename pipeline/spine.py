@@ -27,6 +27,7 @@ from pipeline.gallery.index import Gallery, GalleryIndex
 from pipeline.infer.detector import Detector, OnnxDetector
 from pipeline.infer.device import DevicePipeline
 from pipeline.infer.embedder import Embedder, OnnxEmbedder
+from pipeline.infer.hands import OnnxHands
 from pipeline.infer.verifier import MarkVerifier, OnnxJudge, PendingVerification, Verification
 from pipeline.ingest.source import IngestError, Source
 from pipeline.types import MARK, Frame
@@ -149,10 +150,12 @@ class Spine:
             device = DevicePipeline(detector, embedder, config.model_path("cropper"), m.providers, m.threads)
         verifier = None
         if config.verifier.enabled:
-            judge = None
+            judge = hands = None
             if config.verifier.learned:
                 judge = OnnxJudge(config.model_path("verifier"), m.providers, m.threads)
-            verifier = MarkVerifier(gallery.reference_image, config.verifier, judge)
+            if config.verifier.hands:
+                hands = OnnxHands(config.model_path("hands"), m.providers, m.threads, config.verifier.hand_threshold)
+            verifier = MarkVerifier(gallery.reference_image, config.verifier, judge, hands)
         return cls(
             config,
             detector,
@@ -168,7 +171,8 @@ class Spine:
     def close(self) -> None:
         """Close models, gallery and sinks."""
         judge = self.verifier.judge if self.verifier is not None else None
-        for part in (self.device, self.detector, self.embedder, self.verifier, judge, self.gallery, *self.sinks):
+        hands = self.verifier.hands if self.verifier is not None else None
+        for part in (self.device, self.detector, self.embedder, self.verifier, judge, hands, self.gallery, *self.sinks):
             close = getattr(part, "close", None)
             if close is not None:
                 close()

@@ -20,6 +20,7 @@ from pipeline.config import Config
 from pipeline.eval.model_check import detector_ap50, embedder_report
 from pipeline.infer.detector import OnnxDetector
 from pipeline.infer.embedder import OnnxEmbedder
+from pipeline.infer.hands import OnnxHands
 from pipeline.infer.models import DETECTOR_FILE, EMBEDDER_FILE, MODELS_DIR
 from pipeline.infer.verifier import OnnxJudge
 from pipeline.synth.datasets import PAIR_MARK_SIZES, load_coco
@@ -93,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     marks = list(held)[: args.brands or None]
     learned = args.verifier and cfg.verifier.learned
     judging = OnnxJudge(cfg.model_path("verifier")) if learned else nullcontext()
-    with OnnxEmbedder(args.embedder) as emb, judging as judge:
+    with_hands = args.verifier and cfg.verifier.hands
+    finding = OnnxHands(cfg.model_path("hands"), threshold=cfg.verifier.hand_threshold) if with_hands else nullcontext()
+    with OnnxEmbedder(args.embedder) as emb, judging as judge, finding as hands:
         verifier = (cfg.verifier, cfg.verdict.verifier_weight, cfg.verdict.verifier_target) if args.verifier else None
 
         def report(apparent: tuple[float, float]) -> dict:
@@ -106,12 +109,15 @@ def main(argv: list[str] | None = None) -> int:
                 view_sizes=tuple(args.view_sizes),
                 judge=judge,
                 apparent=apparent,
+                hands=hands,
             )
             return r.to_dict() | {"version": emb.version}
 
         result["embedder"] = report(tuple(args.apparent))
         if judge is not None:
             result["embedder"]["verifier_version"] = judge.version
+        if hands is not None:
+            result["embedder"]["hands_version"] = hands.version
         if args.verifier and args.stream_sizes:
             # The verifier reads the full-resolution crop: its figures at the sizes of stream marks.
             result["at_stream_sizes"] = report(tuple(args.stream_sizes))

@@ -12,6 +12,7 @@ from pipeline.eval.metrics import average_precision, roc_auc
 from pipeline.gallery.references import DEFAULT_VIEW_SIZES, reference_views
 from pipeline.infer.detector import Detector
 from pipeline.infer.embedder import Embedder, Embeddings
+from pipeline.infer.hands import HandFinder
 from pipeline.infer.verifier import (
     OnnxJudge,
     VerifierConfig,
@@ -139,20 +140,24 @@ def verifier_scores(
     cfg: VerifierConfig,
     judge: OnnxJudge | None = None,
     batch: int = 256,
+    hands: HandFinder | None = None,
 ) -> np.ndarray:
     """The verifier's score of each detail crop against its brand's gallery image: the verifier
-    model's probability that it is authentic with ``judge``, else the fit's hand-made score."""
+    model's probability that it is authentic with ``judge``, else the fit's hand-made score.
+    ``hands``: what it finds of a presenter's hand is left out, as ``MarkVerifier`` does."""
     if details.shape[1:3] != (cfg.side, cfg.side):
         raise ValueError(f"expected {cfg.side} px detail crops, got {details.shape[1]}")
     refs = [reference_mask(gallery_image(m.mask, m.colour), cfg.side) for m in marks]
     out = np.empty(len(details), np.float32)
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for i, (crop, b) in enumerate(zip(details, brand, strict=True)):
-        inks = ink_candidates(crop, cfg.clusters)
-        fit = fit_reference(inks, refs[int(b)], cfg)
+        hidden = hands.find(crop[None])[0] if hands is not None else None
+        hidden = hidden if hidden is not None and hidden.any() else None
+        inks = ink_candidates(crop, cfg.clusters, hidden)
+        fit = fit_reference(inks, refs[int(b)], cfg, hidden)
         out[i] = fit.score(cfg.anisotropy_limit)
         if judge is not None:
-            pending.append(judge_inputs(crop, inks, refs[int(b)], fit, cfg.anisotropy_limit))
+            pending.append(judge_inputs(crop, inks, refs[int(b)], fit, cfg.anisotropy_limit, hidden))
         if judge is not None and (len(pending) == batch or i == len(details) - 1):
             start = i + 1 - len(pending)
             out[start : i + 1] = judge.judge_pairs(pending)[0]
@@ -170,6 +175,7 @@ def embedder_report(
     view_sizes: tuple[float, float] = DEFAULT_VIEW_SIZES,
     judge: OnnxJudge | None = None,
     apparent: tuple[float, float] = MARK_SIZES,
+    hands: HandFinder | None = None,
 ) -> EmbedderReport:
     """Brand top-1 retrieval (identity vectors) and counterfeit ROC-AUC (authenticity similarity to
     the nearest reference of the crop's brand).
@@ -192,7 +198,7 @@ def embedder_report(
     alone: dict[str, float] = {}
     if verifier is not None and details is not None:
         cfg, weight, target = verifier
-        scores = verifier_scores(details, brand, marks, cfg, judge)
+        scores = verifier_scores(details, brand, marks, cfg, judge, hands=hands)
         blended = own + weight * (scores - target)
         verified = {"all": roc_auc(blended, auth), **_auc_by_family(blended, auth, family)}
         alone = {"all": roc_auc(scores, auth), **_auc_by_family(scores, auth, family)}

@@ -388,3 +388,25 @@ def test_checks_by_track_verify_one_frame_per_stream_at_a_time(tmp_path, library
     # The stage's guess (each stream's first frame), then at most one submit per later wave.
     assert len(submits) <= len(frames)
     assert submits[0] == 2  # both streams' first marks together
+
+
+@pytest.mark.parametrize(
+    ("enabled", "hands", "expected"), [(True, True, True), (True, False, False), (False, True, False)]
+)
+def test_the_spine_gives_the_verifier_the_hand_net(gallery, enabled, hands, expected):
+    # verifier.hands: the spine loads models.hands for the verifier (and closes it with the rest).
+    import dataclasses
+
+    from pipeline.cli import resolve_index
+    from pipeline.config import Config
+    from pipeline.infer.hands import OnnxHands
+    from pipeline.spine import Spine
+
+    cfg = Config.load()
+    cfg = dataclasses.replace(cfg, verifier=dataclasses.replace(cfg.verifier, enabled=enabled, hands=hands))
+    with Spine.from_config(cfg, resolve_index(gallery)) as spine:
+        finder = spine.verifier.hands if spine.verifier is not None else None
+        assert isinstance(finder, OnnxHands) == expected
+    if finder is not None:
+        with pytest.raises(RuntimeError, match="closed"):
+            finder.find(np.zeros((1, 96, 96, 3), np.uint8))
