@@ -44,9 +44,12 @@ def _replay(tmp_path, gallery, *videos, sample="2"):
 
 
 def test_counterfeit_raises_one_alert_with_brand_time_and_box(tmp_path, library, gallery):
-    # A counterfeit the shipped models catch (seed 1): this test checks the alert's brand, time
+    # A counterfeit the shipped models catch (seed 2): this test checks the alert's brand, time
     # and box end to end; how many fakes the models catch is measured by scripts/evaluate.py.
-    video, clip = _clip(tmp_path, library, [(14, "mirror")], "fake_one", seed=1)
+    # (Seed 1 holds the same mirror image under a hand; since the verifier leaves the hand out it
+    # scores the mark's own brand and its neighbours alike near 0, and the track stops at the
+    # brand-agreement check: models/README.md, session 16.)
+    video, clip = _clip(tmp_path, library, [(14, "mirror")], "fake_one", seed=2)
     code, alerts = _replay(tmp_path, gallery, video)
     assert code == 0
     fake = clip.objects[0]
