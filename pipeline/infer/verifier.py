@@ -396,14 +396,20 @@ def fit_reference(
     return Fit(best[False][0], best[False][1], best[True][0], best[False][2], best[True][1], best[True][2])
 
 
-def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit) -> np.ndarray:
+def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit, hidden: np.ndarray | None = None) -> np.ndarray:
     """The crop with the aligned reference's outline drawn on it (RGB), for reviewers.
 
     Where the outline leaves the crop's ink, the mark deviates from the brand's; a crop with no
     fit comes back unmarked. The outline takes whichever of a few vivid colours lies farthest
-    from the crop's own colours, so it shows on a green product as on a magenta one.
+    from the crop's own colours, so it shows on a green product as on a magenta one. ``hidden``
+    (where a presenter's hand covers the crop) is hatched: the verifier did not compare it.
     """
     out = crop.copy()
+    if hidden is not None and hidden.any():
+        if hidden.shape != crop.shape[:2]:
+            raise ValueError(f"expected a {crop.shape[:2]} hidden mask, got {hidden.shape}")
+        ys, xs = np.indices(hidden.shape)
+        out[hidden & ((xs + ys) % 6 < 2)] = (128, 128, 128)
     if fit.warp is None:
         return out
     aligned = aligned_reference(reference, fit, crop.shape[0]) > 0.5
@@ -645,7 +651,7 @@ class MarkVerifier:
         crop = cut_crops(image, box[None], self.cfg.side)[0]
         hidden = self._hidden(crop)
         inks = ink_candidates(crop, self.cfg.clusters, hidden)
-        return overlay(crop, mask, fit_reference(inks, mask, self.cfg, hidden))
+        return overlay(crop, mask, fit_reference(inks, mask, self.cfg, hidden), hidden)
 
     def _hidden(self, crop: np.ndarray) -> np.ndarray | None:
         """Where a presenter's hand covers the crop (None without a hand finder, or no hand)."""

@@ -227,6 +227,23 @@ def test_overlay_outlines_the_aligned_reference(marks: list) -> None:
     np.testing.assert_array_equal(overlay(crop, ref, NO_FIT), crop)  # no fit: nothing drawn
 
 
+def test_overlay_hatches_what_the_hand_hides(marks: list) -> None:
+    m = marks[0]
+    frame, box = scene(m.mask, m.colour, seed=5)
+    crop = cut_crops(frame, box[None], CFG.side)[0]
+    ref = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
+    hidden = np.zeros(crop.shape[:2], bool)
+    hidden[:, :20] = True
+    drawn = overlay(crop, ref, NO_FIT, hidden)
+    grey = np.all(drawn == 128, axis=-1)
+    # A third of the hidden pixels are hatched, none outside it.
+    assert not grey[~hidden].any() or np.array_equal(grey[~hidden], np.all(crop == 128, axis=-1)[~hidden])
+    assert 0.25 < grey[hidden].mean() < 0.45
+    np.testing.assert_array_equal(overlay(crop, ref, NO_FIT, np.zeros_like(hidden)), crop)
+    with pytest.raises(ValueError, match="hidden mask"):
+        overlay(crop, ref, NO_FIT, hidden[:5])
+
+
 def test_aligned_view_for_evidence(marks: list) -> None:
     m = marks[0]
     v = MarkVerifier(lambda ref: gallery_image(m.mask, m.colour) if ref == 1 else None, CFG)
