@@ -68,6 +68,16 @@ def save_checkpoint(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+def end_epoch(
+    args: argparse.Namespace, ckpt: Path, parts: dict[str, Any], epoch: int, started: float, line: str
+) -> bool:
+    """Print the epoch's line, checkpoint every part (the keys ``resume`` reads) and say whether
+    training stops here (``should_stop``)."""
+    print(line, flush=True)
+    save_checkpoint(ckpt, {key: part.state_dict() for key, part in parts.items()} | {"epoch": epoch})
+    return should_stop(args, epoch, started)
+
+
 def resume(path: Path, fresh: bool, parts: dict[str, Any]) -> int:
     """Load every part (model, heads, optimiser, schedule) from ``path`` when it exists and
     ``fresh`` is not set; returns the epoch to start from (0 when nothing was resumed)."""

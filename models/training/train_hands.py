@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.training.common import parse, resume, save_checkpoint, seed_all, should_stop, training_parser
+from models.training.common import end_epoch, parse, resume, seed_all, training_parser
 from models.training.verifier import HandNet
 
 # A pixel counts as hand above this coverage (the 96 px mask is an area-shrunk 128 px one).
@@ -71,7 +71,8 @@ def train(args: argparse.Namespace) -> None:
     steps_per_epoch = len(crops) // args.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
     ckpt = out / "last.pt"
-    start_epoch = resume(ckpt, args.fresh, {"model": model, "opt": opt, "sched": sched})
+    parts = {"model": model, "opt": opt, "sched": sched}
+    start_epoch = resume(ckpt, args.fresh, parts)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
     for epoch in range(start_epoch, args.epochs):
@@ -91,11 +92,7 @@ def train(args: argparse.Namespace) -> None:
         line = f"epoch {epoch} done, loss {np.mean(losses):.4f}, {time.time() - t0:.0f}s"
         if val is not None:
             line += ", held-out " + ", ".join(f"{k} {v:.4f}" for k, v in measure(model, *val).items())
-        print(line, flush=True)
-        save_checkpoint(
-            ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch}
-        )
-        if should_stop(args, epoch, t0):
+        if end_epoch(args, ckpt, parts, epoch, t0, line):
             break
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.training.common import parse, resume, save_checkpoint, seed_all, should_stop, training_parser
+from models.training.common import end_epoch, parse, resume, seed_all, training_parser
 from models.training.verifier import AlignedVerifier, freeze_norms, has_brand_body, load_onnx_weights
 from pipeline.eval.metrics import roc_auc
 
@@ -131,7 +131,8 @@ def train(args: argparse.Namespace) -> None:
     steps_per_epoch = len(crops) // args.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
     ckpt = out / "last.pt"
-    start_epoch = resume(ckpt, args.fresh, {"model": model, "opt": opt, "sched": sched})
+    parts = {"model": model, "opt": opt, "sched": sched}
+    start_epoch = resume(ckpt, args.fresh, parts)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
     if val is not None and args.init and start_epoch == 0:
@@ -158,11 +159,7 @@ def train(args: argparse.Namespace) -> None:
         line = f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s"
         if val is not None:
             line += f", {held_out(model, val)}"
-        print(line, flush=True)
-        save_checkpoint(
-            ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch}
-        )
-        if should_stop(args, epoch, t0):
+        if end_epoch(args, ckpt, parts, epoch, t0, line):
             break
 
 
