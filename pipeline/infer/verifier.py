@@ -24,6 +24,10 @@ all, authentic or a copy, rather than another brand's: what names the brand a fa
 turns away marks of brands outside the gallery. Without the model the score is the hand-made
 ``Fit.score`` and the second figure ``Fit.alignment``.
 
+Where a presenter's hand covers part of the mark (found by the hand net, ``pipeline.infer.hands``),
+that part is left out of the ink candidates, of the ECC objective and of what the model compares:
+a part hidden is not a part erased.
+
 The alignment is numpy/OpenCV on the CPU; ``MarkVerifier`` caches reference masks per gallery
 reference, ``OnnxJudge`` owns the network's session.
 """
