@@ -12,7 +12,7 @@ from pipeline.eval.metrics import average_precision, roc_auc
 from pipeline.gallery.references import DEFAULT_VIEW_SIZES, reference_views
 from pipeline.infer.detector import Detector
 from pipeline.infer.embedder import Embedder, Embeddings
-from pipeline.infer.hands import HandFinder
+from pipeline.infer.hands import HandFinder, hidden_part
 from pipeline.infer.verifier import (
     OnnxJudge,
     VerifierConfig,
@@ -151,8 +151,7 @@ def verifier_scores(
     out = np.empty(len(details), np.float32)
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for i, (crop, b) in enumerate(zip(details, brand, strict=True)):
-        hidden = hands.find(crop[None])[0] if hands is not None else None
-        hidden = hidden if hidden is not None and hidden.any() else None
+        hidden = hidden_part(hands, crop)
         inks = ink_candidates(crop, cfg.clusters, hidden)
         fit = fit_reference(inks, refs[int(b)], cfg, hidden)
         out[i] = fit.score(cfg.anisotropy_limit)

@@ -30,6 +30,15 @@ class HandFinder(Protocol):
     def find(self, crops: np.ndarray) -> np.ndarray: ...
 
 
+def hidden_part(finder: HandFinder | None, crop: np.ndarray) -> np.ndarray | None:
+    """Where a presenter's hand covers one (S, S, 3) crop, as (S, S) bool; None without a finder
+    or where it finds no hand (the verifier's functions then count every pixel, as before)."""
+    if finder is None:
+        return None
+    found = finder.find(crop[None])[0]
+    return found if found.any() else None
+
+
 def widen(mask: np.ndarray, pixels: int) -> np.ndarray:
     """An (H, W) bool mask grown by ``pixels`` in every direction."""
     if pixels <= 0 or not mask.any():

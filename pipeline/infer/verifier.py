@@ -47,7 +47,7 @@ import numpy as np
 
 from pipeline.boxes import cut_crops
 from pipeline.gallery.references import coverage
-from pipeline.infer.hands import HandFinder
+from pipeline.infer.hands import HandFinder, hidden_part
 from pipeline.infer.session import DEFAULT_PROVIDERS, OnnxSession
 
 JUDGE_SIDE = 96  # pixels of the pair the verifier model judges (the 128 px crop, shrunk)
@@ -327,9 +327,11 @@ def _ecc(
             rho, warp = cv2.findTransformECC(template, image, warp, motion, crit, None, blur)  # type: ignore[call-overload]
         else:
             # Only the template's (the crop's) visible pixels count: where a hand covers the mark,
-            # the reference's ink finds no ink to match and would pull the fit off the rest.
-            every = np.full(image.shape, 255, np.uint8)
-            rho, warp = cv2.findTransformECCWithMask(template, image, template_mask, every, warp, motion, crit, blur)
+            # the reference's ink finds no ink to match and would pull the fit off the rest. The
+            # reference is valid everywhere (no input mask; the stubs do not allow that None either).
+            rho, warp = cv2.findTransformECCWithMask(  # type: ignore[call-overload]
+                template, image, template_mask, None, warp, motion, crit, blur
+            )
     except cv2.error:  # no convergence (a flat mask, a degenerate warp)
         return -1.0, h
     if motion != cv2.MOTION_HOMOGRAPHY:
@@ -621,7 +623,7 @@ class MarkVerifier:
         if not refs:
             return _Laid({}, [], [])
         crop = cut_crops(image, box[None], self.cfg.side)[0]
-        hidden = self._hidden(crop)
+        hidden = hidden_part(self.hands, crop)
         inks = ink_candidates(crop, self.cfg.clusters, hidden)
         fits = {}
         for brand, ref in refs.items():
@@ -653,16 +655,9 @@ class MarkVerifier:
         if mask is None:
             return None
         crop = cut_crops(image, box[None], self.cfg.side)[0]
-        hidden = self._hidden(crop)
+        hidden = hidden_part(self.hands, crop)
         inks = ink_candidates(crop, self.cfg.clusters, hidden)
         return overlay(crop, mask, fit_reference(inks, mask, self.cfg, hidden), hidden)
-
-    def _hidden(self, crop: np.ndarray) -> np.ndarray | None:
-        """Where a presenter's hand covers the crop (None without a hand finder, or no hand)."""
-        if self.hands is None:
-            return None
-        found = self.hands.find(crop[None])[0]
-        return found if found.any() else None
 
     def close(self) -> None:
         """Stop the alignment threads."""

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from pipeline.boxes import CROP_SIZE
-from pipeline.infer.hands import OnnxHands
+from pipeline.infer.hands import OnnxHands, hidden_part
 from pipeline.infer.verifier import (
     JUDGE_SIDE,
     VerifierConfig,
@@ -252,8 +252,7 @@ def _pair(args: PairJob) -> tuple | None:
     ref_mark = shown if shown is not None else mark
     reference = reference_mask(gallery_image(ref_mark.mask, ref_mark.colour), cfg.side)
     # What the verifier's hand net finds is left out, as MarkVerifier does in streams.
-    hidden = _hand_net(hand_net).find(crop[None])[0] if hand_net else None
-    hidden = hidden if hidden is not None and hidden.any() else None
+    hidden = hidden_part(_hand_net(hand_net) if hand_net else None, crop)
     inks = ink_candidates(crop, cfg.clusters, hidden)
     fit = fit_reference(inks, reference, cfg, hidden)
     small, masks, fit_figures = judge_inputs(crop, inks, reference, fit, cfg.anisotropy_limit, hidden)

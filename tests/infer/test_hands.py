@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.infer.hands import HANDS_SIDE, OnnxHands, widen
+from pipeline.infer.hands import HANDS_SIDE, OnnxHands, hidden_part, widen
 from pipeline.infer.models import MODELS_DIR
 from pipeline.synth.marks import MarkLibrary
 from pipeline.synth.render import Hands, render_mark_views
@@ -75,3 +75,26 @@ def test_widen(pixels: int, expected: int) -> None:
     mask[4, 4] = True
     assert widen(mask, pixels).sum() == expected
     assert not widen(np.zeros((9, 9), bool), pixels).any()
+
+
+class Fixed:
+    """A hand finder that always finds ``mask`` (the issue names no real one for this rule)."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.mask = mask
+
+    def find(self, crops: np.ndarray) -> np.ndarray:
+        return np.repeat(self.mask[None], len(crops), axis=0)
+
+
+@pytest.mark.parametrize(
+    ("finder", "expected"),
+    [
+        (None, None),  # no hand net: every pixel counts
+        (Fixed(np.zeros((8, 8), bool)), None),  # no hand found: the same
+        (Fixed(np.eye(8, dtype=bool)), np.eye(8, dtype=bool)),
+    ],
+)
+def test_hidden_part(finder: Fixed | None, expected: np.ndarray | None) -> None:
+    got = hidden_part(finder, np.zeros((8, 8, 3), np.uint8))
+    assert (got is None) if expected is None else np.array_equal(got, expected)
