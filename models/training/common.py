@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,30 @@ def end_epoch(
     print(line, flush=True)
     save_checkpoint(ckpt, {key: part.state_dict() for key, part in parts.items()} | {"epoch": epoch})
     return should_stop(args, epoch, started)
+
+
+@dataclass
+class OneCycle:
+    """What a training loop steps and checkpoints: AdamW on a one-cycle schedule, where it is saved
+    and the epoch it starts from (``one_cycle``)."""
+
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.OneCycleLR
+    ckpt: Path
+    parts: dict[str, Any]  # what ``end_epoch`` saves and ``resume`` loads
+    start_epoch: int
+
+
+def one_cycle(
+    args: argparse.Namespace, model: torch.nn.Module, params: Iterable[torch.nn.Parameter], steps_per_epoch: int
+) -> OneCycle:
+    """AdamW over ``params`` on a one-cycle schedule of ``args.epochs`` epochs, resumed from
+    ``args.out``/last.pt unless ``args.fresh``."""
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
+    ckpt = Path(args.out) / "last.pt"
+    parts = {"model": model, "opt": opt, "sched": sched}
+    return OneCycle(opt, sched, ckpt, parts, resume(ckpt, args.fresh, parts))
 
 
 def resume(path: Path, fresh: bool, parts: dict[str, Any]) -> int:

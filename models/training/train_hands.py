@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.training.common import end_epoch, parse, resume, seed_all, training_parser
+from models.training.common import end_epoch, one_cycle, parse, seed_all, training_parser
 from models.training.verifier import HandNet
 
 # A pixel counts as hand above this coverage (the 96 px mask is an area-shrunk 128 px one).
@@ -62,20 +62,15 @@ def measure(model: HandNet, crops: torch.Tensor, hands: torch.Tensor, batch: int
 def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     seed_all(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     crops, hands = load_hands(str(args.data).split(","))
     val = load_hands(str(args.val).split(",")) if args.val else None
     model = HandNet()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = len(crops) // args.batch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
-    ckpt = out / "last.pt"
-    parts = {"model": model, "opt": opt, "sched": sched}
-    start_epoch = resume(ckpt, args.fresh, parts)
+    run = one_cycle(args, model, model.parameters(), steps_per_epoch)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
-    for epoch in range(start_epoch, args.epochs):
+    for epoch in range(run.start_epoch, args.epochs):
         model.train()
         gen.manual_seed(args.seed * 1000 + epoch)
         order = torch.randperm(len(crops), generator=gen)
@@ -84,15 +79,15 @@ def train(args: argparse.Namespace) -> None:
             idx = order[step * args.batch : (step + 1) * args.batch]
             x, y = turned(crops[idx], hands[idx], gen)
             loss = F.binary_cross_entropy_with_logits(model.logits(x)[:, 0], y.float())
-            opt.zero_grad()
+            run.opt.zero_grad()
             loss.backward()
-            opt.step()
-            sched.step()
+            run.opt.step()
+            run.sched.step()
             losses.append(loss.item())
         line = f"epoch {epoch} done, loss {np.mean(losses):.4f}, {time.time() - t0:.0f}s"
         if val is not None:
             line += ", held-out " + ", ".join(f"{k} {v:.4f}" for k, v in measure(model, *val).items())
-        if end_epoch(args, ckpt, parts, epoch, t0, line):
+        if end_epoch(args, run.ckpt, run.parts, epoch, t0, line):
             break
 
 

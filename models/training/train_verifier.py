@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.training.common import end_epoch, parse, resume, seed_all, training_parser
+from models.training.common import end_epoch, one_cycle, parse, seed_all, training_parser
 from models.training.verifier import AlignedVerifier, freeze_norms, has_brand_body, load_onnx_weights
 from pipeline.eval.metrics import roc_auc
 
@@ -92,8 +92,7 @@ def held_out(model: AlignedVerifier, val: Pairs) -> str:
 def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     seed_all(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     crops, masks, fit, authentic, same = tensors(load_pairs(str(args.data).split(",")))
     val = tensors(load_pairs(str(args.val).split(","))) if args.val else None
     model = AlignedVerifier(brand_body=args.brand_body or args.authentic_only)
@@ -127,17 +126,13 @@ def train(args: argparse.Namespace) -> None:
         # of its own, computes exactly what it did.
         for name, param in model.named_parameters():
             param.requires_grad = not name.startswith(("brand_head.", "brand_body."))
-    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = len(crops) // args.batch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
-    ckpt = out / "last.pt"
-    parts = {"model": model, "opt": opt, "sched": sched}
-    start_epoch = resume(ckpt, args.fresh, parts)
+    run = one_cycle(args, model, [q for q in model.parameters() if q.requires_grad], steps_per_epoch)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
-    if val is not None and args.init and start_epoch == 0:
+    if val is not None and args.init and run.start_epoch == 0:
         print(f"start ({args.init}): {held_out(model, val)}", flush=True)
-    for epoch in range(start_epoch, args.epochs):
+    for epoch in range(run.start_epoch, args.epochs):
         model.train()
         if fixed_norms:
             freeze_norms(model)
@@ -151,15 +146,15 @@ def train(args: argparse.Namespace) -> None:
             same_loss = F.binary_cross_entropy_with_logits(same_logit, same[idx])
             auth_loss = F.binary_cross_entropy_with_logits(auth_logit, authentic[idx])
             loss = same_loss if brand_only else auth_loss if args.authentic_only else same_loss + auth_loss
-            opt.zero_grad()
+            run.opt.zero_grad()
             loss.backward()
-            opt.step()
-            sched.step()
+            run.opt.step()
+            run.sched.step()
             losses.append(loss.item())
         line = f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s"
         if val is not None:
             line += f", {held_out(model, val)}"
-        if end_epoch(args, ckpt, parts, epoch, t0, line):
+        if end_epoch(args, run.ckpt, run.parts, epoch, t0, line):
             break
 
 

@@ -183,6 +183,22 @@ def test_hand_net_trains_exports_and_finds_in_the_pair_sets(hand_pairs, library,
     assert again["crops"].shape == plain["crops"].shape
 
 
+@pytest.mark.parametrize("script", ["hands", "verifier"])
+def test_stopped_training_resumes_where_it_left_off(script, hand_pairs, tmp_path, capsys):
+    main = {"hands": train_hands.main, "verifier": train_verifier.main}[script]
+    args = ["--data", str(hand_pairs), "--out", str(tmp_path / "run"), "--epochs", "2", "--batch", "8"]
+    main([*args, "--stop-epoch", "1"])
+    ckpt = tmp_path / "run" / "last.pt"
+    first = torch.load(ckpt, weights_only=False)
+    assert first["epoch"] == 0
+    main(args)
+    assert "resumed from epoch 1" in capsys.readouterr().out
+    second = torch.load(ckpt, weights_only=False)
+    assert second["epoch"] == 1
+    # The schedule went on from where it stopped rather than starting a new cycle.
+    assert second["sched"]["last_epoch"] == 2 * first["sched"]["last_epoch"]
+
+
 def test_hand_measure_counts_misses_and_false_hands():
     class Fixed(torch.nn.Module):
         def __init__(self, out):
