@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline import __version__
 
@@ -55,17 +56,19 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     cfg, emb = _open_embedder(args.config)
     with emb:
         if args.action == "build":
-            bar = _Progress("embedding gallery images")
-            idx = GalleryIndex.build(
-                args.gallery,
-                args.out,
-                emb,
-                emb.version,
-                views=cfg.gallery.views,
-                progress=bar.update,
-                view_sizes=cfg.gallery.view_sizes,
-            )
-            bar.close()
+            bar = _Progress("embedding gallery images", eager=False)
+            try:
+                idx = GalleryIndex.build(
+                    args.gallery,
+                    args.out,
+                    emb,
+                    emb.version,
+                    views=cfg.gallery.views,
+                    progress=bar.update,
+                    view_sizes=cfg.gallery.view_sizes,
+                )
+            finally:
+                bar.close()  # an error line then starts on a line of its own
             print(f"built {args.out}: {len(idx.brands)} brands, {len(idx)} vectors ({idx.info['kind']})")
             idx.close()
         elif args.action == "add":
@@ -104,17 +107,19 @@ def resolve_index(gallery_or_index: str | Path, config_path: str | None = None) 
                 return cache
         except Exception:
             pass
-        bar = _Progress(f"building index of {path.name}")
-        GalleryIndex.build(
-            path,
-            cache,
-            emb,
-            emb.version,
-            views=cfg.gallery.views,
-            progress=bar.update,
-            view_sizes=cfg.gallery.view_sizes,
-        ).close()
-        bar.close()
+        bar = _Progress(f"building index of {path.name}", eager=False)
+        try:
+            GalleryIndex.build(
+                path,
+                cache,
+                emb,
+                emb.version,
+                views=cfg.gallery.views,
+                progress=bar.update,
+                view_sizes=cfg.gallery.view_sizes,
+            ).close()
+        finally:
+            bar.close()
     (cache / "source.stamp").write_text(json.dumps([path.stat().st_mtime_ns, _tree_stamp(path)]))
     return cache
 
@@ -135,16 +140,23 @@ def _read_stamp(cache: Path) -> tuple[int, int] | None:
 
 
 class _Progress:
-    """A progress bar on stderr (tqdm where the terminal is interactive, log lines otherwise)."""
+    """A progress bar on stderr (tqdm where the terminal is interactive, log lines otherwise).
 
-    def __init__(self, label: str, total: float | None = None, position: int = 0, unit: str = "it") -> None:
+    With ``eager=False`` the bar appears at the first update, so work that fails before it
+    starts (a missing folder) prints its error line alone.
+    """
+
+    def __init__(
+        self, label: str, total: float | None = None, position: int = 0, unit: str = "it", eager: bool = True
+    ) -> None:
+        self._args = {"total": total, "desc": label, "position": position, "unit": unit}
+        self.bar: Any = self._open() if eager else None
+
+    def _open(self) -> Any:
         from tqdm import tqdm
 
-        self.bar = tqdm(
-            total=total,
-            desc=label,
-            position=position,
-            unit=unit,
+        return tqdm(
+            **self._args,
             leave=True,
             file=sys.stderr,
             dynamic_ncols=True,
@@ -153,13 +165,16 @@ class _Progress:
         )
 
     def update(self, done: float, total: float | None = None) -> None:
+        if self.bar is None:
+            self.bar = self._open()
         if total is not None and self.bar.total != total:
             self.bar.total = total
         self.bar.n = done
         self.bar.refresh()
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
 import pytest
 
 from pipeline.cli import main
@@ -46,6 +48,17 @@ def test_user_mistakes_are_one_line(tmp_path, capsys, args, message):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    # No progress bar starts for work that fails before it begins.
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_gallery_layout_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "gallery" / "Not_A_Brand_Id"
+    bad.mkdir(parents=True)
+    cv2.imwrite(str(bad / "ref_0.png"), np.full((32, 32, 3), 255, np.uint8))
+    assert main(["gallery", "build", str(tmp_path / "gallery"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"fakewatch: error: {bad}: brand folder names must match [a-z0-9_-]+"]
 
 
 def test_output_into_a_closed_pipe_is_no_traceback(tmp_path, galleries):
