@@ -142,17 +142,16 @@ class Config:
         path = Path(path) if path else DEFAULT_CONFIG
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        data = _parse_yaml(path.read_text(), str(path)) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         calib = data.pop("calibration", None)
         if calib:
             cpath = Path(calib) if Path(calib).is_absolute() else path.parent / calib
             if cpath.is_file():
-                extra = yaml.safe_load(cpath.read_text()) or {}
+                extra = _parse_yaml(cpath.read_text(), str(cpath)) or {}
+                if not isinstance(extra, dict) or not isinstance(extra.get("verdict", {}), dict):
+                    raise ConfigError(f"{cpath}: expected a calibration file (a mapping with a verdict: section)")
                 data.setdefault("verdict", {}).update(extra.get("verdict", {}))
         for key, value in (overrides or {}).items():
             section, _, name = key.partition(".")
@@ -166,7 +165,18 @@ def _env_overrides(data: dict) -> None:
     for name, value in os.environ.items():
         if name.startswith("FAKEWATCH_") and "__" in name:
             section, key = name[len("FAKEWATCH_") :].lower().split("__", 1)
-            data.setdefault(section, {})[key] = yaml.safe_load(value)
+            data.setdefault(section, {})[key] = _parse_yaml(value, name)
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    """``text`` parsed as YAML; a syntax error is one line naming ``where`` and the place."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML{at}: {problem}") from None
 
 
 T = TypeVar("T")

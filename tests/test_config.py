@@ -34,7 +34,7 @@ def test_every_key_is_commented():
         ("gallery:\n  view_sizes: [small, large]\n", r"gallery.view_sizes: expected \[smallest, largest\]"),
         ("verdict:\n  authenticity_quantile: 1.5\n", r"verdict: authenticity_quantile: expected a value in \[0, 1\]"),
         ("- just\n- a list\n", "mapping at the top level"),
-        ("verdict: {confirm: [\n", "not valid YAML"),
+        ("verdict: {confirm: [\n", "c.yaml: not valid YAML at line 2, column 1: expected the node content"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, text, message):
@@ -42,6 +42,28 @@ def test_bad_config_names_the_key(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         Config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("calibration", "message"),
+    [
+        ("verdict: {alert_threshold: [\n", "calibration.yaml: not valid YAML at line 2"),
+        ("- 0.4\n", "calibration.yaml: expected a calibration file"),
+        ("verdict: [0.4]\n", "calibration.yaml: expected a calibration file"),
+    ],
+)
+def test_bad_calibration_file_is_named(tmp_path, calibration, message):
+    (tmp_path / "calibration.yaml").write_text(calibration)
+    path = tmp_path / "c.yaml"
+    path.write_text("calibration: calibration.yaml\n")
+    with pytest.raises(ConfigError, match=message):
+        Config.load(path)
+
+
+def test_bad_environment_override_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKEWATCH_VERDICT__CONFIRM", "[1")
+    with pytest.raises(ConfigError, match="FAKEWATCH_VERDICT__CONFIRM: not valid YAML at line 1, column 3"):
+        Config.load()
 
 
 def test_missing_file(tmp_path):
