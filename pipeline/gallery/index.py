@@ -105,7 +105,15 @@ def gallery_images(folder: Path) -> list[tuple[str, Path]]:
 def brand_title(brand_dir: Path) -> str:
     """The brand's title from its optional ``brand.json``, else the folder name (the brand id)."""
     meta = brand_dir / "brand.json"
-    return str(json.loads(meta.read_text()).get("title", brand_dir.name)) if meta.is_file() else brand_dir.name
+    if not meta.is_file():
+        return brand_dir.name
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GalleryError(f"{meta}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise GalleryError(f'{meta}: expected an object such as {{"title": "Acme"}}, got {type(data).__name__}')
+    return str(data.get("title", brand_dir.name))
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -174,6 +182,8 @@ class GalleryIndex:
         """
         gallery, out = Path(gallery), Path(out)
         items = gallery_images(gallery)
+        # Read every brand.json before the long embedding: a malformed one fails the build at once.
+        titles = {brand: brand_title(gallery / brand) for brand in sorted({b for b, _ in items})}
         tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent if out.parent.exists() else None))
         try:
             db = _create_db(tmp / "meta.sqlite")
@@ -189,11 +199,8 @@ class GalleryIndex:
                 next_id += len(vecs)
                 if progress:
                     progress(n + 1, len(items))
-            for brand in sorted({b for b, _ in items}):
-                db.execute(
-                    "INSERT INTO brands (brand, title, threshold) VALUES (?, ?, 0)",
-                    (brand, brand_title(gallery / brand)),
-                )
+            for brand, title in titles.items():
+                db.execute("INSERT INTO brands (brand, title, threshold) VALUES (?, ?, 0)", (brand, title))
             all_vecs = Embeddings.concat(vectors)
             all_ids = np.concatenate(ids)
             index = make_faiss_index(all_vecs.identity.shape[1], len(all_vecs), all_vecs.identity)
@@ -332,6 +339,7 @@ class GalleryIndex:
         images = [p for p in sorted(brand_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
         if not images:
             raise GalleryError(f"{brand_dir}: no .png/.jpg/.jpeg/.webp images")
+        title = brand_title(brand_dir)  # a malformed brand.json fails before anything changes
         self.remove_brand(brand, missing_ok=True, save=False)
         start = int(self.db.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM refs").fetchone()[0])
         vecs_all, ids_all = [], []
@@ -345,7 +353,6 @@ class GalleryIndex:
             vecs_all.append(vecs)
             ids_all.append(ids)
             start += len(vecs)
-        title = brand_title(brand_dir)
         vecs, ids = Embeddings.concat(vecs_all), np.concatenate(ids_all)
         self.index.add_with_ids(vecs.identity, ids)
         self.auth_ids = np.concatenate([self.auth_ids, ids])

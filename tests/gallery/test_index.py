@@ -103,6 +103,29 @@ def test_bad_gallery_layout(tmp_path, layout):
         GalleryIndex.build(folder, tmp_path / "idx", HistogramEmbedder(), "v")
 
 
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ('{"title": ', "brand.json: not valid JSON"),
+        ('["Acme"]', "brand.json: expected an object"),
+        (b"\xff\xfe", "brand.json: not valid JSON"),
+    ],
+)
+def test_bad_brand_json_is_named(tmp_path, gallery, meta, message):
+    brand = sorted(p for p in gallery.iterdir() if p.is_dir())[0]
+    target = brand / "brand.json"
+    target.write_bytes(meta) if isinstance(meta, bytes) else target.write_text(meta)
+    with pytest.raises(GalleryError, match=message):
+        GalleryIndex.build(gallery, tmp_path / "idx", HistogramEmbedder(), "v", views=1)
+
+
+def test_brand_title_comes_from_brand_json(tmp_path, gallery):
+    brand = sorted(p for p in gallery.iterdir() if p.is_dir())[0]
+    (brand / "brand.json").write_text('{"title": "Acme Corp"}')
+    with GalleryIndex.build(gallery, tmp_path / "idx", HistogramEmbedder(), "v", views=1) as idx:
+        assert idx.title(brand.name) == "Acme Corp"
+
+
 def test_failed_build_keeps_previous_index(tmp_path, index, gallery):
     index.close()
     before = json.loads((tmp_path / "index" / "index.json").read_text())
