@@ -189,9 +189,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         sampling = Sampling.from_arg(args.sample or cfg.ingest.sample, cfg.ingest.skip_nonref)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    index = resolve_index(args.gallery, args.config)
     alerts_path = Path(args.alerts)
     evidence_dir = Path(args.evidence) if args.evidence else alerts_path.with_name(alerts_path.stem + "_evidence")
+    # Checked before the index is built: a run should not fail on its output after the long part.
+    _writable(alerts_path, "--alerts", folder=False)
+    _writable(evidence_dir, "--evidence", folder=True)
+    index = resolve_index(args.gallery, args.config)
     sinks: list[AlertSink] = [JsonlSink(alerts_path), SqliteStore(alerts_path.with_suffix(".sqlite"))]
     videos = [Path(v) for v in args.videos]
     sources = []
@@ -234,6 +237,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for bar in bars.values():
         bar.close()
     return _summary(results, failed_early, durations, wall, alerts_path, evidence_dir)
+
+
+def _writable(path: Path, flag: str, folder: bool) -> None:
+    """Raise a ``UserError`` saying why the run could not write ``path`` (a file, or a folder with
+    ``folder``), where that shows before anything is written."""
+    if path.exists() and path.is_dir() != folder:
+        want = f"a file (such as {path / 'alerts.jsonl'})" if not folder else "a folder"
+        raise UserError(f"{flag} {path}: is a {'folder' if path.is_dir() else 'file'}; expected {want}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK):
+                raise UserError(f"{flag} {path}: {parent} is not writable")
+            return
 
 
 def _replay_on_ray(address, cfg, index, sources, sampling, sinks, evidence_dir, bars, alerts_path):  # type: ignore[no-untyped-def]
@@ -461,6 +479,13 @@ def main(argv: list[str] | None = None) -> int:
         # of this run. Point stdout at /dev/null so the interpreter's final flush stays quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        # A path the user gave that cannot be read or written (a folder where a file goes, no
+        # permission, no such place): the system's reason, on one line. Errors without a path
+        # are not the user's to fix and keep their traceback.
+        if exc.filename is None:
+            raise
+        return _fail(f"{exc.filename}: {exc.strerror or exc}")
 
 
 if __name__ == "__main__":

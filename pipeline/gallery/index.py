@@ -184,7 +184,12 @@ class GalleryIndex:
         items = gallery_images(gallery)
         # Read every brand.json before the long embedding: a malformed one fails the build at once.
         titles = {brand: brand_title(gallery / brand) for brand in sorted({b for b, _ in items})}
-        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent if out.parent.exists() else None))
+        if out.exists() and not (out / "index.json").is_file() and (not out.is_dir() or any(out.iterdir())):
+            raise GalleryError(f"{out}: exists and is not a gallery index (an index is only written over an index)")
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent if out.parent.exists() else None))
+        except OSError as exc:
+            raise GalleryError(f"cannot write an index in {out.parent}: {exc.strerror}") from None
         try:
             db = _create_db(tmp / "meta.sqlite")
             vectors: list[Embeddings] = []

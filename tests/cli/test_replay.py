@@ -104,6 +104,25 @@ def test_index_from_other_model_is_refused(tmp_path, gallery, capsys):
     assert "rebuild the index" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [("folder", "is a folder; expected a file"), ("under_a_file", "is a file, not a folder")],
+)
+def test_alerts_path_that_cannot_be_written_is_one_line(tmp_path, gallery, capsys, where, reason):
+    blocker = tmp_path / "blocker"
+    if where == "folder":
+        blocker.mkdir()
+        alerts = blocker
+    else:
+        blocker.write_text("a file, not a folder")
+        alerts = blocker / "alerts.jsonl"
+    code = main(["replay", str(tmp_path / "x.mp4"), "--gallery", str(gallery), "--alerts", str(alerts)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert reason in err and str(blocker) in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 @pytest.mark.parametrize("sample", ["fast", "-2"])
 def test_bad_sample_argument(tmp_path, gallery, capsys, sample):
     code, _ = _replay(tmp_path, gallery, tmp_path / "x.mp4", sample=sample)

@@ -126,6 +126,30 @@ def test_brand_title_comes_from_brand_json(tmp_path, gallery):
         assert idx.title(brand.name) == "Acme Corp"
 
 
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_build_never_replaces_what_is_not_an_index(tmp_path, gallery, kind):
+    out = tmp_path / "out"
+    if kind == "file":
+        out.write_text("notes")
+    else:
+        out.mkdir()
+        (out / "notes.txt").write_text("notes")
+    with pytest.raises(GalleryError, match="exists and is not a gallery index"):
+        GalleryIndex.build(gallery, out, HistogramEmbedder(), "v", views=1)
+    assert (out.read_text() if kind == "file" else (out / "notes.txt").read_text()) == "notes"
+
+
+@pytest.mark.parametrize("kind", ["empty folder", "index"])
+def test_build_writes_into_an_empty_folder_or_over_an_index(tmp_path, gallery, kind):
+    out = tmp_path / "out"
+    if kind == "index":
+        GalleryIndex.build(gallery, out, HistogramEmbedder(), "old", views=1).close()
+    else:
+        out.mkdir()
+    with GalleryIndex.build(gallery, out, HistogramEmbedder(), "new", views=1) as idx:
+        assert idx.model_version == "new"
+
+
 def test_failed_build_keeps_previous_index(tmp_path, index, gallery):
     index.close()
     before = json.loads((tmp_path / "index" / "index.json").read_text())
