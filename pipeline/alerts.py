@@ -8,10 +8,12 @@ evidence writer that draws the crop beside its nearest authentic reference.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -239,3 +241,82 @@ class EvidenceWriter:
         cv2.imwrite(str(tmp), image_rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
         os.replace(tmp, path)
         return path
+
+
+_REVIEW_CSS = """
+body { font: 14px system-ui, sans-serif; margin: 24px; color: #222 }
+h1 small, h2 small { color: #777; font-weight: normal }
+.grid { display: flex; flex-wrap: wrap; gap: 12px }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; width: 420px }
+.card img { max-width: 100%; display: block }
+.none { height: 80px; background: #f3f3f3; color: #888; display: flex; align-items: center; justify-content: center }
+.meta { margin-top: 6px; line-height: 1.5 }
+.bar { height: 6px; background: #eee; border-radius: 3px; margin: 4px 0 }
+.bar span { display: block; height: 6px; background: #c0392b; border-radius: 3px }
+small { color: #666 }
+"""
+
+
+def _clock(t: float) -> str:
+    """Media time as m:ss.s (h:mm:ss.s past an hour)."""
+    minutes, seconds = divmod(max(t, 0.0), 60.0)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{seconds:04.1f}" if hours else f"{minutes}:{seconds:04.1f}"
+
+
+def review_page(alerts: Sequence[Alert], path: str | Path, title: str = "fakewatch alerts") -> Path:
+    """Write one HTML page a reviewer reads alerts from: per stream, each alert's evidence image
+    with its time, brand, score and nearest references, newest run's alerts included.
+
+    Evidence images are linked (relative to the page), not copied, so the page stays small and
+    opens from the folder the alerts were written to. Written atomically.
+    """
+    path = Path(path)
+    esc = html.escape
+    streams: dict[str, list[Alert]] = {}
+    for a in sorted(alerts, key=lambda a: (a.stream, a.t)):
+        streams.setdefault(a.stream, []).append(a)
+
+    def card(a: Alert) -> str:
+        if a.evidence and Path(a.evidence).is_file():
+            src = esc(Path(os.path.relpath(Path(a.evidence).resolve(), path.parent.resolve())).as_posix())
+            image = f"<a href='{src}'><img src='{src}' loading='lazy' alt='evidence for {esc(a.id)}'></a>"
+        else:
+            image = "<div class='none'>no evidence image</div>"
+        refs = ", ".join(
+            f"{esc(str(m.get('brand', '?')))} {float(m.get('similarity', 0.0)):.2f}"
+            for m in a.matches
+            if isinstance(m, dict)
+        )
+        pct = round(100 * a.score)
+        return (
+            f"<div class='card' id='{esc(a.id)}'>{image}<div class='meta'>"
+            f"<b>{esc(a.brand)}</b> at {_clock(a.t)} (frame {a.frame})"
+            f"<div class='bar'><span style='width:{pct}%'></span></div>suspicion {a.score:.2f}"
+            + (f" &middot; track {a.track}" if a.track is not None else "")
+            + (f"<br><small>nearest references: {refs}</small>" if refs else "")
+            + f"<br><small>id {esc(a.id)}</small></div></div>"
+        )
+
+    sections = "".join(
+        f"<h2>{esc(stream)} <small>{len(items)} alert{'s' if len(items) != 1 else ''}</small></h2>"
+        f"<div class='grid'>{''.join(card(a) for a in items)}</div>"
+        for stream, items in streams.items()
+    )
+    brands = sorted({a.brand for a in alerts})
+    body = (
+        f"<h1>{esc(title)}</h1><p>{len(alerts)} alert{'s' if len(alerts) != 1 else ''} in {len(streams)} "
+        f"stream{'s' if len(streams) != 1 else ''}"
+        + (f"; brands: {esc(', '.join(brands))}" if brands else "")
+        + ". Each image shows the stream's crop, the brand's nearest authentic reference and, where the"
+        " verifier ran, that reference aligned onto the mark.</p>" + (sections or "<p>No alerts.</p>")
+    )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{esc(title)}</title><style>{_REVIEW_CSS}</style></head><body>{body}</body></html>"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path

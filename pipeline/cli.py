@@ -232,6 +232,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             for bar in bars.values():
                 bar.close()
             print(f"\ninterrupted: alerts written so far are in {alerts_path}", file=sys.stderr)
+            if (review := _write_review(alerts_path)) is not None:
+                print(f"review page: {review}", file=sys.stderr)
             return 130
     wall = time.perf_counter() - t0
     for bar in bars.values():
@@ -323,7 +325,23 @@ def _summary(results, failed_early, durations, wall, alerts_path, evidence_dir) 
                 f"(score {a.score:.2f}) evidence {a.evidence}"
             )
     print(f"alerts: {alerts_path}  evidence: {evidence_dir}")
+    if (review := _write_review(alerts_path)) is not None:
+        print(f"review page: {review}")
     return 1 if failed else 0
+
+
+def _write_review(alerts_path: Path) -> Path | None:
+    """The alerts file's review page (every alert in it, with its evidence), beside it; None
+    when there is no alerts file yet."""
+    from pipeline.alerts import read_alerts, review_page
+
+    if not alerts_path.exists():
+        return None
+    return review_page(
+        read_alerts(alerts_path),
+        alerts_path.with_name(f"{alerts_path.stem}_review.html"),
+        title=f"fakewatch alerts: {alerts_path.name}",
+    )
 
 
 # --- entry point ---------------------------------------------------------------------------

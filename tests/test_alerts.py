@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.alerts import evidence_image
+from pipeline.alerts import Alert, _clock, evidence_image, review_page
 
 CROP = np.full((64, 64, 3), 90, np.uint8)
 REF = np.full((100, 200, 3), 250, np.uint8)
@@ -25,3 +25,50 @@ def test_evidence_panels(reference, aligned, width):
     assert img.shape == (54 + 256, width, 3) and img.dtype == np.uint8
     if aligned is not None:
         assert (img[54:, -256:] == 30).all()
+
+
+def _alert(stream, t, brand="acme", evidence=None):
+    return Alert(
+        stream,
+        t,
+        round(t * 30),
+        brand,
+        (1, 2, 3, 4),
+        0.7,
+        track=3,
+        evidence=evidence,
+        matches=({"brand": brand, "ref": 1, "similarity": 0.61},),
+    )
+
+
+def test_review_page_links_each_alerts_evidence_by_stream_and_time(tmp_path):
+    ev = tmp_path / "run" / "alerts_evidence"
+    ev.mkdir(parents=True)
+    (ev / "a.jpg").write_bytes(b"jpeg")
+    alerts = [_alert("s2", 1.0, evidence=str(ev / "a.jpg")), _alert("s1", 9.5), _alert("s1", 2.0, brand="zeta")]
+    page = review_page(alerts, tmp_path / "run" / "alerts_review.html").read_text()
+    assert "3 alerts in 2 streams; brands: acme, zeta" in page
+    # Streams in order, each stream's alerts by time.
+    assert page.index("<h2>s1") < page.index("zeta</b> at 0:02.0") < page.index("at 0:09.5") < page.index("<h2>s2")
+    assert "src='alerts_evidence/a.jpg'" in page  # relative to the page, so the folder can move
+    assert page.count("no evidence image") == 2  # the two alerts without a file
+    assert "nearest references: acme 0.61" in page and "track 3" in page
+
+
+@pytest.mark.parametrize(
+    ("alerts", "expected"),
+    [
+        ([], "No alerts."),
+        ([_alert("<script>x</script>", 0.0, brand="a&b")], "&lt;script&gt;x&lt;/script&gt;"),
+    ],
+)
+def test_review_page_empty_and_escaped(tmp_path, alerts, expected):
+    page = review_page(alerts, tmp_path / "r.html").read_text()
+    assert expected in page and "<script>x" not in page
+
+
+@pytest.mark.parametrize(
+    ("t", "text"), [(0.0, "0:00.0"), (5.46, "0:05.5"), (61.0, "1:01.0"), (3725.25, "1:02:05.2"), (-1.0, "0:00.0")]
+)
+def test_clock(t, text):
+    assert _clock(t) == text

@@ -67,6 +67,9 @@ def test_counterfeit_raises_one_alert_with_brand_time_and_box(tmp_path, library,
     assert Path(a.evidence).is_file()
     store = tmp_path / "out" / "alerts.sqlite"
     assert store.is_file()
+    # The review page beside the alerts shows this alert with its evidence.
+    review = (tmp_path / "out" / "alerts_review.html").read_text()
+    assert a.id in review and Path(a.evidence).name in review
 
 
 @pytest.mark.parametrize(
@@ -177,6 +180,7 @@ def test_ctrl_c_keeps_written_alerts_and_exits_cleanly(tmp_path, library, galler
     assert "interrupted" in err and "Traceback" not in err
     if alerts.exists():
         read_alerts(alerts)  # every line that was written parses
+        assert "review page:" in err and (tmp_path / "out" / "alerts_review.html").is_file()
 
 
 def test_judged_marks_carry_their_identity_vector(tmp_path, library, gallery):
