@@ -257,7 +257,7 @@ small { color: #666 }
 """
 
 
-def _clock(t: float) -> str:
+def media_clock(t: float) -> str:
     """Media time as m:ss.s (h:mm:ss.s past an hour)."""
     minutes, seconds = divmod(max(t, 0.0), 60.0)
     hours, minutes = divmod(int(minutes), 60)
@@ -291,7 +291,7 @@ def review_page(alerts: Sequence[Alert], path: str | Path, title: str = "fakewat
         pct = round(100 * a.score)
         return (
             f"<div class='card' id='{esc(a.id)}'>{image}<div class='meta'>"
-            f"<b>{esc(a.brand)}</b> at {_clock(a.t)} (frame {a.frame})"
+            f"<b>{esc(a.brand)}</b> at {media_clock(a.t)} (frame {a.frame})"
             f"<div class='bar'><span style='width:{pct}%'></span></div>suspicion {a.score:.2f}"
             + (f" &middot; track {a.track}" if a.track is not None else "")
             + (f"<br><small>nearest references: {refs}</small>" if refs else "")

@@ -192,6 +192,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     alerts_path = Path(args.alerts)
     evidence_dir = Path(args.evidence) if args.evidence else alerts_path.with_name(alerts_path.stem + "_evidence")
     # Checked before the index is built: a run should not fail on its output after the long part.
+    if alerts_path.suffix.lower() in (".sqlite", ".html"):
+        raise UserError(
+            f"--alerts {alerts_path}: give the JSON Lines file (alerts.jsonl); the SQLite store and the "
+            "review page are written beside it"
+        )
     _writable(alerts_path, "--alerts", folder=False)
     _writable(evidence_dir, "--evidence", folder=True)
     index = resolve_index(args.gallery, args.config)

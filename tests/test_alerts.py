@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.alerts import Alert, _clock, evidence_image, review_page
+from pipeline.alerts import Alert, evidence_image, media_clock, review_page
 
 CROP = np.full((64, 64, 3), 90, np.uint8)
 REF = np.full((100, 200, 3), 250, np.uint8)
@@ -70,5 +70,5 @@ def test_review_page_empty_and_escaped(tmp_path, alerts, expected):
 @pytest.mark.parametrize(
     ("t", "text"), [(0.0, "0:00.0"), (5.46, "0:05.5"), (61.0, "1:01.0"), (3725.25, "1:02:05.2"), (-1.0, "0:00.0")]
 )
-def test_clock(t, text):
-    assert _clock(t) == text
+def test_media_clock(t, text):
+    assert media_clock(t) == text

@@ -109,13 +109,21 @@ def test_index_from_other_model_is_refused(tmp_path, gallery, capsys):
 
 @pytest.mark.parametrize(
     ("where", "reason"),
-    [("folder", "is a folder; expected a file"), ("under_a_file", "is a file, not a folder")],
+    [
+        ("folder", "is a folder; expected a file"),
+        ("under_a_file", "is a file, not a folder"),
+        ("alerts.sqlite", "give the JSON Lines file"),
+        ("alerts_review.html", "give the JSON Lines file"),
+    ],
 )
 def test_alerts_path_that_cannot_be_written_is_one_line(tmp_path, gallery, capsys, where, reason):
     blocker = tmp_path / "blocker"
     if where == "folder":
         blocker.mkdir()
         alerts = blocker
+    elif where.startswith("alerts"):
+        blocker.mkdir()
+        alerts = blocker / where
     else:
         blocker.write_text("a file, not a folder")
         alerts = blocker / "alerts.jsonl"
