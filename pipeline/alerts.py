@@ -265,11 +265,12 @@ def media_clock(t: float) -> str:
 
 
 def review_page(alerts: Sequence[Alert], path: str | Path, title: str = "fakewatch alerts") -> Path:
-    """Write one HTML page a reviewer reads alerts from: per stream, each alert's evidence image
-    with its time, brand, score and nearest references, newest run's alerts included.
+    """Write one HTML page a reviewer reads ``alerts`` from: per stream and in time order, each
+    alert's evidence image with its time, brand, score and nearest references.
 
-    Evidence images are linked (relative to the page), not copied, so the page stays small and
-    opens from the folder the alerts were written to. Written atomically.
+    Evidence images are linked relative to the page, not copied, so the page stays small and the
+    folder holding both can move. Evidence paths are read as the run wrote them (relative ones
+    from the working directory). Written atomically.
     """
     path = Path(path)
     esc = html.escape
