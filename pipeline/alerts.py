@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -264,23 +264,21 @@ def media_clock(t: float) -> str:
     return f"{hours}:{minutes:02d}:{seconds:04.1f}" if hours else f"{minutes}:{seconds:04.1f}"
 
 
-def review_page(alerts: Sequence[Alert], path: str | Path, title: str = "fakewatch alerts") -> Path:
-    """Write one HTML page a reviewer reads ``alerts`` from: per stream and in time order, each
-    alert's evidence image with its time, brand, score and nearest references.
-
-    Evidence images are linked relative to the page, not copied, so the page stays small and the
-    folder holding both can move. Evidence paths are read as the run wrote them (relative ones
-    from the working directory). Written atomically.
-    """
-    path = Path(path)
+def review_html(
+    alerts: Sequence[Alert], image_src: Callable[[Alert], str | None], title: str = "fakewatch alerts"
+) -> str:
+    """One HTML page a reviewer reads ``alerts`` from: per stream and in time order, each alert's
+    evidence image (at ``image_src(alert)``, None where there is none) with its time, brand, score
+    and nearest references."""
     esc = html.escape
     streams: dict[str, list[Alert]] = {}
     for a in sorted(alerts, key=lambda a: (a.stream, a.t)):
         streams.setdefault(a.stream, []).append(a)
 
     def card(a: Alert) -> str:
-        if a.evidence and Path(a.evidence).is_file():
-            src = esc(Path(os.path.relpath(Path(a.evidence).resolve(), path.parent.resolve())).as_posix())
+        src = image_src(a)
+        if src is not None:
+            src = esc(src)
             image = f"<a href='{src}'><img src='{src}' loading='lazy' alt='evidence for {esc(a.id)}'></a>"
         else:
             image = "<div class='none'>no evidence image</div>"
@@ -312,10 +310,27 @@ def review_page(alerts: Sequence[Alert], path: str | Path, title: str = "fakewat
         + ". Each image shows the stream's crop, the brand's nearest authentic reference and, where the"
         " verifier ran, that reference aligned onto the mark.</p>" + (sections or "<p>No alerts.</p>")
     )
-    page = (
+    return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{esc(title)}</title><style>{_REVIEW_CSS}</style></head><body>{body}</body></html>"
     )
+
+
+def review_page(alerts: Sequence[Alert], path: str | Path, title: str = "fakewatch alerts") -> Path:
+    """Write ``review_html`` of ``alerts`` to ``path`` (atomically).
+
+    Evidence images are linked relative to the page, not copied, so the page stays small and the
+    folder holding both can move. Evidence paths are read as the run wrote them (relative ones
+    from the working directory).
+    """
+    path = Path(path)
+
+    def relative(a: Alert) -> str | None:
+        if not a.evidence or not Path(a.evidence).is_file():
+            return None
+        return Path(os.path.relpath(Path(a.evidence).resolve(), path.parent.resolve())).as_posix()
+
+    page = review_html(alerts, relative, title)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")

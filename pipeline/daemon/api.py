@@ -1,13 +1,17 @@
-"""The worker's HTTP API (FastAPI): streams, alerts, health and Prometheus metrics."""
+"""The worker's HTTP API (FastAPI): streams, alerts (as JSON and as a review page with their
+evidence), health and Prometheus metrics."""
 
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
 from typing import Protocol
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 
+from pipeline.alerts import Alert, review_html
 from pipeline.config import Config
 from pipeline.daemon.worker import WorkerError
 from pipeline.ingest.urls import UnsafeURL
@@ -68,6 +72,27 @@ def create_app(worker: StreamService) -> FastAPI:
     @app.get("/alerts")
     def alerts(limit: int = 100) -> list[dict]:
         return worker.recent_alerts(max(1, min(limit, 1000)))
+
+    def recent(limit: int) -> list[Alert]:
+        return [Alert.from_json(d, "recent alert") for d in worker.recent_alerts(max(1, min(limit, 1000)))]
+
+    @app.get("/review", response_class=HTMLResponse)
+    def review(limit: int = 100) -> str:
+        """The recent alerts as a page for reviewers, each with its evidence image."""
+
+        def src(a: Alert) -> str | None:
+            return f"evidence/{a.id}.jpg" if a.evidence and Path(a.evidence).is_file() else None
+
+        return review_html(recent(limit), src, "fakewatch: recent alerts")
+
+    @app.get("/evidence/{alert_id}.jpg")
+    def evidence(alert_id: str) -> FileResponse:
+        """A recent alert's evidence image. Only paths the worker itself recorded are served:
+        the request names an alert, never a file."""
+        for a in recent(1000):
+            if a.id == alert_id and a.evidence and a.evidence.endswith(".jpg") and Path(a.evidence).is_file():
+                return FileResponse(a.evidence, media_type="image/jpeg")
+        raise HTTPException(status_code=404, detail=f"no evidence image for a recent alert {alert_id!r}")
 
     @app.get("/healthz")
     def healthz() -> dict:

@@ -37,6 +37,8 @@ def _status(exc_info) -> int:  # type: ignore[no-untyped-def]
         ("POST", "/streams", {"id": "", "url": "rtmp://127.0.0.1:1/live/a"}, Daemon.TOKEN, 422),
         ("DELETE", "/streams/nope", None, Daemon.TOKEN, 404),
         ("DELETE", "/streams/nope", None, None, 401),
+        ("GET", "/evidence/nope.jpg", None, None, 404),
+        ("GET", "/evidence/..%2F..%2Fetc%2Fpasswd.jpg", None, None, 404),
     ],
 )
 def test_refusals(daemon, method, path, body, token, status):
@@ -47,6 +49,7 @@ def test_refusals(daemon, method, path, body, token, status):
 
 def test_health_metrics_and_stream_lifecycle(daemon, rtmp):
     assert daemon.get("/healthz")["status"] == "ok"
+    assert "No alerts." in daemon.get("/review")
     pub = Publisher(DEMO_CLIP, rtmp.url("s1"), loop=True)
     try:
         state = daemon.request("POST", "/streams", {"id": "s1", "url": rtmp.url("s1")})

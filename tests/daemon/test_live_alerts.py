@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,12 @@ def test_live_counterfeit_alerts_within_5s_at_the_webhook(live, rtmp, receiver, 
     assert arrived - (t0 + first_visible) <= 5.0
     assert alert["_headers"]["webhook-id"] == alert["id"]
     assert alert["_headers"]["webhook-signature"].startswith("v1,")
+    # Reviewers see it on the worker's review page, with its evidence image.
+    page = live.get("/review")
+    assert alert["id"] in page and f"evidence/{alert['id']}.jpg" in page
+    with urllib.request.urlopen(f"http://127.0.0.1:{live.port}/evidence/{alert['id']}.jpg", timeout=10) as resp:
+        assert resp.headers["content-type"] == "image/jpeg"
+        assert resp.read()[:2] == b"\xff\xd8"  # a JPEG
 
 
 def test_webhook_down_then_up_delivers_every_alert(live, rtmp, receiver, fake_clip):
