@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -425,6 +426,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("daemon.host", args.host), ("daemon.port", args.port)) if v is not None}
     cfg = Config.load(args.config, overrides)
+    # Before any stream or Ray actor starts: a taken port is the usual reason a second worker fails.
+    _check_port(cfg.daemon.host, cfg.daemon.port)
+    if not cfg.daemon.token:
+        print(
+            "fakewatch: warning: daemon.token is empty, so adding and removing streams is refused"
+            " (set FAKEWATCH_DAEMON__TOKEN)",
+            file=sys.stderr,
+        )
     service: StreamService
     if args.ray is not None:
         from pipeline.fleet import require_ray
@@ -462,6 +471,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         service.shutdown()  # type: ignore[attr-defined]
     print(f"fakewatch {what} stopped", file=sys.stderr)
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """Raise a ``UserError`` when ``host:port`` cannot be listened on (taken, or not this machine's)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            hint = " (another worker? set --port or daemon.port)" if exc.errno == errno.EADDRINUSE else ""
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

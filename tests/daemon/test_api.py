@@ -167,3 +167,20 @@ def test_local_files_only_when_allowed(tmp_path, receiver):
         assert d.get("/streams")[0]["processed"] >= 3
     finally:
         d.kill()
+
+
+@pytest.mark.parametrize(("host", "message"), [("127.0.0.1", "Address already in use"), ("nonexistent.invalid", "")])
+def test_serve_refuses_an_address_it_cannot_listen_on(capsys, monkeypatch, host, message):
+    import socket
+
+    from pipeline.cli import main
+
+    monkeypatch.setenv("FAKEWATCH_DAEMON__TOKEN", "t")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--host", host, "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"cannot listen on {host}:{port}: {message}" in err and "listening on" not in err
