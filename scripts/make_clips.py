@@ -48,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     if not enrolled:
         print("error: no held-out brands to enrol", file=sys.stderr)
         return 2
-    width, height = (int(v) for v in args.size.split("x"))
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        if width < 64 or height < 64:
+            raise ValueError
+    except ValueError:
+        p.error(f"--size: expected WIDTHxHEIGHT of at least 64x64 pixels, such as 1280x720; got {args.size!r}")
     write_gallery(enrolled, args.out / "gallery")
     rng = np.random.default_rng(args.seed)
     for k in range(args.clips):

@@ -5,6 +5,7 @@ python scripts/make_demo.py
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -28,7 +29,8 @@ SCRIPTS = [
 ]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     marks = list(MarkLibrary.from_folder(ROOT / "data" / "marks"))
     out = ROOT / "demo"
     shutil.rmtree(out / "clips", ignore_errors=True)

@@ -25,7 +25,7 @@ from pipeline.cli import resolve_index
 from pipeline.config import Config
 from pipeline.eval.cli import enrolled_brands
 from pipeline.eval.runner import FrameLog, run_clips
-from pipeline.eval.scoring import load_clips, score
+from pipeline.eval.scoring import LabelError, load_clips, score
 from pipeline.ingest.source import Sampling
 from pipeline.verdict import StreamVerdicts, VerdictConfig
 
@@ -107,7 +107,10 @@ def main() -> int:
     args = p.parse_args()
     if len(args.gallery) not in (1, len(args.clips)):
         p.error(f"give one --gallery for all clip folders or one each ({len(args.clips)}), got {len(args.gallery)}")
-    clip_sets = [load_clips(c) for c in args.clips]
+    try:
+        clip_sets = [load_clips(c) for c in args.clips]
+    except LabelError as exc:
+        p.error(str(exc))
     clips = [c for cs in clip_sets for c in cs]
     if len({c.stream for c in clips}) != len(clips):
         p.error("clip stems repeat across the --clips folders; pooled sets need distinct stream ids")

@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 "version": det.version,
             }
         print(json.dumps(result["detector"]), file=sys.stderr)
+    if not args.marks.is_dir():
+        p.error(f"marks folder not found: {args.marks}")
     _, held = MarkLibrary.from_folder(args.marks).split()
     marks = list(held)[: args.brands or None]
     learned = args.verifier and cfg.verifier.learned
