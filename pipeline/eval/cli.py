@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,32 @@ from pipeline.eval.metrics import clip_bootstrap
 from pipeline.eval.scoring import Clip, LabelError, Score, false_alert_kinds, load_clips, recall_by_family, score
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return value
+
+
+def _precision(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a precision in (0, 1], got {text!r}")
+    return value
+
+
+def _record_name(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_-]+", text):
+        raise argparse.ArgumentTypeError(f"expected a name of lower-case letters, digits, _ and -, got {text!r}")
+    return text
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clips", required=True, help="folder of labelled clips (video + .json)")
     p.add_argument(
@@ -30,18 +57,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--sample", help="'keyframes', 'all' or frames per second (default: config)")
     p.add_argument("--config", help="configuration YAML (default: configs/fakewatch.yaml)")
-    p.add_argument("--concurrency", type=int, default=4, help="clips decoded at once")
+    p.add_argument("--concurrency", type=_at_least_one, default=4, help="clips decoded at once")
     p.add_argument(
         "--calibrate",
         action="store_true",
         help="choose alert score thresholds that meet --target-precision and write them",
     )
-    p.add_argument("--target-precision", type=float, default=0.95)
+    p.add_argument("--target-precision", type=_precision, default=0.95, help="precision --calibrate aims for")
     p.add_argument("--calibration-out", help="where --calibrate writes (default: configs/calibration.yaml)")
     p.add_argument("--no-report", action="store_true", help="skip report.html (faster)")
     p.add_argument(
         "--record",
         metavar="NAME",
+        type=_record_name,
         help="also keep the headline figures in benchmarks/baseline.json under evaluation.NAME",
     )
     p.add_argument(
@@ -129,7 +157,10 @@ def evaluate(args: argparse.Namespace) -> dict:
     else:
         if not args.gallery:
             raise UserError("give --gallery to run the pipeline, or --alerts to score existing alerts")
-        sampling = Sampling.from_arg(args.sample or cfg.ingest.sample, cfg.ingest.skip_nonref)
+        try:
+            sampling = Sampling.from_arg(args.sample or cfg.ingest.sample, cfg.ingest.skip_nonref)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         index = resolve_index(args.gallery, args.config)
         gallery_dir = Path(args.gallery) if not (Path(args.gallery) / "index.json").is_file() else None
         from tqdm import tqdm

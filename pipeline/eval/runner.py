@@ -34,6 +34,8 @@ def run_clips(
     With ``ray_address`` (``""``: a local cluster) the clips are spread over Ray actors; then
     ``on_frame`` is called once per finished clip, with its stream and its last media time.
     """
+    if concurrency < 1:
+        raise ValueError(f"concurrency: expected 1 or more clips at once, got {concurrency}")
     out.mkdir(parents=True, exist_ok=True)
     alerts_path = out / "alerts.jsonl"
     alerts_path.unlink(missing_ok=True)

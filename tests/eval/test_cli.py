@@ -36,3 +36,32 @@ def test_built_index(tmp_path, library):
     gallery = write_gallery(list(library)[:3], tmp_path / "gallery")
     GalleryIndex.build(gallery, tmp_path / "index", HistogramEmbedder(), "emb-test", views=1).close()
     assert enrolled_brands(tmp_path / "index") == {m.slug for m in list(library)[:3]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--concurrency", "0"], "--concurrency: expected a whole number of 1 or more"),
+        (["--concurrency", "two"], "--concurrency: expected a whole number of 1 or more"),
+        (["--target-precision", "1.5"], "--target-precision: expected a precision in (0, 1]"),
+        (["--target-precision", "0"], "--target-precision: expected a precision in (0, 1]"),
+        (["--record", "../elsewhere"], "--record: expected a name of lower-case letters"),
+        (["--sample", "often"], "--sample must be 'keyframes', 'all' or frames per second"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_record_nothing(tmp_path, capsys, extra, message):
+    from pathlib import Path
+
+    from pipeline.cli import main
+    from pipeline.eval.gate import BASELINE
+
+    demo = Path(__file__).resolve().parents[2] / "demo"
+    before = BASELINE.read_bytes()
+    args = ["eval", "--clips", str(demo / "clips"), "--gallery", str(demo / "gallery"), "--out", str(tmp_path / "o")]
+    try:
+        code = main([*args, *extra])
+    except SystemExit as exc:  # argparse's own refusals exit; the rest return the status
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert BASELINE.read_bytes() == before
