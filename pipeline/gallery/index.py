@@ -91,15 +91,22 @@ def gallery_images(folder: Path) -> list[tuple[str, Path]]:
         raise GalleryError(f"gallery folder not found: {folder}")
     items = []
     for brand_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        brand = brand_dir.name
-        if not all(c.islower() or c.isdigit() or c in "_-" for c in brand):
-            raise GalleryError(f"{brand_dir}: brand folder names must match [a-z0-9_-]+")
+        brand = brand_id(brand_dir)
         for img in sorted(brand_dir.iterdir()):
             if img.suffix.lower() in IMAGE_SUFFIXES:
                 items.append((brand, img))
     if not items:
         raise GalleryError(f"{folder}: no brand folders with .png/.jpg/.jpeg/.webp images")
     return items
+
+
+def brand_id(brand_dir: Path) -> str:
+    """The brand id a gallery sub-folder stands for: its name, which must match [a-z0-9_-]+
+    (formats.md section 1); raises ``GalleryError`` otherwise."""
+    brand = brand_dir.name
+    if not brand or not all(c in "abcdefghijklmnopqrstuvwxyz0123456789_-" for c in brand):
+        raise GalleryError(f"{brand_dir}: brand folder names must match [a-z0-9_-]+")
+    return brand
 
 
 def brand_title(brand_dir: Path) -> str:
@@ -340,7 +347,7 @@ class GalleryIndex:
 
     def add_brand(self, brand_dir: Path, embedder: Embedder) -> int:
         """Enrol (or re-enrol) one brand folder without a full rebuild; returns vectors added."""
-        brand = brand_dir.name
+        brand = brand_id(brand_dir)
         images = [p for p in sorted(brand_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
         if not images:
             raise GalleryError(f"{brand_dir}: no .png/.jpg/.jpeg/.webp images")

@@ -71,6 +71,15 @@ def test_add_and_remove_without_rebuild(tmp_path, index, library):
         index.remove_brand("nope")
 
 
+@pytest.mark.parametrize("name", ["Bad Name", "UPPER", "café", "dots.in.it"])
+def test_add_refuses_a_folder_name_that_is_not_a_brand_id(tmp_path, index, library, name):
+    extra = write_gallery([library[10]], tmp_path / "more") / library[10].slug
+    renamed = extra.rename(extra.parent / name)
+    with pytest.raises(GalleryError, match=r"brand folder names must match \[a-z0-9_-\]\+"):
+        index.add_brand(renamed, HistogramEmbedder())
+    assert len(index) == 15 and name not in index.brands
+
+
 @pytest.mark.parametrize("view_sizes", [(16.0, 110.0), (80.0, 110.0)])
 def test_view_sizes_are_recorded_and_reused(tmp_path, gallery, library, view_sizes):
     # add_brand renders its camera views as the build did, so one brand's references never
