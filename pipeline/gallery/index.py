@@ -124,10 +124,15 @@ def brand_title(brand_dir: Path) -> str:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 RGB, flattening alpha onto white."""
+    """Read an image as (H, W, 3) uint8 RGB, flattening alpha onto white (8-bit, 16-bit and float
+    images alike: brand kits ship 16-bit PNGs)."""
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise GalleryError(f"{path}: not a readable image")
+    if img.dtype == np.uint16:
+        img = ((img.astype(np.float32) + 128) / 257).astype(np.uint8)
+    elif img.dtype != np.uint8:  # float (EXR, TIFF): [0, 1]
+        img = (np.clip(img.astype(np.float32), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     elif img.shape[2] == 4:

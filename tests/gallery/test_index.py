@@ -188,3 +188,32 @@ def test_authenticity_lookup(index, library):
     sim, ref = index.authenticity(index.auth[row].astype(np.float32), brand)
     assert ref == 1 and sim == pytest.approx(1.0, abs=1e-2)
     assert index.authenticity(index.auth[row].astype(np.float32), "unknown") == (0.0, -1)
+
+
+_BGR = np.array([[[10, 128, 250], [0, 0, 0]], [[255, 255, 255], [60, 70, 80]]], np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("name", "stored", "expected"),
+    [
+        ("rgb8.png", _BGR, _BGR[..., ::-1]),
+        ("rgb16.png", _BGR.astype(np.uint16) * 257, _BGR[..., ::-1]),
+        ("gray16.png", _BGR[..., 0].astype(np.uint16) * 257, np.repeat(_BGR[..., :1], 3, axis=2)),
+        # Fully opaque and fully transparent pixels, 16 bits deep: the transparent ones go white.
+        (
+            "rgba16.png",
+            np.dstack([_BGR, np.array([[255, 0], [255, 0]], np.uint8)]).astype(np.uint16) * 257,
+            np.where(np.array([[1, 0], [1, 0]], bool)[..., None], _BGR[..., ::-1], 255),
+        ),
+        ("float.tiff", _BGR.astype(np.float32) / 255, _BGR[..., ::-1]),
+    ],
+)
+def test_read_rgb_takes_every_bit_depth(tmp_path, name, stored, expected):
+    import cv2
+
+    from pipeline.gallery.index import read_rgb
+
+    assert cv2.imwrite(str(tmp_path / name), stored)
+    img = read_rgb(tmp_path / name)
+    assert img.dtype == np.uint8 and img.shape == (2, 2, 3)
+    np.testing.assert_array_equal(img, expected)
