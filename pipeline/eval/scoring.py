@@ -91,7 +91,10 @@ def load_clip(label_path: str | Path) -> Clip:
         raise LabelError(f"{path}: fps, frames and size must be numbers") from None
     if fps <= 0 or n_frames < 0 or width <= 0 or height <= 0:
         raise LabelError(f"{path}: fps, frames and size must be positive")
+    if not isinstance(data["objects"], list):
+        raise LabelError(f"{path}: objects must be a list")
     objects = []
+    seen: set[int] = set()
     for k, obj in enumerate(data["objects"]):
         where = f"{path}: objects[{k}]"
         if not isinstance(obj, dict):
@@ -99,6 +102,14 @@ def load_clip(label_path: str | Path) -> Clip:
         for key in ("id", "brand", "authentic", "boxes"):
             if key not in obj:
                 raise LabelError(f"{where}: missing field {key!r}")
+        # A label's truth must be a JSON boolean: "no" or 0 read as Python truthiness would flip it.
+        if not isinstance(obj["authentic"], bool):
+            raise LabelError(f"{where}: authentic must be true or false, got {obj['authentic']!r}")
+        if isinstance(obj["id"], bool) or not isinstance(obj["id"], int):
+            raise LabelError(f"{where}: id must be a whole number, got {obj['id']!r}")
+        if obj["id"] in seen:
+            raise LabelError(f"{where}: id {obj['id']} is used by an earlier object of this clip")
+        seen.add(obj["id"])
         rows = obj["boxes"]
         if not isinstance(rows, list) or not rows:
             raise LabelError(f"{where}: boxes must be a non-empty list of [frame, x1, y1, x2, y2]")
@@ -125,9 +136,9 @@ def load_clip(label_path: str | Path) -> Clip:
         order = np.argsort(fr, kind="stable")
         objects.append(
             LabelledObject(
-                int(obj["id"]),
+                obj["id"],
                 str(obj["brand"]),
-                bool(obj["authentic"]),
+                obj["authentic"],
                 fr[order].astype(np.int64),
                 bx[order].astype(np.float32),
                 obj.get("family"),

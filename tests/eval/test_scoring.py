@@ -119,6 +119,15 @@ def _with(**changes):
         (_with(objects=[{"id": 1, "brand": "a", "authentic": True, "boxes": [[0, 1, 1, 5]]}]), "5 numbers"),
         (_with(objects=[{"id": 1, "brand": "a", "authentic": True, "boxes": [[99, 1, 1, 5, 5]]}]), "frame numbers"),
         ("{not json", "not JSON"),
+        (_with(objects={"id": 1}), "objects must be a list"),
+        (_with(objects=[{"id": 1, "brand": "a", "authentic": "no", "boxes": [[0, 1, 1, 5, 5]]}]), "true or false"),
+        (_with(objects=[{"id": 1, "brand": "a", "authentic": 0, "boxes": [[0, 1, 1, 5, 5]]}]), "true or false"),
+        (_with(objects=[{"id": "1", "brand": "a", "authentic": True, "boxes": [[0, 1, 1, 5, 5]]}]), "whole number"),
+        (_with(objects=[{"id": 1.5, "brand": "a", "authentic": True, "boxes": [[0, 1, 1, 5, 5]]}]), "whole number"),
+        (
+            _with(objects=[{"id": 1, "brand": b, "authentic": True, "boxes": [[0, 1, 1, 5, 5]]} for b in "ab"]),
+            "id 1 is used by an earlier object",
+        ),
     ],
 )
 def test_malformed_labels_name_the_file(tmp_path, data, message):
