@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -94,6 +95,23 @@ class DaemonConfig:
     verifier: bool = False  # the live worker runs the verifier too (where verifier.enabled); see configs
     verify_every: int = 3  # live: the verifier checks a track's first mark and every this many after
     settle: float = 0.9  # live: a track the verifier found authentic this surely needs no more checks (0 = off)
+
+    def __post_init__(self) -> None:
+        # Checked at start-up: a bad webhook address would otherwise only show as alerts that
+        # never arrive, retried for ever.
+        if self.webhook_url:
+            url = urlsplit(self.webhook_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError(f"webhook_url: expected an http(s)://host/... address, got {self.webhook_url!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port: expected 1-65535, got {self.port}")
+        for name in ("max_streams", "queue", "verify_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected 1 or more, got {getattr(self, name)}")
+        if self.stall_timeout <= 0 or self.shutdown_timeout < 0:
+            raise ValueError("stall_timeout must be positive and shutdown_timeout 0 or more (seconds)")
+        if not 0.0 <= self.settle <= 1.0:
+            raise ValueError(f"settle: expected a probability in [0, 1] (0 = off), got {self.settle}")
 
 
 @dataclass(frozen=True)

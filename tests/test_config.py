@@ -34,6 +34,11 @@ def test_every_key_is_commented():
         ("gallery:\n  view_sizes: [small, large]\n", r"gallery.view_sizes: expected \[smallest, largest\]"),
         ("verdict:\n  authenticity_quantile: 1.5\n", r"verdict: authenticity_quantile: expected a value in \[0, 1\]"),
         ("- just\n- a list\n", "mapping at the top level"),
+        ("daemon:\n  webhook_url: hooks.example.com/x\n", r"daemon: webhook_url: expected an http\(s\)://host"),
+        ("daemon:\n  webhook_url: ftp://hooks.example.com/x\n", r"daemon: webhook_url: expected an http\(s\)://host"),
+        ("daemon:\n  port: 70000\n", "daemon: port: expected 1-65535"),
+        ("daemon:\n  max_streams: 0\n", "daemon: max_streams: expected 1 or more"),
+        ("daemon:\n  settle: 2\n", r"daemon: settle: expected a probability in \[0, 1\]"),
         ("verdict: {confirm: [\n", "c.yaml: not valid YAML at line 2, column 1: expected the node content"),
     ],
 )
