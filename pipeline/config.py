@@ -36,6 +36,8 @@ class ModelsConfig:
     def __post_init__(self) -> None:
         if self.device_path not in ("auto", "on", "off"):
             raise ConfigError(f"models.device_path: expected auto, on or off, got {self.device_path!r}")
+        if self.threads < 0:
+            raise ConfigError(f"models.threads: expected 0 (all cores) or more, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.cpu_frames_per_run < 0:
             raise ConfigError(f"detector.cpu_frames_per_run: expected 0 or more, got {self.cpu_frames_per_run}")
+        if not 0.0 <= self.threshold < 1.0:
+            raise ConfigError(f"detector.threshold: expected a score in [0, 1), got {self.threshold}")
+        if not 0.0 < self.iou <= 1.0:
+            raise ConfigError(f"detector.iou: expected an overlap in (0, 1], got {self.iou}")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,13 @@ class BatchConfig:
     size: int = 8
     deadline_ms: float = 50.0
     queue: int = 32
+
+    def __post_init__(self) -> None:
+        # A batch of 0 never fills (replay would wait for ever), and a queue of 0 is unbounded.
+        if self.size < 1 or self.queue < 1:
+            raise ConfigError(f"batch.size and batch.queue: expected 1 or more, got {self.size} and {self.queue}")
+        if self.deadline_ms < 0:
+            raise ConfigError(f"batch.deadline_ms: expected 0 or more milliseconds, got {self.deadline_ms}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,10 @@ class GalleryConfig:
     view_sizes: tuple[float, float] = (80.0, 110.0)
 
     def __post_init__(self) -> None:
+        if self.neighbours < 1 or self.views < 1:
+            raise ConfigError(
+                f"gallery.neighbours and gallery.views: expected 1 or more, got {self.neighbours} and {self.views}"
+            )
         sizes = self.view_sizes
         numbers = len(sizes) == 2 and all(isinstance(v, int | float) for v in sizes)
         if not numbers or not 0 < sizes[0] <= sizes[1]:
