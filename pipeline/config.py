@@ -146,6 +146,20 @@ class RayConfig:
     health_timeout: float = 3.0
     offline_actors: int = 0
 
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.streams_per_worker < 1 or self.offline_actors < 0:
+            raise ConfigError(
+                "ray.workers and ray.streams_per_worker: expected 1 or more, ray.offline_actors 0 or more; got "
+                f"{self.workers}, {self.streams_per_worker}, {self.offline_actors}"
+            )
+        if self.worker_cpus <= 0 or self.worker_gpus < 0:
+            raise ConfigError(
+                f"ray.worker_cpus must be positive and worker_gpus 0 or more, got {self.worker_cpus} and "
+                f"{self.worker_gpus}"
+            )
+        if self.health_interval <= 0 or self.health_timeout <= 0:
+            raise ConfigError("ray.health_interval and ray.health_timeout: expected positive seconds")
+
 
 @dataclass(frozen=True)
 class Config:
