@@ -366,7 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", help="replay recorded streams and write alerts")
     r.add_argument("videos", nargs="+", help="video files")
     r.add_argument("--gallery", required=True, help="gallery folder or built index folder")
-    r.add_argument("--alerts", required=True, help="JSON Lines file the alerts are appended to")
+    r.add_argument(
+        "--alerts",
+        required=True,
+        help="JSON Lines file the alerts are appended to (an SQLite store and a review page go beside it)",
+    )
     r.add_argument("--sample", help="'keyframes', 'all' or frames per second (default: config)")
     r.add_argument("--evidence", help="folder for evidence JPEGs (default: beside the alerts file)")
     r.add_argument("--config", help="configuration YAML (default: configs/fakewatch.yaml)")
