@@ -177,6 +177,15 @@ def best_ink(inks: Sequence[np.ndarray], aligned: np.ndarray) -> np.ndarray:
     return max(inks, key=corr)
 
 
+def _hidden_mask(hidden: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``hidden`` checked against the crop's (S, S) ``shape``; None where it hides nothing."""
+    if hidden is None:
+        return None
+    if hidden.shape != shape:
+        raise ValueError(f"expected a {shape} hidden mask, got {hidden.shape}")
+    return hidden if hidden.any() else None
+
+
 def judge_inputs(
     crop: np.ndarray,
     inks: Sequence[np.ndarray],
@@ -205,9 +214,8 @@ def judge_inputs(
     side = crop.shape[0]
     aligned = aligned_reference(reference, fit, side)
     masks = np.stack([best_ink(inks, aligned), aligned], axis=2).astype(np.float32)
-    if hidden is not None and hidden.any():
-        if hidden.shape != crop.shape[:2]:
-            raise ValueError(f"expected a {crop.shape[:2]} hidden mask, got {hidden.shape}")
+    hidden = _hidden_mask(hidden, crop.shape[:2])
+    if hidden is not None:
         crop = crop.copy()
         if not hidden.all():
             crop[hidden] = np.median(crop[~hidden], axis=0).astype(np.uint8)
@@ -249,8 +257,7 @@ def ink_candidates(crop: np.ndarray, clusters: int = 3, hidden: np.ndarray | Non
     bool mask of what a presenter's hand covers (``pipeline.infer.hands``): left out of the
     clusters, so the hand takes none of them, and out of every candidate.
     """
-    if hidden is not None and hidden.shape != crop.shape[:2]:
-        raise ValueError(f"expected a {crop.shape[:2]} hidden mask, got {hidden.shape}")
+    hidden = _hidden_mask(hidden, crop.shape[:2])
     lab = cv2.cvtColor(cv2.GaussianBlur(crop, (0, 0), 1.0), cv2.COLOR_RGB2LAB).astype(np.float32)
     px = lab.reshape(-1, 3)
     visible = np.ones(crop.shape[:2], bool) if hidden is None else ~hidden
@@ -349,8 +356,7 @@ def fit_reference(
     """
     if not inks or not reference.any() or not cfg.angles:
         return NO_FIT
-    if hidden is not None and hidden.shape != inks[0].shape:
-        raise ValueError(f"expected a {inks[0].shape} hidden mask, got {hidden.shape}")
+    hidden = _hidden_mask(hidden, inks[0].shape)
     side, coarse = inks[0].shape[0], cfg.coarse
     ref_box = _tight(reference, 0.3)
     if ref_box is None:
@@ -370,7 +376,7 @@ def fit_reference(
             small_inks[i] = (small, box)
     small_boxes = {m: tuple(v * down for v in b) for m, b in ref_boxes.items()}
     visible = small_visible = None
-    if hidden is not None and hidden.any():
+    if hidden is not None:
         visible = np.where(hidden, 0, 255).astype(np.uint8)
         small_visible = cv2.resize(visible, (coarse, coarse), interpolation=cv2.INTER_NEAREST)
 
@@ -411,9 +417,8 @@ def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit, hidden: np.ndarra
     (where a presenter's hand covers the crop) is hatched: the verifier did not compare it.
     """
     out = crop.copy()
-    if hidden is not None and hidden.any():
-        if hidden.shape != crop.shape[:2]:
-            raise ValueError(f"expected a {crop.shape[:2]} hidden mask, got {hidden.shape}")
+    hidden = _hidden_mask(hidden, crop.shape[:2])
+    if hidden is not None:
         ys, xs = np.indices(hidden.shape)
         out[hidden & ((xs + ys) % 6 < 2)] = (128, 128, 128)
     if fit.warp is None:
@@ -617,14 +622,18 @@ class MarkVerifier:
             start += len(m.pairs)
         return out
 
+    def _prepared(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+        """One mark's verifier crop, where a hand hides it (None: nowhere) and its ink candidates."""
+        crop = cut_crops(image, box[None], self.cfg.side)[0]
+        hidden = hidden_part(self.hands, crop)
+        return crop, hidden, ink_candidates(crop, self.cfg.clusters, hidden)
+
     def _lay(self, mark: MarkJob) -> _Laid:
         """Align each brand's reference onto one mark (and, with a judge, prepare its pairs)."""
         image, box, refs = mark
         if not refs:
             return _Laid({}, [], [])
-        crop = cut_crops(image, box[None], self.cfg.side)[0]
-        hidden = hidden_part(self.hands, crop)
-        inks = ink_candidates(crop, self.cfg.clusters, hidden)
+        crop, hidden, inks = self._prepared(image, box)
         fits = {}
         for brand, ref in refs.items():
             mask = self._reference(ref)
@@ -654,9 +663,7 @@ class MarkVerifier:
         mask = self._reference(ref)
         if mask is None:
             return None
-        crop = cut_crops(image, box[None], self.cfg.side)[0]
-        hidden = hidden_part(self.hands, crop)
-        inks = ink_candidates(crop, self.cfg.clusters, hidden)
+        crop, hidden, inks = self._prepared(image, box)
         return overlay(crop, mask, fit_reference(inks, mask, self.cfg, hidden), hidden)
 
     def close(self) -> None:
