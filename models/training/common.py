@@ -91,6 +91,14 @@ class OneCycle:
     parts: dict[str, Any]  # what ``end_epoch`` saves and ``resume`` loads
     start_epoch: int
 
+    def step(self, loss: torch.Tensor) -> float:
+        """One optimiser step on ``loss`` and one step of the schedule; returns the loss's value."""
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        return float(loss.item())
+
 
 def one_cycle(
     args: argparse.Namespace, model: torch.nn.Module, params: Iterable[torch.nn.Parameter], steps_per_epoch: int

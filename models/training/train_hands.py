@@ -79,11 +79,7 @@ def train(args: argparse.Namespace) -> None:
             idx = order[step * args.batch : (step + 1) * args.batch]
             x, y = turned(crops[idx], hands[idx], gen)
             loss = F.binary_cross_entropy_with_logits(model.logits(x)[:, 0], y.float())
-            run.opt.zero_grad()
-            loss.backward()
-            run.opt.step()
-            run.sched.step()
-            losses.append(loss.item())
+            losses.append(run.step(loss))
         line = f"epoch {epoch} done, loss {np.mean(losses):.4f}, {time.time() - t0:.0f}s"
         if val is not None:
             line += ", held-out " + ", ".join(f"{k} {v:.4f}" for k, v in measure(model, *val).items())

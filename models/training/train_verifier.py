@@ -146,11 +146,7 @@ def train(args: argparse.Namespace) -> None:
             same_loss = F.binary_cross_entropy_with_logits(same_logit, same[idx])
             auth_loss = F.binary_cross_entropy_with_logits(auth_logit, authentic[idx])
             loss = same_loss if brand_only else auth_loss if args.authentic_only else same_loss + auth_loss
-            run.opt.zero_grad()
-            loss.backward()
-            run.opt.step()
-            run.sched.step()
-            losses.append(loss.item())
+            losses.append(run.step(loss))
         line = f"epoch {epoch} done, loss {np.mean(losses):.3f}, {time.time() - t0:.0f}s"
         if val is not None:
             line += f", {held_out(model, val)}"
