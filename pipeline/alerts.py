@@ -257,6 +257,11 @@ small { color: #666 }
 """
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 alert``, ``2 alerts``: a count and its noun, for people to read."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def media_clock(t: float) -> str:
     """Media time as m:ss.s (h:mm:ss.s past an hour)."""
     minutes, seconds = divmod(max(t, 0.0), 60.0)
@@ -298,14 +303,13 @@ def review_html(
         )
 
     sections = "".join(
-        f"<h2>{esc(stream)} <small>{len(items)} alert{'s' if len(items) != 1 else ''}</small></h2>"
+        f"<h2>{esc(stream)} <small>{counted(len(items), 'alert')}</small></h2>"
         f"<div class='grid'>{''.join(card(a) for a in items)}</div>"
         for stream, items in streams.items()
     )
     brands = sorted({a.brand for a in alerts})
     body = (
-        f"<h1>{esc(title)}</h1><p>{len(alerts)} alert{'s' if len(alerts) != 1 else ''} in {len(streams)} "
-        f"stream{'s' if len(streams) != 1 else ''}"
+        f"<h1>{esc(title)}</h1><p>{counted(len(alerts), 'alert')} in {counted(len(streams), 'stream')}"
         + (f"; brands: {esc(', '.join(brands))}" if brands else "")
         + ". Each image shows the stream's crop, the brand's nearest authentic reference and, where the"
         " verifier ran, that reference aligned onto the mark.</p>" + (sections or "<p>No alerts.</p>")

@@ -35,12 +35,8 @@ def _open_embedder(config_path: str | None):  # type: ignore[no-untyped-def]
     return cfg, OnnxEmbedder(cfg.model_path("embedder"), cfg.models.providers, threads=cfg.models.threads)
 
 
-def _count(n: int, noun: str) -> str:
-    """``1 brand``, ``2 brands``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def cmd_gallery(args: argparse.Namespace) -> int:
+    from pipeline.alerts import counted
     from pipeline.gallery.index import GalleryIndex
 
     if args.action == "stats":
@@ -50,7 +46,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
             print(json.dumps(stats, indent=2))
         else:
             print(
-                f"{stats['path']}: {_count(stats['brands'], 'brand')}, {_count(stats['images'], 'image')}, "
+                f"{stats['path']}: {counted(stats['brands'], 'brand')}, {counted(stats['images'], 'image')}, "
                 f"{stats['vectors']} vectors ({stats['kind']}), model {stats['model']}, {stats['views']} views "
                 f"per image with the mark at {stats['view_sizes'][0]:g}-{stats['view_sizes'][1]:g} px"
             )
@@ -75,7 +71,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                 )
             finally:
                 bar.close()  # an error line then starts on a line of its own
-            print(f"built {args.out}: {_count(len(idx.brands), 'brand')}, {len(idx)} vectors ({idx.info['kind']})")
+            print(f"built {args.out}: {counted(len(idx.brands), 'brand')}, {len(idx)} vectors ({idx.info['kind']})")
             idx.close()
         elif args.action == "add":
             with GalleryIndex.open(args.index, emb.version) as idx:
