@@ -30,6 +30,9 @@ from pipeline.infer.models import file_sha256
 INDEX_FORMAT = "fakewatch-index/2"
 DATA_FILES = ("vectors.faiss", "authenticity.npz", "meta.sqlite")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+SELLERS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS sellers (brand TEXT NOT NULL, seller TEXT NOT NULL, PRIMARY KEY (brand, seller));"
+)
 
 # Exact search while the gallery is small; an inverted file with 8-bit scalar codes beyond,
 # which keeps 1M vectors of 128 dims near 130 MB and searches a few lists per query.
@@ -67,6 +70,8 @@ class Gallery(Protocol):
     def threshold(self, brand: str) -> float: ...
 
     def reference_image(self, ref: int) -> np.ndarray | None: ...
+
+    def authorized_sellers(self, brand: str) -> frozenset[str]: ...
 
 
 def make_faiss_index(dim: int, count: int, train: np.ndarray | None = None) -> faiss.Index:
@@ -109,18 +114,32 @@ def brand_id(brand_dir: Path) -> str:
     return brand
 
 
-def brand_title(brand_dir: Path) -> str:
-    """The brand's title from its optional ``brand.json``, else the folder name (the brand id)."""
-    meta = brand_dir / "brand.json"
-    if not meta.is_file():
-        return brand_dir.name
-    try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GalleryError(f"{meta}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise GalleryError(f'{meta}: expected an object such as {{"title": "Acme"}}, got {type(data).__name__}')
-    return str(data.get("title", brand_dir.name))
+@dataclass(frozen=True)
+class BrandInfo:
+    """What a brand folder's optional ``brand.json`` says (formats.md section 1)."""
+
+    title: str
+    authorized_sellers: tuple[str, ...] = ()
+
+    @classmethod
+    def from_folder(cls, brand_dir: Path) -> BrandInfo:
+        """Read ``brand_dir/brand.json``; a brand without one is titled by its folder name.
+
+        Raises ``GalleryError`` naming the file when it is not JSON or a field has the wrong type.
+        """
+        meta = brand_dir / "brand.json"
+        if not meta.is_file():
+            return cls(brand_dir.name)
+        try:
+            data = json.loads(meta.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise GalleryError(f"{meta}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise GalleryError(f'{meta}: expected an object such as {{"title": "Acme"}}, got {type(data).__name__}')
+        sellers = data.get("authorized_sellers", [])
+        if not isinstance(sellers, list) or not all(isinstance(s, str) and s.strip() for s in sellers):
+            raise GalleryError(f'{meta}: "authorized_sellers" must be a list of seller ids such as ["seller-17"]')
+        return cls(str(data.get("title", brand_dir.name)), tuple(sorted({s.strip() for s in sellers})))
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -163,6 +182,16 @@ class GalleryIndex:
         rows = self.db.execute("SELECT id, brand FROM refs").fetchall()
         self._brand_of = {int(i): b for i, b in rows}
         self._thresholds = dict(self.db.execute("SELECT brand, threshold FROM brands").fetchall())
+        self._has_sellers = (
+            self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sellers'").fetchone()
+            is not None
+        )
+        self._sellers: dict[str, frozenset[str]] = {}
+        if self._has_sellers:
+            pairs: dict[str, set[str]] = {}
+            for b, seller in self.db.execute("SELECT brand, seller FROM sellers"):
+                pairs.setdefault(b, set()).add(seller)
+            self._sellers = {b: frozenset(v) for b, v in pairs.items()}
         row_of = {int(i): r for r, i in enumerate(self.auth_ids)}
         by_brand: dict[str, list[int]] = {}
         for i, b in rows:
@@ -195,7 +224,7 @@ class GalleryIndex:
         gallery, out = Path(gallery), Path(out)
         items = gallery_images(gallery)
         # Read every brand.json before the long embedding: a malformed one fails the build at once.
-        titles = {brand: brand_title(gallery / brand) for brand in sorted({b for b, _ in items})}
+        infos = {brand: BrandInfo.from_folder(gallery / brand) for brand in sorted({b for b, _ in items})}
         if out.exists() and not (out / "index.json").is_file() and (not out.is_dir() or any(out.iterdir())):
             raise GalleryError(f"{out}: exists and is not a gallery index (an index is only written over an index)")
         try:
@@ -216,8 +245,8 @@ class GalleryIndex:
                 next_id += len(vecs)
                 if progress:
                     progress(n + 1, len(items))
-            for brand, title in titles.items():
-                db.execute("INSERT INTO brands (brand, title, threshold) VALUES (?, ?, 0)", (brand, title))
+            for brand, info in infos.items():
+                _insert_brand(db, brand, info)
             all_vecs = Embeddings.concat(vectors)
             all_ids = np.concatenate(ids)
             index = make_faiss_index(all_vecs.identity.shape[1], len(all_vecs), all_vecs.identity)
@@ -320,6 +349,16 @@ class GalleryIndex:
         row = self.db.execute("SELECT title FROM brands WHERE brand = ?", (brand,)).fetchone()
         return row[0] if row else brand
 
+    @property
+    def records_sellers(self) -> bool:
+        """Whether this index recorded its brands' authorized sellers (indexes built before did not)."""
+        return self._has_sellers
+
+    def authorized_sellers(self, brand: str) -> frozenset[str]:
+        """The sellers ``brand.json`` names as authorized to sell ``brand`` (none where it names none,
+        and none for an index built before seller lists were recorded: rebuild it to read them)."""
+        return self._sellers.get(brand, frozenset())
+
     def reference_image(self, ref: int) -> np.ndarray | None:
         """The gallery image a reference came from, when the gallery folder is still there."""
         row = self.db.execute("SELECT image FROM refs WHERE id = ?", (int(ref),)).fetchone()
@@ -344,7 +383,14 @@ class GalleryIndex:
             "brands": len(self._thresholds),
             "images": sum(r[1] for r in per_brand),
             "per_brand": {
-                b: {"images": i, "vectors": v, "threshold": round(self.threshold(b), 4)} for b, i, v in per_brand
+                b: {
+                    "title": self.title(b),
+                    "images": i,
+                    "vectors": v,
+                    "threshold": round(self.threshold(b), 4),
+                    "authorized_sellers": sorted(self.authorized_sellers(b)),
+                }
+                for b, i, v in per_brand
             },
         }
 
@@ -356,7 +402,7 @@ class GalleryIndex:
         images = [p for p in sorted(brand_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
         if not images:
             raise GalleryError(f"{brand_dir}: no .png/.jpg/.jpeg/.webp images")
-        title = brand_title(brand_dir)  # a malformed brand.json fails before anything changes
+        info = BrandInfo.from_folder(brand_dir)  # a malformed brand.json fails before anything changes
         self.remove_brand(brand, missing_ok=True, save=False)
         start = int(self.db.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM refs").fetchone()[0])
         vecs_all, ids_all = [], []
@@ -374,7 +420,7 @@ class GalleryIndex:
         self.index.add_with_ids(vecs.identity, ids)
         self.auth_ids = np.concatenate([self.auth_ids, ids])
         self.auth = np.concatenate([self.auth, vecs.authenticity.astype(np.float16)])
-        self.db.execute("INSERT INTO brands (brand, title, threshold) VALUES (?, ?, 0)", (brand, title))
+        _insert_brand(self.db, brand, info)
         _calibrate(self.db, vecs.authenticity, ids, self.info["quantile"])
         self.save()
         return len(vecs)
@@ -390,6 +436,8 @@ class GalleryIndex:
             self.auth_ids, self.auth = self.auth_ids[keep], self.auth[keep]
         self.db.execute("DELETE FROM refs WHERE brand = ?", (brand,))
         self.db.execute("DELETE FROM brands WHERE brand = ?", (brand,))
+        if self._has_sellers:
+            self.db.execute("DELETE FROM sellers WHERE brand = ?", (brand,))
         if save:
             self.save()
         return len(ids)
@@ -440,8 +488,17 @@ def _create_db(path: Path) -> sqlite3.Connection:
         CREATE TABLE brands (brand TEXT PRIMARY KEY, title TEXT, threshold REAL NOT NULL);
         CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT);
         """
+        + SELLERS_TABLE
     )
     return db
+
+
+def _insert_brand(db: sqlite3.Connection, brand: str, info: BrandInfo) -> None:
+    """One brand's row (its threshold is calibrated after) and its authorized sellers."""
+    db.execute("INSERT INTO brands (brand, title, threshold) VALUES (?, ?, 0)", (brand, info.title))
+    # Indexes written before sellers were recorded lack the table: adding a brand creates it.
+    db.execute(SELLERS_TABLE)
+    db.executemany("INSERT INTO sellers (brand, seller) VALUES (?, ?)", [(brand, s) for s in info.authorized_sellers])
 
 
 def _embed_image(

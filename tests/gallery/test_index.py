@@ -118,6 +118,9 @@ def test_bad_gallery_layout(tmp_path, layout):
         ('{"title": ', "brand.json: not valid JSON"),
         ('["Acme"]', "brand.json: expected an object"),
         (b"\xff\xfe", "brand.json: not valid JSON"),
+        ('{"authorized_sellers": "seller-17"}', 'authorized_sellers" must be a list'),
+        ('{"authorized_sellers": ["seller-17", 17]}', 'authorized_sellers" must be a list'),
+        ('{"authorized_sellers": [" "]}', 'authorized_sellers" must be a list'),
     ],
 )
 def test_bad_brand_json_is_named(tmp_path, gallery, meta, message):
@@ -133,6 +136,65 @@ def test_brand_title_comes_from_brand_json(tmp_path, gallery):
     (brand / "brand.json").write_text('{"title": "Acme Corp"}')
     with GalleryIndex.build(gallery, tmp_path / "idx", HistogramEmbedder(), "v", views=1) as idx:
         assert idx.title(brand.name) == "Acme Corp"
+
+
+@pytest.mark.parametrize(
+    ("meta", "sellers"),
+    [
+        (None, set()),
+        ('{"title": "Acme"}', set()),
+        ('{"authorized_sellers": []}', set()),
+        ('{"authorized_sellers": ["seller-17", " seller-9 ", "seller-17"]}', {"seller-17", "seller-9"}),
+    ],
+)
+def test_authorized_sellers_come_from_brand_json(tmp_path, gallery, meta, sellers):
+    brand, other = sorted(p for p in gallery.iterdir() if p.is_dir())[:2]
+    if meta is not None:
+        (brand / "brand.json").write_text(meta)
+    with GalleryIndex.build(gallery, tmp_path / "idx", HistogramEmbedder(), "v", views=1) as idx:
+        assert idx.records_sellers
+        assert idx.authorized_sellers(brand.name) == sellers
+        assert idx.authorized_sellers(other.name) == set()
+        assert idx.authorized_sellers("not-enrolled") == set()
+        assert idx.stats()["per_brand"][brand.name]["authorized_sellers"] == sorted(sellers)
+
+
+def test_sellers_follow_add_and_remove(tmp_path, index, library):
+    extra = write_gallery([library[10]], tmp_path / "more") / library[10].slug
+    (extra / "brand.json").write_text('{"authorized_sellers": ["seller-1"]}')
+    index.add_brand(extra, HistogramEmbedder())
+    assert GalleryIndex.open(tmp_path / "index").authorized_sellers(extra.name) == {"seller-1"}
+    # Re-enrolling replaces the list; removing the brand forgets it.
+    (extra / "brand.json").write_text('{"authorized_sellers": ["seller-2"]}')
+    index.add_brand(extra, HistogramEmbedder())
+    assert index.authorized_sellers(extra.name) == {"seller-2"}
+    index.remove_brand(extra.name)
+    assert index.authorized_sellers(extra.name) == set()
+    assert index.db.execute("SELECT COUNT(*) FROM sellers").fetchone()[0] == 0
+
+
+def test_an_index_from_before_seller_lists_opens_and_learns_them_on_add(tmp_path, index, library):
+    import sqlite3
+
+    from pipeline.infer.models import file_sha256
+
+    index.close()
+    folder = tmp_path / "index"
+    db = sqlite3.connect(str(folder / "meta.sqlite"))
+    db.execute("DROP TABLE sellers")
+    db.commit()
+    db.close()
+    info = json.loads((folder / "index.json").read_text())
+    info["sha256"]["meta.sqlite"] = file_sha256(folder / "meta.sqlite")
+    (folder / "index.json").write_text(json.dumps(info))
+    old = GalleryIndex.open(folder, "emb-test")
+    assert not old.records_sellers and old.authorized_sellers(library[0].slug) == set()
+    assert old.remove_brand(library[1].slug) == 3  # no sellers table: nothing to forget
+    extra = write_gallery([library[10]], tmp_path / "more") / library[10].slug
+    (extra / "brand.json").write_text('{"authorized_sellers": ["seller-1"]}')
+    old.add_brand(extra, HistogramEmbedder())
+    assert old.records_sellers and old.authorized_sellers(extra.name) == {"seller-1"}
+    assert GalleryIndex.open(folder, "emb-test").authorized_sellers(extra.name) == {"seller-1"}
 
 
 @pytest.mark.parametrize("kind", ["file", "folder"])
