@@ -45,6 +45,10 @@ class Alert:
     evidence: str | None = None
     matches: tuple[dict, ...] = ()
     model: str | None = None
+    # The stream's seller, where one was given, and whether ``brand.json`` names it as authorized
+    # to sell this brand: a reviewer weighs an alert on an authorized reseller's stream differently.
+    seller: str | None = None
+    authorized_seller: bool | None = None
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     def __post_init__(self) -> None:
@@ -78,7 +82,11 @@ class Alert:
             box = tuple(float(v) for v in obj["box"])
             if len(box) != 4:
                 raise ValueError
-            known = {k: obj[k] for k in ("id", "track", "evidence", "model", "created_at") if k in obj}
+            known = {k: obj[k] for k in ("id", "track", "evidence", "model", "seller", "created_at") if k in obj}
+            if "authorized_seller" in obj:
+                if not isinstance(obj["authorized_seller"], bool):
+                    raise ValueError("authorized_seller must be true or false")
+                known["authorized_seller"] = obj["authorized_seller"]
             return cls(
                 stream=str(obj["stream"]),
                 t=float(obj["t"]),
@@ -197,11 +205,13 @@ def evidence_image(
     similarity: float,
     where: str,
     aligned: np.ndarray | None = None,
+    note: str = "",
 ) -> np.ndarray:
     """The stream crop beside the nearest authentic reference, captioned (RGB).
 
     With ``aligned`` (verifier mode: the crop with the reference's outline laid over it) a third
-    panel shows where the mark leaves the brand's shape.
+    panel shows where the mark leaves the brand's shape. A ``note`` (such as the stream's seller
+    being authorized for the brand) gets a caption line of its own.
     """
     side = 256
     left = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
@@ -222,9 +232,11 @@ def evidence_image(
         panels += [gap, cv2.resize(aligned, (side, side), interpolation=cv2.INTER_NEAREST)]
         caption += "  |  reference aligned onto the mark"
     panel = np.concatenate(panels, axis=1)
-    header = np.full((54, panel.shape[1], 3), 30, np.uint8)
+    header = np.full((76 if note else 54, panel.shape[1], 3), 30, np.uint8)
     _label(header, f"suspected fake of '{brand}'  score {score:.2f}  similarity {similarity:.2f}", 20)
     _label(header, caption, 44, 0.45)
+    if note:
+        _label(header, note, 66, 0.45)
     return np.concatenate([header, panel], axis=0)
 
 
@@ -254,6 +266,7 @@ h1 small, h2 small { color: #777; font-weight: normal }
 .bar { height: 6px; background: #eee; border-radius: 3px; margin: 4px 0 }
 .bar span { display: block; height: 6px; background: #c0392b; border-radius: 3px }
 small { color: #666 }
+.seller { display: inline-block; background: #e8f4ea; color: #1e6b34; border-radius: 3px; padding: 0 6px }
 """
 
 
@@ -293,11 +306,19 @@ def review_html(
             if isinstance(m, dict)
         )
         pct = round(100 * a.score)
+        seller = ""
+        if a.seller is not None:
+            seller = (
+                f"<br><span class='seller'>seller {esc(a.seller)}: authorized for {esc(a.brand)}</span>"
+                if a.authorized_seller
+                else f"<br><small>seller {esc(a.seller)}</small>"
+            )
         return (
             f"<div class='card' id='{esc(a.id)}'>{image}<div class='meta'>"
             f"<b>{esc(a.brand)}</b> at {media_clock(a.t)} (frame {a.frame})"
             f"<div class='bar'><span style='width:{pct}%'></span></div>suspicion {a.score:.2f}"
             + (f" &middot; track {a.track}" if a.track is not None else "")
+            + seller
             + (f"<br><small>nearest references: {refs}</small>" if refs else "")
             + f"<br><small>id {esc(a.id)}</small></div></div>"
         )

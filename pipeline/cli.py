@@ -51,8 +51,12 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                 f"per image with the mark at {stats['view_sizes'][0]:g}-{stats['view_sizes'][1]:g} px"
             )
             for brand, s in stats["per_brand"].items():
+                named = ", ".join(s["authorized_sellers"])
+                sellers = f"  authorized sellers: {named}" if named else ""
+                title = f" ({s['title']})" if s["title"] != brand else ""
                 print(
                     f"  {brand:<24} {s['images']:>4} images {s['vectors']:>6} vectors  threshold {s['threshold']:.3f}"
+                    f"{title}{sellers}"
                 )
         return 0
     cfg, emb = _open_embedder(args.config)
@@ -105,6 +109,7 @@ def resolve_index(gallery_or_index: str | Path, config_path: str | None = None) 
             with GalleryIndex.open(cache, emb.version) as cached:
                 # Built from the same files, with the views the configuration asks for.
                 same = (cached.info["views"], cached.view_sizes) == (cfg.gallery.views, cfg.gallery.view_sizes)
+                same = same and cached.records_sellers  # one cached before seller lists were read is stale
             if same and (path.stat().st_mtime_ns, _tree_stamp(path)) == _read_stamp(cache):
                 return cache
         except Exception:
@@ -201,6 +206,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
     _writable(alerts_path, "--alerts", folder=False)
     _writable(evidence_dir, "--evidence", folder=True)
+    if args.seller is not None and (not args.seller.strip() or len(args.seller) > 128 or "\n" in args.seller):
+        raise UserError("--seller: give a seller id of 1-128 characters on one line, such as seller-17")
+    seller = args.seller.strip() if args.seller else None
     index = resolve_index(args.gallery, args.config)
     sinks: list[AlertSink] = [JsonlSink(alerts_path), SqliteStore(alerts_path.with_suffix(".sqlite"))]
     videos = [Path(v) for v in args.videos]
@@ -219,13 +227,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
         bars[stream] = _Progress(stream, durations[stream], position=len(bars), unit="s")
     t0 = time.perf_counter()
     if args.ray is not None:
-        results = _replay_on_ray(args.ray, cfg, index, sources, sampling, sinks, evidence_dir, bars, alerts_path)
+        results = _replay_on_ray(
+            args.ray, cfg, index, sources, sampling, sinks, evidence_dir, bars, alerts_path, seller
+        )
         if results is None:
             return 130
         wall = time.perf_counter() - t0
         return _summary(results, failed_early, durations, wall, alerts_path, evidence_dir)
     stop = threading.Event()
     with Spine.from_config(cfg, index, sinks, EvidenceWriter(evidence_dir)) as spine:
+        for src in sources:
+            spine.set_seller(src.stream, seller)
         try:
             results = run_sources(
                 spine,
@@ -263,7 +275,7 @@ def _writable(path: Path, flag: str, folder: bool) -> None:
             return
 
 
-def _replay_on_ray(address, cfg, index, sources, sampling, sinks, evidence_dir, bars, alerts_path):  # type: ignore[no-untyped-def]
+def _replay_on_ray(address, cfg, index, sources, sampling, sinks, evidence_dir, bars, alerts_path, seller):  # type: ignore[no-untyped-def]
     """``replay --ray``: the clips spread over Ray actors; alerts written here as clips finish."""
     from pipeline.fleet import require_ray
 
@@ -273,7 +285,7 @@ def _replay_on_ray(address, cfg, index, sources, sampling, sinks, evidence_dir, 
     results = {}
     jobs = [(src.stream, Path(src.url)) for src in sources]
     try:
-        for stream, outcome in replay_on_ray(cfg, index, jobs, sampling, evidence_dir, address or None):
+        for stream, outcome in replay_on_ray(cfg, index, jobs, sampling, evidence_dir, address or None, seller=seller):
             results[stream] = outcome.result
             for alert in outcome.alerts:
                 for sink in sinks:
@@ -370,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sample", help="'keyframes', 'all' or frames per second (default: config)")
     r.add_argument("--evidence", help="folder for evidence JPEGs (default: beside the alerts file)")
     r.add_argument("--config", help="configuration YAML (default: configs/fakewatch.yaml)")
+    r.add_argument(
+        "--seller",
+        help="the seller whose streams these are: alerts then say whether the brand's brand.json "
+        "lists that seller in authorized_sellers",
+    )
     r.add_argument(
         "--ray",
         nargs="?",

@@ -126,6 +126,7 @@ class Spine:
         self.evidence = evidence
         self.model_version = model_version
         self.streams: dict[str, StreamVerdicts] = {}
+        self.sellers: dict[str, str] = {}  # stream id -> the seller whose stream it is, where known
         self.times = StageTimes()
         self._lock = threading.Lock()
 
@@ -398,13 +399,24 @@ class Spine:
                 self.streams[stream] = StreamVerdicts(stream, self.config.verdict)
             return self.streams[stream]
 
+    def set_seller(self, stream: str, seller: str | None) -> None:
+        """Name the seller whose stream this is; its alerts then say whether ``brand.json`` lists
+        that seller as authorized for the brand."""
+        with self._lock:
+            if seller:
+                self.sellers[stream] = seller
+            else:
+                self.sellers.pop(stream, None)
+
     def end_stream(self, stream: str) -> None:
-        """Forget a stream's tracks (it ended or was removed)."""
+        """Forget a stream's tracks and seller (it ended or was removed)."""
         with self._lock:
             self.streams.pop(stream, None)
+            self.sellers.pop(stream, None)
 
     def _alert(self, verdict: Verdict, frame: Frame) -> Alert:
         s = verdict.sample
+        seller = self.sellers.get(s.stream)
         alert = Alert(
             stream=s.stream,
             t=s.t,
@@ -418,6 +430,8 @@ class Spine:
                 for b, sim in sorted(s.brand_sims.items(), key=lambda kv: -kv[1])[:3]
             ),
             model=self.model_version or None,
+            seller=seller,
+            authorized_seller=None if seller is None else seller in self.gallery.authorized_sellers(verdict.brand),
         )
         if self.evidence is not None:
             # The device path keeps no crops on the host: cut the one the evidence needs.
@@ -425,10 +439,11 @@ class Spine:
             ref_id = s.brand_refs.get(verdict.brand, -1)
             ref = self.gallery.reference_image(ref_id) if ref_id >= 0 else None
             where = f"{s.stream} t={s.t:.1f}s"
+            note = f"seller {seller} is authorized for {verdict.brand} (brand.json)" if alert.authorized_seller else ""
             aligned = None
             if self.verifier is not None and ref_id >= 0:
                 aligned = self.verifier.aligned_view(frame.image, s.box, ref_id)
-            img = evidence_image(crop, ref, verdict.brand, verdict.score, verdict.similarity, where, aligned)
+            img = evidence_image(crop, ref, verdict.brand, verdict.score, verdict.similarity, where, aligned, note)
             path = self.evidence.write(alert.id, img)
             alert = Alert(**{**alert.__dict__, "evidence": str(path)})
         for sink in self.sinks:

@@ -27,6 +27,14 @@ def test_evidence_panels(reference, aligned, width):
         assert (img[54:, -256:] == 30).all()
 
 
+def test_evidence_note_gets_a_caption_line_of_its_own():
+    plain = evidence_image(CROP, REF, "acme", 0.8, 0.4, "s t=1.0s")
+    noted = evidence_image(CROP, REF, "acme", 0.8, 0.4, "s t=1.0s", note="seller s-1 is authorized for acme")
+    assert noted.shape == (plain.shape[0] + 22, plain.shape[1], 3)
+    assert (noted[:54] == plain[:54]).all() and (noted[76:] == plain[54:]).all()
+    assert (noted[54:76] > 200).any()  # the note's white text
+
+
 def _alert(stream, t, brand="acme", evidence=None):
     return Alert(
         stream,
@@ -72,3 +80,34 @@ def test_review_page_empty_and_escaped(tmp_path, alerts, expected):
 )
 def test_media_clock(t, text):
     assert media_clock(t) == text
+
+
+@pytest.mark.parametrize(
+    ("seller", "authorized", "shown", "absent"),
+    [
+        (None, None, None, "seller"),
+        ("reseller-9", False, "<small>seller reseller-9</small>", "authorized for"),
+        ("seller-17", True, "seller seller-17: authorized for acme", None),
+    ],
+)
+def test_seller_fields_round_trip_and_show_on_the_review_page(tmp_path, seller, authorized, shown, absent):
+    import dataclasses
+
+    alert = dataclasses.replace(_alert("s1", 1.0), seller=seller, authorized_seller=authorized)
+    line = alert.to_json()
+    assert line.get("seller") == seller and line.get("authorized_seller") == authorized
+    assert Alert.from_json(line, "x") == alert
+    page = review_page([alert], tmp_path / "r.html").read_text()
+    if shown is not None:
+        assert shown in page
+    if absent is not None:
+        assert absent not in page.split("<body>")[1]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_authorized_seller_must_be_a_boolean(value):
+    from pipeline.alerts import AlertFormatError
+
+    line = {**_alert("s1", 1.0).to_json(), "seller": "s", "authorized_seller": value}
+    with pytest.raises(AlertFormatError, match="authorized_seller must be true or false"):
+        Alert.from_json(line, "alerts.jsonl:1")

@@ -22,7 +22,7 @@ class StreamService(Protocol):
 
     config: Config
 
-    def add_stream(self, stream_id: str, url: str) -> dict: ...
+    def add_stream(self, stream_id: str, url: str, seller: str | None = None) -> dict: ...
 
     def remove_stream(self, stream_id: str) -> None: ...
 
@@ -38,6 +38,8 @@ class StreamService(Protocol):
 class NewStream(BaseModel):
     id: str = Field(min_length=1, max_length=128)
     url: str = Field(min_length=1, max_length=4096)
+    # Whose stream it is: alerts then say whether the brand's brand.json authorizes that seller.
+    seller: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 def create_app(worker: StreamService) -> FastAPI:
@@ -53,7 +55,7 @@ def create_app(worker: StreamService) -> FastAPI:
     @app.post("/streams", status_code=201, dependencies=[Depends(authorised)])
     def add_stream(body: NewStream) -> dict:
         try:
-            return worker.add_stream(body.id, body.url)
+            return worker.add_stream(body.id, body.url, body.seller)
         except (WorkerError, UnsafeURL) as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
 

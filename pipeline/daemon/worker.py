@@ -28,6 +28,14 @@ class WorkerError(ValueError):
     """A request the worker refuses (unknown stream, duplicate id, full, bad URL)."""
 
 
+def check_stream_request(stream_id: str, seller: str | None = None) -> None:
+    """Refuse a stream id or seller id that cannot name a stream (``WorkerError`` says why)."""
+    if not stream_id or len(stream_id) > 128 or any(c in stream_id for c in "/\\\0\n"):
+        raise WorkerError("stream id must be 1-128 characters without slashes or newlines")
+    if seller is not None and (not seller.strip() or len(seller) > 128 or any(c in seller for c in "\0\n")):
+        raise WorkerError("seller must be 1-128 characters on one line")
+
+
 @dataclass
 class StreamHandle:
     """One stream the worker watches."""
@@ -36,6 +44,7 @@ class StreamHandle:
     url: str
     source: LiveSource
     thread: threading.Thread
+    seller: str | None = None
     added_at: float = field(default_factory=time.time)
     processed: int = 0
     last_latency: float = 0.0
@@ -48,6 +57,7 @@ class StreamHandle:
         return {
             "id": self.id,
             "url": self.url,
+            "seller": self.seller,
             "state": self.source.state,
             "frames": self.source.stats.frames,
             "processed": self.processed,
@@ -116,10 +126,11 @@ class Worker:
 
     # --- streams ------------------------------------------------------------------------
 
-    def add_stream(self, stream_id: str, url: str) -> dict:
-        """Start watching a stream; raises ``WorkerError`` for a bad request."""
-        if not stream_id or len(stream_id) > 128 or any(c in stream_id for c in "/\\\0\n"):
-            raise WorkerError("stream id must be 1-128 characters without slashes or newlines")
+    def add_stream(self, stream_id: str, url: str, seller: str | None = None) -> dict:
+        """Start watching a stream (``seller``: whose it is, where known; its alerts then say whether
+        ``brand.json`` authorizes that seller); raises ``WorkerError`` for a bad request."""
+        check_stream_request(stream_id, seller)
+        seller = seller.strip() if seller else None
         checked = check_url(url, allow_files=self.config.daemon.allow_files)
         sampling = Sampling.from_arg(self.config.daemon.sample, self.config.ingest.skip_nonref)
         with self._lock:
@@ -129,8 +140,9 @@ class Worker:
                 raise WorkerError(f"this worker is full ({self.config.daemon.max_streams} streams)")
             source = LiveSource(stream_id, checked, sampling, stall_timeout=self.config.daemon.stall_timeout)
             thread = threading.Thread(target=self._decode, args=(source,), name=f"decode-{stream_id}", daemon=True)
-            handle = StreamHandle(stream_id, url, source, thread)
+            handle = StreamHandle(stream_id, url, source, thread, seller)
             self.streams[stream_id] = handle
+            self.spine.set_seller(stream_id, seller)
         thread.start()
         self.metrics.streams.set(len(self.streams))
         return handle.state()

@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.alerts import Alert
 from pipeline.config import Config
-from pipeline.daemon.worker import Worker, WorkerError
+from pipeline.daemon.worker import Worker, WorkerError, check_stream_request
 from pipeline.fleet import connect, require_ray
 from pipeline.fleet.registry import Move, Registry, RegistryError
 from pipeline.ingest.urls import check_url
@@ -72,9 +72,9 @@ class FleetWorker:
             self._scheduler = None  # it may have restarted: look it up again next time
             raise
 
-    def add_stream(self, stream_id: str, url: str) -> dict:
+    def add_stream(self, stream_id: str, url: str, seller: str | None = None) -> dict:
         try:
-            return self.worker.add_stream(stream_id, url)
+            return self.worker.add_stream(stream_id, url, seller)
         except WorkerError as exc:
             if "already exists" in str(exc):
                 return {"id": stream_id, "url": url, "state": "running"}
@@ -187,7 +187,8 @@ class FleetScheduler:
             if m.to and m.to in self.handles:
                 try:
                     ray.get(
-                        self.handles[m.to].add_stream.remote(m.stream, m.url), timeout=self.config.ray.health_timeout
+                        self.handles[m.to].add_stream.remote(m.stream, m.url, m.seller),
+                        timeout=self.config.ray.health_timeout,
                     )
                 except Exception as exc:
                     # The health loop reconciles: a dead target is lost, a live one retried.
@@ -233,15 +234,15 @@ class FleetScheduler:
         # Only this worker's streams: a health round must not copy the whole registry per worker.
         assigned = self.registry.assigned(name)
         for sid in sorted(assigned.keys() - running):
-            self._apply([Move(sid, assigned[sid], None, name)])
+            self._apply([assigned[sid]])
         for sid in sorted(running - assigned.keys()):
             self.handles[name].remove_stream.remote(sid)
 
     # --- streams and alerts -------------------------------------------------------------
 
-    def add_stream(self, stream_id: str, url: str) -> dict:
+    def add_stream(self, stream_id: str, url: str, seller: str | None = None) -> dict:
         try:
-            move = self.registry.add_stream(stream_id, url)
+            move = self.registry.add_stream(stream_id, url, seller)
         except RegistryError as exc:
             return {"error": str(exc)}
         self._apply([move])
@@ -357,11 +358,10 @@ class Fleet:
 
     # --- StreamService ------------------------------------------------------------------
 
-    def add_stream(self, stream_id: str, url: str) -> dict:
-        if not stream_id or len(stream_id) > 128 or any(c in stream_id for c in "/\\\0\n"):
-            raise WorkerError("stream id must be 1-128 characters without slashes or newlines")
+    def add_stream(self, stream_id: str, url: str, seller: str | None = None) -> dict:
+        check_stream_request(stream_id, seller)
         check_url(url, allow_files=self.config.daemon.allow_files)  # refused here, before placement
-        out = ray.get(self.scheduler.add_stream.remote(stream_id, url))
+        out = ray.get(self.scheduler.add_stream.remote(stream_id, url, seller))
         if "error" in out:
             raise WorkerError(out["error"])
         return out

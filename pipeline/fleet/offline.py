@@ -55,7 +55,9 @@ class ReplayActor:
         self.sink = _Collect()
         self.spine = Spine.from_config(config, index, [self.sink], EvidenceWriter(evidence))
 
-    def replay(self, stream: str, video: str, sampling: Sampling, observe: bool) -> ClipOutcome:
+    def replay(
+        self, stream: str, video: str, sampling: Sampling, observe: bool, seller: str | None = None
+    ) -> ClipOutcome:
         self.sink.alerts = []
         frames: dict[tuple[str, int], tuple[float, list[MarkSample]]] = {}
 
@@ -63,6 +65,7 @@ class ReplayActor:
             frames[(frame.stream, frame.index)] = (frame.t, [dataclasses.replace(s, crop=None) for s in samples])
 
         self.spine.observer = keep if observe else None
+        self.spine.set_seller(stream, seller)
         results = run_sources(self.spine, [FFmpegSource(Path(video), stream, sampling)], policy="block")
         self.spine.end_stream(stream)
         return ClipOutcome(results[stream], self.sink.alerts, frames)
@@ -76,8 +79,11 @@ def replay_on_ray(
     evidence: str | Path,
     address: str | None = None,
     observe: bool = False,
+    seller: str | None = None,
 ) -> Iterator[tuple[str, ClipOutcome]]:
     """Replay ``(stream, video)`` pairs on the cluster; yields each clip's outcome as it finishes.
+
+    ``seller``, where given, is the seller whose streams the clips are (``Spine.set_seller``).
 
     Joins the cluster at ``address`` (or ``ray.address``; a local one when both are empty) unless
     Ray is already initialised in this process, and leaves it again at the end.
@@ -97,7 +103,7 @@ def replay_on_ray(
             while todo and free:
                 stream, video = todo.pop(0)
                 a = free.pop()
-                running[a.replay.remote(stream, str(video), sampling, observe)] = (stream, a)
+                running[a.replay.remote(stream, str(video), sampling, observe, seller)] = (stream, a)
             done, _ = ray.wait(list(running), num_returns=1)
             stream, a = running.pop(done[0])
             try:

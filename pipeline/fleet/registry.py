@@ -32,11 +32,13 @@ class StreamRecord:
     state: str = PENDING
     added_at: float = field(default_factory=time.time)
     placements: int = 0  # times started on a worker; every one after the first is a move
+    seller: str | None = None  # whose stream it is, where the caller said
 
     def to_dict(self) -> dict:
         return {
             "id": self.id,
             "url": self.url,
+            "seller": self.seller,
             "worker": self.worker,
             "placement": self.state,
             "moves": max(0, self.placements - 1),
@@ -70,6 +72,7 @@ class Move:
     url: str
     source: str | None
     to: str | None
+    seller: str | None = None
 
 
 class Registry:
@@ -95,11 +98,15 @@ class Registry:
                 """
                 CREATE TABLE IF NOT EXISTS streams (
                     id TEXT PRIMARY KEY, url TEXT NOT NULL, worker TEXT, state TEXT NOT NULL,
-                    added_at REAL NOT NULL, placements INTEGER NOT NULL DEFAULT 0);
+                    added_at REAL NOT NULL, placements INTEGER NOT NULL DEFAULT 0, seller TEXT);
                 CREATE TABLE IF NOT EXISTS workers (
                     name TEXT PRIMARY KEY, capacity INTEGER NOT NULL, alive INTEGER NOT NULL);
                 """
             )
+            # A registry written before streams had sellers: the column is added, empty.
+            if "seller" not in {row[1] for row in self.db.execute("PRAGMA table_info(streams)")}:
+                self.db.execute("ALTER TABLE streams ADD COLUMN seller TEXT")
+                self.db.commit()
             self._load()
 
     # --- persistence --------------------------------------------------------------------
@@ -108,10 +115,10 @@ class Registry:
         assert self.db is not None
         for name, capacity, alive in self.db.execute("SELECT name, capacity, alive FROM workers"):
             self.workers[name] = WorkerRecord(name, int(capacity), bool(alive))
-        for sid, url, worker, state, added_at, placements in self.db.execute(
-            "SELECT id, url, worker, state, added_at, placements FROM streams"
+        for sid, url, worker, state, added_at, placements, seller in self.db.execute(
+            "SELECT id, url, worker, state, added_at, placements, seller FROM streams"
         ):
-            self.streams[sid] = StreamRecord(sid, url, worker, state, float(added_at), int(placements))
+            self.streams[sid] = StreamRecord(sid, url, worker, state, float(added_at), int(placements), seller)
             if worker in self.workers:
                 self.workers[worker].streams.add(sid)
 
@@ -125,9 +132,9 @@ class Registry:
                     self.db.execute("DELETE FROM streams WHERE id = ?", (sid,))
                 else:
                     self.db.execute(
-                        "INSERT OR REPLACE INTO streams (id, url, worker, state, added_at, placements) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (s.id, s.url, s.worker, s.state, s.added_at, s.placements),
+                        "INSERT OR REPLACE INTO streams (id, url, worker, state, added_at, placements, seller) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (s.id, s.url, s.worker, s.state, s.added_at, s.placements, s.seller),
                     )
             for name in workers:
                 w = self.workers.get(name)
@@ -169,14 +176,15 @@ class Registry:
                 s.placements += 1
             s.worker, s.state = to.name, RUNNING
         alive_source = source if source in self.workers and self.workers[source].alive else None  # type: ignore[index]
-        return Move(s.id, s.url, alive_source, s.worker)
+        return Move(s.id, s.url, alive_source, s.worker, s.seller)
 
-    def add_stream(self, stream_id: str, url: str) -> Move:
-        """Register a stream and place it on the least-loaded worker with room (or leave it pending)."""
+    def add_stream(self, stream_id: str, url: str, seller: str | None = None) -> Move:
+        """Register a stream (``seller``: whose it is, where known) and place it on the least-loaded
+        worker with room (or leave it pending)."""
         with self._lock:
             if stream_id in self.streams:
                 raise RegistryError(f"stream {stream_id!r} already exists")
-            s = self.streams[stream_id] = StreamRecord(stream_id, url)
+            s = self.streams[stream_id] = StreamRecord(stream_id, url, seller=seller)
             move = self._assign(s, self._least_loaded())
             self._save([stream_id], [move.to] if move.to else [])
             return move
@@ -270,11 +278,13 @@ class Registry:
         with self._lock:
             return self.streams[stream_id].to_dict()
 
-    def assigned(self, worker: str) -> dict[str, str]:
-        """The streams placed on ``worker``, id -> URL (what it should be running)."""
+    def assigned(self, worker: str) -> dict[str, Move]:
+        """The streams placed on ``worker``, id -> the move that starts it there (what it should be running)."""
         with self._lock:
             w = self.workers.get(worker)
-            return {sid: self.streams[sid].url for sid in w.streams} if w is not None else {}
+            if w is None:
+                return {}
+            return {sid: Move(sid, self.streams[sid].url, None, worker, self.streams[sid].seller) for sid in w.streams}
 
     def snapshot(self) -> dict:
         """Streams and workers as plain data (for the API, tests and the benchmark)."""

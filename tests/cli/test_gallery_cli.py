@@ -36,6 +36,18 @@ def test_build_stats_add_remove(tmp_path, galleries, capsys):
     assert sorted(stats["per_brand"]) == sorted(m.slug for m in marks[1:5])
 
 
+def test_stats_show_titles_and_authorized_sellers(tmp_path, galleries, capsys):
+    gallery, _, marks = galleries
+    (gallery / marks[0].slug / "brand.json").write_text('{"title": "Acme", "authorized_sellers": ["s-2", "s-1"]}')
+    index = tmp_path / "index"
+    assert main(["gallery", "build", str(gallery), "--out", str(index)]) == 0
+    capsys.readouterr()
+    assert main(["gallery", "stats", str(index)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert lines[marks[0].slug].endswith("(Acme)  authorized sellers: s-1, s-2")
+    assert "authorized" not in lines[marks[1].slug]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -37,9 +37,11 @@ def _clip(tmp_path, library, script, name, seed=0):
     return tmp_path / f"{name}.mp4", load_clip(tmp_path / f"{name}.json")
 
 
-def _replay(tmp_path, gallery, *videos, sample="2"):
-    alerts = tmp_path / "out" / "alerts.jsonl"
-    code = main(["replay", *map(str, videos), "--gallery", str(gallery), "--alerts", str(alerts), "--sample", sample])
+def _replay(tmp_path, gallery, *videos, sample="2", out="out", extra=()):
+    alerts = tmp_path / out / "alerts.jsonl"
+    code = main(
+        ["replay", *map(str, videos), "--gallery", str(gallery), "--alerts", str(alerts), "--sample", sample, *extra]
+    )
     return code, (read_alerts(alerts) if alerts.exists() else [])
 
 
@@ -132,6 +134,33 @@ def test_alerts_path_that_cannot_be_written_is_one_line(tmp_path, gallery, capsy
     assert code == 2
     assert reason in err and str(blocker) in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_alerts_say_whether_the_streams_seller_is_authorized_for_the_brand(tmp_path, library, gallery):
+    import shutil
+
+    # The counterfeit above, on a gallery whose brand.json for that brand names one authorized seller.
+    video, clip = _clip(tmp_path, library, [(14, "mirror")], "fake_one", seed=2)
+    brand = clip.objects[0].brand
+    copy = shutil.copytree(gallery, tmp_path / "gallery")
+    (copy / brand / "brand.json").write_text(json.dumps({"title": "Acme", "authorized_sellers": ["seller-17"]}))
+    found = {}
+    for seller in ("seller-17", "reseller-9"):
+        code, alerts = _replay(tmp_path, copy, video, out=seller, extra=["--seller", seller])
+        assert code == 0 and len(alerts) == 1, [a.to_json() for a in alerts]
+        found[seller] = (alerts[0].brand, alerts[0].seller, alerts[0].authorized_seller)
+        review = (tmp_path / seller / "alerts_review.html").read_text()
+        assert (f"seller {seller}: authorized for {brand}" in review) == (seller == "seller-17")
+    assert found == {"seller-17": (brand, "seller-17", True), "reseller-9": (brand, "reseller-9", False)}
+    code, alerts = _replay(tmp_path, copy, video, out="no-seller")
+    assert code == 0 and alerts[0].seller is None and alerts[0].authorized_seller is None
+
+
+@pytest.mark.parametrize("seller", ["", "  ", "a\nb", "x" * 129])
+def test_bad_seller_argument(tmp_path, gallery, capsys, seller):
+    code, _ = _replay(tmp_path, gallery, tmp_path / "x.mp4", extra=["--seller", seller])
+    err = capsys.readouterr().err
+    assert code == 2 and "--seller" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("sample", ["fast", "-2"])

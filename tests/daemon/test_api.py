@@ -35,6 +35,9 @@ def _status(exc_info) -> int:  # type: ignore[no-untyped-def]
         ("POST", "/streams", {"id": "a", "url": "file:///etc/passwd"}, Daemon.TOKEN, 400),
         ("POST", "/streams", {"id": "a", "url": "concat:/etc/passwd"}, Daemon.TOKEN, 400),
         ("POST", "/streams", {"id": "", "url": "rtmp://127.0.0.1:1/live/a"}, Daemon.TOKEN, 422),
+        ("POST", "/streams", {"id": "a", "url": "rtmp://127.0.0.1:1/live/a", "seller": ""}, Daemon.TOKEN, 422),
+        ("POST", "/streams", {"id": "a", "url": "rtmp://127.0.0.1:1/live/a", "seller": "a\nb"}, Daemon.TOKEN, 400),
+        ("POST", "/streams", {"id": "a", "url": "rtmp://127.0.0.1:1/live/a", "seller": 17}, Daemon.TOKEN, 422),
         ("DELETE", "/streams/nope", None, Daemon.TOKEN, 404),
         ("DELETE", "/streams/nope", None, None, 401),
         ("GET", "/evidence/nope.jpg", None, None, 404),
@@ -53,7 +56,7 @@ def test_health_metrics_and_stream_lifecycle(daemon, rtmp):
     pub = Publisher(DEMO_CLIP, rtmp.url("s1"), loop=True)
     try:
         state = daemon.request("POST", "/streams", {"id": "s1", "url": rtmp.url("s1")})
-        assert state["id"] == "s1" and state["state"] in ("starting", "running")
+        assert state["id"] == "s1" and state["state"] in ("starting", "running") and state["seller"] is None
         with pytest.raises(urllib.error.HTTPError) as err:
             daemon.request("POST", "/streams", {"id": "s1", "url": rtmp.url("s1")})
         assert _status(err) == 400
@@ -84,7 +87,8 @@ def test_health_metrics_and_stream_lifecycle(daemon, rtmp):
 
 def test_rtmp_server_restart_reconnects_and_alerts_go_on(daemon, rtmp, receiver, fake_clip):
     pub = Publisher(DEMO_CLIP, rtmp.url("s2"), loop=True)
-    daemon.request("POST", "/streams", {"id": "s2", "url": rtmp.url("s2")})
+    daemon.request("POST", "/streams", {"id": "s2", "url": rtmp.url("s2"), "seller": "reseller-9"})
+    assert daemon.get("/streams")[0]["seller"] == "reseller-9"
     assert wait_until(lambda: daemon.get("/streams")[0]["processed"] >= 2, 40, 0.5)
     rtmp.stop()
     pub.stop()
@@ -99,12 +103,15 @@ def test_rtmp_server_restart_reconnects_and_alerts_go_on(daemon, rtmp, receiver,
         assert 'fakewatch_stream_reconnects_total{stream="s2"}' in daemon.get("/metrics")
     finally:
         pub.stop()
-    # The seller goes on with a counterfeit after the restart: it still raises its alert.
+    # The seller goes on with a counterfeit after the restart: it still raises its alert, which
+    # names the stream's seller (not authorized: the demo gallery's brand.json files list none).
     pub = Publisher(fake_clip, rtmp.url("s2"))
     try:
         assert wait_until(lambda: any(a["stream"] == "s2" for a in receiver.received), 60, 0.5)
     finally:
         pub.stop()
+    alert = next(a for a in receiver.received if a["stream"] == "s2")
+    assert alert["seller"] == "reseller-9" and alert["authorized_seller"] is False
 
 
 def test_live_hls_stream_over_http(daemon, tmp_path):

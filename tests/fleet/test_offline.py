@@ -19,17 +19,18 @@ CLIPS = sorted((DEMO / "clips").glob("*.mp4"))
 
 
 def _key(a) -> tuple:  # type: ignore[no-untyped-def]
-    return (a.id, a.stream, a.frame, a.brand, a.box, a.score, a.track)
+    return (a.id, a.stream, a.frame, a.brand, a.box, a.score, a.track, a.seller, a.authorized_seller)
 
 
 def test_replay_with_ray_gives_the_same_alerts(ray_cluster, tmp_path):
-    args = [*map(str, CLIPS), "--gallery", str(DEMO / "gallery"), "--sample", "2"]
+    args = [*map(str, CLIPS), "--gallery", str(DEMO / "gallery"), "--sample", "2", "--seller", "reseller-9"]
     assert fakewatch(["replay", *args, "--alerts", str(tmp_path / "one.jsonl")]) == 0
     assert fakewatch(["replay", *args, "--alerts", str(tmp_path / "ray.jsonl"), "--ray"]) == 0
     one = sorted(map(_key, read_alerts(tmp_path / "one.jsonl")))
     on_ray = sorted(map(_key, read_alerts(tmp_path / "ray.jsonl")))
     assert one, "the demo clips call for alerts"
     assert on_ray == one
+    assert {(k[-2], k[-1]) for k in on_ray} == {("reseller-9", False)}  # the actors knew the seller
     # Evidence was written for every alert by the actors.
     assert all(Path(a.evidence).is_file() for a in read_alerts(tmp_path / "ray.jsonl"))
 

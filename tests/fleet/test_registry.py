@@ -104,6 +104,42 @@ def test_registry_survives_a_restart(tmp_path):
     again.close()
 
 
+def test_a_streams_seller_travels_with_every_move_and_survives_a_restart(tmp_path):
+    path = tmp_path / "registry.sqlite"
+    r = Registry(path)
+    r.join("a", 2)
+    assert r.add_stream("s0", "u0", seller="seller-17").seller == "seller-17"
+    assert r.add_stream("s1", "u1").seller is None
+    assert {sid: m.seller for sid, m in r.assigned("a").items()} == {"s0": "seller-17", "s1": None}
+    moves = r.lost("a") + r.join("b", 2)
+    assert {m.stream: m.seller for m in moves if m.to == "b"} == {"s0": "seller-17", "s1": None}
+    r.close()
+    again = Registry(path)
+    assert again.streams["s0"].seller == "seller-17" and again.stream("s0")["seller"] == "seller-17"
+
+
+def test_a_registry_from_before_sellers_gains_the_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "registry.sqlite"
+    db = sqlite3.connect(str(path))
+    db.executescript(
+        """
+        CREATE TABLE streams (id TEXT PRIMARY KEY, url TEXT NOT NULL, worker TEXT, state TEXT NOT NULL,
+            added_at REAL NOT NULL, placements INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE workers (name TEXT PRIMARY KEY, capacity INTEGER NOT NULL, alive INTEGER NOT NULL);
+        INSERT INTO streams VALUES ('old', 'rtmp://x/old', NULL, 'pending', 1.0, 0);
+        """
+    )
+    db.commit()
+    db.close()
+    r = Registry(path)
+    assert r.streams["old"].seller is None
+    r.add_stream("new", "u", seller="s")
+    r.close()
+    assert Registry(path).streams["new"].seller == "s"
+
+
 def test_imbalance_is_zero_when_even():
     r = Registry()
     assert r.imbalance() == 0.0
