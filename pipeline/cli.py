@@ -185,7 +185,7 @@ class _Progress:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from pipeline.alerts import AlertSink, EvidenceWriter, JsonlSink, SqliteStore
+    from pipeline.alerts import AlertFormatError, AlertSink, EvidenceWriter, JsonlSink, SqliteStore, read_alerts
     from pipeline.config import Config
     from pipeline.ingest.probe import probe
     from pipeline.ingest.source import FFmpegSource, Sampling
@@ -209,6 +209,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.seller is not None and (not args.seller.strip() or len(args.seller) > 128 or "\n" in args.seller):
         raise UserError("--seller: give a seller id of 1-128 characters on one line, such as seller-17")
     seller = args.seller.strip() if args.seller else None
+    # Alerts are appended: a file that already holds something else would be left half alerts, and
+    # the summary below lists only this run's alerts, counted from what the file held before.
+    held = 0
+    if alerts_path.is_file():
+        try:
+            held = len(read_alerts(alerts_path))
+        except AlertFormatError as exc:
+            raise UserError(
+                f"--alerts: {exc}; alerts are appended to this file, so give a new one or one fakewatch wrote"
+            ) from None
     index = resolve_index(args.gallery, args.config)
     sinks: list[AlertSink] = [JsonlSink(alerts_path), SqliteStore(alerts_path.with_suffix(".sqlite"))]
     videos = [Path(v) for v in args.videos]
@@ -233,7 +243,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if results is None:
             return 130
         wall = time.perf_counter() - t0
-        return _summary(results, failed_early, durations, wall, alerts_path, evidence_dir)
+        return _summary(results, failed_early, durations, wall, alerts_path, evidence_dir, held)
     stop = threading.Event()
     with Spine.from_config(cfg, index, sinks, EvidenceWriter(evidence_dir)) as spine:
         for src in sources:
@@ -257,7 +267,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     for bar in bars.values():
         bar.close()
-    return _summary(results, failed_early, durations, wall, alerts_path, evidence_dir)
+    return _summary(results, failed_early, durations, wall, alerts_path, evidence_dir, held)
 
 
 def _writable(path: Path, flag: str, folder: bool) -> None:
@@ -302,8 +312,12 @@ def _replay_on_ray(address, cfg, index, sources, sampling, sinks, evidence_dir, 
     return results
 
 
-def _summary(results, failed_early, durations, wall, alerts_path, evidence_dir) -> int:  # type: ignore[no-untyped-def]
-    from pipeline.alerts import read_alerts
+SHOWN_ALERTS = 20  # a run's alerts listed after its table; the review page shows every one
+
+
+def _summary(results, failed_early, durations, wall, alerts_path, evidence_dir, held) -> int:  # type: ignore[no-untyped-def]
+    """The run's table and its alerts (``held``: how many the alerts file held before the run)."""
+    from pipeline.alerts import counted, read_alerts
 
     rows = []
     failed = 0
@@ -334,15 +348,18 @@ def _summary(results, failed_early, durations, wall, alerts_path, evidence_dir) 
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
     speed = media_total / wall if wall > 0 else 0
     print(
-        f"\n{len(rows)} file(s), {sum(r.frames for r in results.values())} frames, "
-        f"{sum(r.alerts for r in results.values())} alert(s) in {wall:.1f}s: {speed:.1f}x real time"
+        f"\n{counted(len(rows), 'file')}, {counted(sum(r.frames for r in results.values()), 'frame')}, "
+        f"{counted(sum(r.alerts for r in results.values()), 'alert')} in {wall:.1f}s: {speed:.1f}x real time"
     )
-    if alerts_path.exists():
-        for a in read_alerts(alerts_path)[-20:]:
-            print(
-                f"  {a.stream} t={a.t:.1f}s frame {a.frame}: suspected fake of {a.brand} "
-                f"(score {a.score:.2f}) evidence {a.evidence}"
-            )
+    new = read_alerts(alerts_path)[held:] if alerts_path.exists() else []
+    for a in new[:SHOWN_ALERTS]:
+        seller = f" [seller {a.seller}: authorized]" if a.authorized_seller else ""
+        print(
+            f"  {a.stream} t={a.t:.1f}s frame {a.frame}: suspected fake of {a.brand} "
+            f"(score {a.score:.2f}){seller} evidence {a.evidence}"
+        )
+    if len(new) > SHOWN_ALERTS:
+        print(f"  ... and {len(new) - SHOWN_ALERTS} more")
     print(f"alerts: {alerts_path}  evidence: {evidence_dir}")
     if (review := _write_review(alerts_path)) is not None:
         print(f"review page: {review}")

@@ -156,6 +156,25 @@ def test_alerts_say_whether_the_streams_seller_is_authorized_for_the_brand(tmp_p
     assert code == 0 and alerts[0].seller is None and alerts[0].authorized_seller is None
 
 
+def test_the_summary_lists_only_this_runs_alerts(tmp_path, library, gallery, capsys):
+    video, _ = _clip(tmp_path, library, [(14, "mirror")], "fake_one", seed=2)
+    for run in (1, 2):
+        code, alerts = _replay(tmp_path, gallery, video)
+        out = capsys.readouterr().out
+        assert code == 0 and len(alerts) == run  # appended: the file keeps the first run's alert
+        assert out.count("suspected fake of") == 1, out
+        assert "1 file, 16 frames, 1 alert in" in out
+
+
+def test_an_alerts_file_holding_something_else_is_refused_before_the_run(tmp_path, gallery, capsys):
+    alerts = tmp_path / "notes.jsonl"
+    alerts.write_text("my notes\n")
+    code = main(["replay", str(tmp_path / "x.mp4"), "--gallery", str(gallery), "--alerts", str(alerts)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{alerts}:1: not JSON" in err and "give a new one" in err and "Traceback" not in err
+    assert alerts.read_text() == "my notes\n"
+
+
 @pytest.mark.parametrize("seller", ["", "  ", "a\nb", "x" * 129])
 def test_bad_seller_argument(tmp_path, gallery, capsys, seller):
     code, _ = _replay(tmp_path, gallery, tmp_path / "x.mp4", extra=["--seller", seller])
