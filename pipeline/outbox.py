@@ -115,11 +115,13 @@ class Outbox:
             pending = self.db.execute("SELECT COUNT(*) FROM deliveries WHERE delivered_at IS NULL").fetchone()[0]
         return {"alerts": int(alerts), "delivered": int(done), "pending": int(pending)}
 
-    def recent(self, limit: int = 100) -> list[dict]:
-        """The latest alerts, newest first."""
+    def recent(self, limit: int = 100, stream: str | None = None) -> list[dict]:
+        """The latest alerts (of one ``stream`` where given), newest first."""
         with self._lock:
             assert self.db is not None, "outbox is closed"
-            rows = self.db.execute("SELECT record FROM alerts ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+            where, args = ("WHERE stream = ? ", (stream, limit)) if stream is not None else ("", (limit,))
+            query = f"SELECT record FROM alerts {where}ORDER BY created_at DESC LIMIT ?"
+            rows = self.db.execute(query, args).fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def close(self) -> None:

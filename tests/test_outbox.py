@@ -159,6 +159,26 @@ def test_same_alert_is_stored_once(tmp_path):
         assert box.counts()["alerts"] == 1 and len(box.recent()) == 1
 
 
+@pytest.mark.parametrize(
+    ("stream", "limit", "expected"),
+    [
+        (None, 100, [4.0, 3.0, 2.0, 1.0]),
+        (None, 2, [4.0, 3.0]),
+        ("s", 100, [3.0, 1.0]),
+        ("other", 1, [4.0]),
+        ("nope", 100, []),
+    ],
+)
+def test_recent_alerts_newest_first_of_one_stream_or_all(tmp_path, stream, limit, expected):
+    import dataclasses
+
+    with Outbox(tmp_path / "o.sqlite") as box:
+        for i in range(1, 5):
+            box.write(dataclasses.replace(alert(i), stream="s" if i % 2 else "other", id=""))
+            time.sleep(0.01)  # created_at orders them
+        assert [r["t"] for r in box.recent(limit, stream)] == expected
+
+
 @pytest.mark.parametrize("attempt", [0, 1, 5, 20])
 def test_backoff_is_bounded(attempt):
     import random

@@ -28,7 +28,7 @@ class StreamService(Protocol):
 
     def list_streams(self) -> list[dict]: ...
 
-    def recent_alerts(self, limit: int = 100) -> list[dict]: ...
+    def recent_alerts(self, limit: int = 100, stream: str | None = None) -> list[dict]: ...
 
     def health(self) -> dict: ...
 
@@ -72,20 +72,23 @@ def create_app(worker: StreamService) -> FastAPI:
         return worker.list_streams()
 
     @app.get("/alerts")
-    def alerts(limit: int = 100) -> list[dict]:
-        return worker.recent_alerts(max(1, min(limit, 1000)))
+    def alerts(limit: int = 100, stream: str | None = None) -> list[dict]:
+        """The recent alerts, newest first (``stream``: only that stream's)."""
+        return worker.recent_alerts(max(1, min(limit, 1000)), stream)
 
-    def recent(limit: int) -> list[Alert]:
-        return [Alert.from_json(d, "recent alert") for d in worker.recent_alerts(max(1, min(limit, 1000)))]
+    def recent(limit: int, stream: str | None = None) -> list[Alert]:
+        return [Alert.from_json(d, "recent alert") for d in worker.recent_alerts(max(1, min(limit, 1000)), stream)]
 
     @app.get("/review", response_class=HTMLResponse)
-    def review(limit: int = 100) -> str:
-        """The recent alerts as a page for reviewers, each with its evidence image."""
+    def review(limit: int = 100, stream: str | None = None) -> str:
+        """The recent alerts (``stream``: only that stream's) as a page for reviewers, each with its
+        evidence image."""
 
         def src(a: Alert) -> str | None:
             return f"evidence/{a.id}.jpg" if a.evidence and Path(a.evidence).is_file() else None
 
-        return review_html(recent(limit), src, "fakewatch: recent alerts")
+        title = "fakewatch: recent alerts" + (f" of {stream}" if stream is not None else "")
+        return review_html(recent(limit, stream), src, title)
 
     @app.get("/evidence/{alert_id}.jpg")
     def evidence(alert_id: str) -> FileResponse:

@@ -162,9 +162,9 @@ class Worker:
             handles = list(self.streams.values())
         return [h.state() for h in handles]
 
-    def recent_alerts(self, limit: int = 100) -> list[dict]:
-        """The latest alerts in the outbox, newest first."""
-        return self.outbox.recent(limit)
+    def recent_alerts(self, limit: int = 100, stream: str | None = None) -> list[dict]:
+        """The latest alerts in the outbox (of one ``stream`` where given), newest first."""
+        return self.outbox.recent(limit, stream)
 
     def health(self) -> dict:
         return {"status": "ok", "streams": len(self.streams), "outbox": self.outbox.counts()}

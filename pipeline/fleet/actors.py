@@ -270,8 +270,8 @@ class FleetScheduler:
     def snapshot(self) -> dict:
         return self.registry.snapshot()
 
-    def recent_alerts(self, limit: int = 100) -> list[dict]:
-        return self.outbox.recent(limit)
+    def recent_alerts(self, limit: int = 100, stream: str | None = None) -> list[dict]:
+        return self.outbox.recent(limit, stream)
 
     def counts(self) -> dict:
         return self.outbox.counts()
@@ -390,8 +390,8 @@ class Fleet:
             out.append({**state, **rec, "state": state.get("state", rec["placement"])})
         return out
 
-    def recent_alerts(self, limit: int = 100) -> list[dict]:
-        return ray.get(self.scheduler.recent_alerts.remote(limit))
+    def recent_alerts(self, limit: int = 100, stream: str | None = None) -> list[dict]:
+        return ray.get(self.scheduler.recent_alerts.remote(limit, stream))
 
     def health(self) -> dict:
         snap = ray.get(self.scheduler.snapshot.remote())

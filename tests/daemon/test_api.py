@@ -112,6 +112,12 @@ def test_rtmp_server_restart_reconnects_and_alerts_go_on(daemon, rtmp, receiver,
         pub.stop()
     alert = next(a for a in receiver.received if a["stream"] == "s2")
     assert alert["seller"] == "reseller-9" and alert["authorized_seller"] is False
+    # A reviewer can narrow the alerts and the review page to one stream.
+    of_s2 = daemon.get("/alerts?stream=s2")
+    assert alert["id"] in [a["id"] for a in of_s2] and {a["stream"] for a in of_s2} == {"s2"}
+    assert daemon.get("/alerts?stream=nope") == []
+    page = daemon.get("/review?stream=s2")
+    assert "recent alerts of s2" in page and alert["id"] in page and "seller reseller-9" in page
 
 
 def test_live_hls_stream_over_http(daemon, tmp_path):

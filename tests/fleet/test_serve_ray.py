@@ -28,16 +28,20 @@ def test_serve_ray_places_streams_alerts_and_stops_cleanly(tmp_path, rtmp, recei
     pubs = [Publisher(fake_clip, rtmp.url(f"cam{i}"), loop=True) for i in range(2)]
     try:
         assert d.get("/healthz")["workers"] == 2
-        for i in range(2):
-            d.request("POST", "/streams", {"id": f"cam{i}", "url": rtmp.url(f"cam{i}")})
+        d.request("POST", "/streams", {"id": "cam0", "url": rtmp.url("cam0"), "seller": "reseller-9"})
+        d.request("POST", "/streams", {"id": "cam1", "url": rtmp.url("cam1")})
         streams = d.get("/streams")
         assert len({s["worker"] for s in streams}) == 2  # one on each worker
+        assert {s["id"]: s["seller"] for s in streams} == {"cam0": "reseller-9", "cam1": None}
         # A bad URL is refused before placement, as by a single worker.
         with pytest.raises(Exception, match="400"):
             d.request("POST", "/streams", {"id": "x", "url": "file:///etc/passwd"})
         # Alerts reach the webhook through the scheduler's outbox, signed, with their stable ids.
         assert wait_until(lambda: {a["stream"] for a in receiver.received} == {"cam0", "cam1"}, 90, 0.5)
         assert all(a["_headers"]["webhook-id"] == a["id"] for a in receiver.received)
+        # The worker that runs cam0 was told its seller; the scheduler's store answers per stream.
+        assert {(a["stream"], a.get("seller")) for a in receiver.received} == {("cam0", "reseller-9"), ("cam1", None)}
+        assert {a["stream"] for a in d.get("/alerts?stream=cam1")} == {"cam1"}
         assert "fakewatch_fleet_workers 2" in d.get("/metrics")
         d.request("DELETE", "/streams/cam1")
         assert [s["id"] for s in d.get("/streams")] == ["cam0"]
