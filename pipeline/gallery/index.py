@@ -142,6 +142,21 @@ class BrandInfo:
         return cls(str(data.get("title", brand_dir.name)), tuple(sorted({s.strip() for s in sellers})))
 
 
+def check_readable(paths: list[Path], shown: int = 10) -> None:
+    """Raise one ``GalleryError`` listing every image in ``paths`` that cannot be read, before any
+    long work: a gallery of thousands should not fail at its last image, one file at a time."""
+    bad = []
+    for path in paths:
+        try:
+            read_rgb(path)
+        except GalleryError:
+            bad.append(path)
+    if bad:
+        more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
+        names = ", ".join(str(p) for p in bad[:shown])
+        raise GalleryError(f"{len(bad)} of {len(paths)} gallery images cannot be read: {names}{more}")
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB, flattening alpha onto white (8-bit, 16-bit and float
     images alike: brand kits ship 16-bit PNGs)."""
@@ -225,6 +240,7 @@ class GalleryIndex:
         items = gallery_images(gallery)
         # Read every brand.json before the long embedding: a malformed one fails the build at once.
         infos = {brand: BrandInfo.from_folder(gallery / brand) for brand in sorted({b for b, _ in items})}
+        check_readable([path for _, path in items])
         if out.exists() and not (out / "index.json").is_file() and (not out.is_dir() or any(out.iterdir())):
             raise GalleryError(f"{out}: exists and is not a gallery index (an index is only written over an index)")
         try:
@@ -403,6 +419,7 @@ class GalleryIndex:
         if not images:
             raise GalleryError(f"{brand_dir}: no .png/.jpg/.jpeg/.webp images")
         info = BrandInfo.from_folder(brand_dir)  # a malformed brand.json fails before anything changes
+        check_readable(images)
         self.remove_brand(brand, missing_ok=True, save=False)
         start = int(self.db.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM refs").fetchone()[0])
         vecs_all, ids_all = [], []

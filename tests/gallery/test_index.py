@@ -221,14 +221,47 @@ def test_build_writes_into_an_empty_folder_or_over_an_index(tmp_path, gallery, k
         assert idx.model_version == "new"
 
 
+class _FailingEmbedder(HistogramEmbedder):
+    """Fails on its third batch, as a run stopped part-way through a build would."""
+
+    calls = 0
+
+    def embed(self, crops):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("embedder failed")
+        return super().embed(crops)
+
+
 def test_failed_build_keeps_previous_index(tmp_path, index, gallery):
     index.close()
     before = json.loads((tmp_path / "index" / "index.json").read_text())
-    (gallery / "broken").mkdir()
-    (gallery / "broken" / "ref.png").write_bytes(b"not a png")
-    with pytest.raises(GalleryError, match="not a readable image"):
-        GalleryIndex.build(gallery, tmp_path / "index", HistogramEmbedder(), "emb-test", views=3)
+    with pytest.raises(RuntimeError, match="embedder failed"):
+        GalleryIndex.build(gallery, tmp_path / "index", _FailingEmbedder(), "emb-test", views=3)
     assert json.loads((tmp_path / "index" / "index.json").read_text()) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".building-")] == []
+
+
+@pytest.mark.parametrize("broken", [1, 3, 12])
+def test_every_unreadable_image_is_named_before_anything_is_embedded(tmp_path, gallery, broken):
+    for n in range(broken):
+        (gallery / f"broken{n:02d}").mkdir()
+        (gallery / f"broken{n:02d}" / "ref.png").write_bytes(b"not a png")
+    embedder = _FailingEmbedder()
+    with pytest.raises(GalleryError, match=f"{broken} of {broken + 5} gallery images cannot be read") as err:
+        GalleryIndex.build(gallery, tmp_path / "idx", embedder, "v", views=1)
+    assert embedder.calls == 0 and not (tmp_path / "idx").exists()
+    named = min(broken, 10)
+    assert str(err.value).count("ref.png") == named
+    assert ("more" in str(err.value)) == (broken > 10)
+
+
+def test_add_names_an_unreadable_image_before_changing_anything(tmp_path, index, library):
+    extra = write_gallery([library[10]], tmp_path / "more") / library[10].slug
+    (extra / "zz.png").write_bytes(b"not a png")
+    with pytest.raises(GalleryError, match="1 of 2 gallery images cannot be read"):
+        index.add_brand(extra, HistogramEmbedder())
+    assert len(index) == 15 and library[10].slug not in index.brands
 
 
 def test_thresholds_are_calibrated_per_brand(index, library):
