@@ -29,6 +29,17 @@ class AlertFormatError(ValueError):
     """An alert line does not follow formats.md section 3."""
 
 
+def seller_id(text: str | None) -> str | None:
+    """A stream's seller id as given (surrounding spaces dropped), None for none; raises
+    ``ValueError`` for one that cannot name a seller in an alert line."""
+    if text is None:
+        return None
+    seller = text.strip()
+    if not seller or len(seller) > 128 or any(c in seller for c in "\0\r\n"):
+        raise ValueError("a seller id must be 1-128 characters on one line, such as seller-17")
+    return seller
+
+
 @dataclass(frozen=True)
 class Alert:
     """One suspected counterfeit (formats.md section 3)."""

@@ -185,7 +185,15 @@ class _Progress:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from pipeline.alerts import AlertFormatError, AlertSink, EvidenceWriter, JsonlSink, SqliteStore, read_alerts
+    from pipeline.alerts import (
+        AlertFormatError,
+        AlertSink,
+        EvidenceWriter,
+        JsonlSink,
+        SqliteStore,
+        read_alerts,
+        seller_id,
+    )
     from pipeline.config import Config
     from pipeline.ingest.probe import probe
     from pipeline.ingest.source import FFmpegSource, Sampling
@@ -206,9 +214,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
     _writable(alerts_path, "--alerts", folder=False)
     _writable(evidence_dir, "--evidence", folder=True)
-    if args.seller is not None and (not args.seller.strip() or len(args.seller) > 128 or "\n" in args.seller):
-        raise UserError("--seller: give a seller id of 1-128 characters on one line, such as seller-17")
-    seller = args.seller.strip() if args.seller else None
+    try:
+        seller = seller_id(args.seller)
+    except ValueError as exc:
+        raise UserError(f"--seller: {exc}") from None
     # Alerts are appended: a file that already holds something else would be left half alerts, and
     # the summary below lists only this run's alerts, counted from what the file held before.
     held = 0

@@ -111,3 +111,28 @@ def test_authorized_seller_must_be_a_boolean(value):
     line = {**_alert("s1", 1.0).to_json(), "seller": "s", "authorized_seller": value}
     with pytest.raises(AlertFormatError, match="authorized_seller must be true or false"):
         Alert.from_json(line, "alerts.jsonl:1")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (None, None),
+        ("seller-17", "seller-17"),
+        ("  seller 17 ", "seller 17"),
+        ("x" * 128, "x" * 128),
+        ("", ValueError),
+        ("   ", ValueError),
+        ("a\nb", ValueError),
+        ("a\rb", ValueError),
+        ("a\0b", ValueError),
+        ("x" * 129, ValueError),
+    ],
+)
+def test_seller_id(given, expected):
+    from pipeline.alerts import seller_id
+
+    if expected is ValueError:
+        with pytest.raises(ValueError, match="1-128 characters on one line"):
+            seller_id(given)
+    else:
+        assert seller_id(given) == expected

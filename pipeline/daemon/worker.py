@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from pipeline.alerts import Alert, EvidenceWriter
+from pipeline.alerts import Alert, EvidenceWriter, seller_id
 from pipeline.config import Config
 from pipeline.daemon.metrics import Metrics
 from pipeline.ingest.live import LiveSource
@@ -28,12 +28,15 @@ class WorkerError(ValueError):
     """A request the worker refuses (unknown stream, duplicate id, full, bad URL)."""
 
 
-def check_stream_request(stream_id: str, seller: str | None = None) -> None:
-    """Refuse a stream id or seller id that cannot name a stream (``WorkerError`` says why)."""
+def check_stream_request(stream_id: str, seller: str | None = None) -> str | None:
+    """Refuse a stream id or seller id that cannot name a stream (``WorkerError`` says why);
+    returns the seller id as alerts will carry it."""
     if not stream_id or len(stream_id) > 128 or any(c in stream_id for c in "/\\\0\n"):
         raise WorkerError("stream id must be 1-128 characters without slashes or newlines")
-    if seller is not None and (not seller.strip() or len(seller) > 128 or any(c in seller for c in "\0\n")):
-        raise WorkerError("seller must be 1-128 characters on one line")
+    try:
+        return seller_id(seller)
+    except ValueError as exc:
+        raise WorkerError(str(exc)) from None
 
 
 @dataclass
@@ -129,8 +132,7 @@ class Worker:
     def add_stream(self, stream_id: str, url: str, seller: str | None = None) -> dict:
         """Start watching a stream (``seller``: whose it is, where known; its alerts then say whether
         ``brand.json`` authorizes that seller); raises ``WorkerError`` for a bad request."""
-        check_stream_request(stream_id, seller)
-        seller = seller.strip() if seller else None
+        seller = check_stream_request(stream_id, seller)
         checked = check_url(url, allow_files=self.config.daemon.allow_files)
         sampling = Sampling.from_arg(self.config.daemon.sample, self.config.ingest.skip_nonref)
         with self._lock:

@@ -359,7 +359,7 @@ class Fleet:
     # --- StreamService ------------------------------------------------------------------
 
     def add_stream(self, stream_id: str, url: str, seller: str | None = None) -> dict:
-        check_stream_request(stream_id, seller)
+        seller = check_stream_request(stream_id, seller)
         check_url(url, allow_files=self.config.daemon.allow_files)  # refused here, before placement
         out = ray.get(self.scheduler.add_stream.remote(stream_id, url, seller))
         if "error" in out:
