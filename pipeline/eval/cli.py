@@ -232,7 +232,10 @@ def evaluate(args: argparse.Namespace) -> dict:
         target.write_text(text)
         metrics["calibration"] = {"file": str(target), **chosen}
         print(f"calibration written to {target}", file=sys.stderr)
-    if args.record:
+    if args.record and extra.get("failed_clips"):
+        # A clip that could not be read counts its fakes as missed: not a figure to keep.
+        print(f"evaluate: not recorded as {args.record!r}: some clips could not be read", file=sys.stderr)
+    elif args.record:
         from pipeline.eval.gate import record_evaluation
 
         record_evaluation(args.record, metrics, str(args.clips))
@@ -254,4 +257,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=2))
-    return 0
+    return 1 if metrics.get("failed_clips") else 0  # as replay: non-zero where an input failed

@@ -265,6 +265,14 @@ def write_report(
             f"<br>on: {esc(false_alert_kind(a, by_stream.get(a.stream)).replace('_', ' '))}"
             f"<br>clip {esc(a.stream)}, t={a.t:.1f}s (frame {a.frame})</figcaption></figure>"
         )
+    failed = metrics.get("failed_clips") or []
+    failed_note = (
+        f"<p id='failed' style='color:#c53030'><b>{len(failed)} of {len(clips)} clips could not be read</b> "
+        f"({esc(', '.join(failed))}): their counterfeits count as missed, so these figures are not a "
+        "measurement of the models. Fix or remove those clips and run again.</p>"
+        if failed
+        else ""
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fakewatch evaluation</title>
 <style>
@@ -279,7 +287,7 @@ figcaption {{ font-size: .85em; margin-top: .3em; }}
 .miss {{ border-color: #dd6b20; }} .false {{ border-color: #c53030; }}
 </style></head><body>
 <h1>fakewatch evaluation</h1>
-<p>{len(clips)} clips, {metrics.get("counts", {}).get("hours", 0) * 60:.1f} minutes of video.
+{failed_note}<p>{len(clips)} clips, {metrics.get("counts", {}).get("hours", 0) * 60:.1f} minutes of video.
 Each picture shows the stream crop (left) beside the nearest authentic gallery image (right).</p>
 <h2>Headline figures</h2>
 <table id="metrics"><tr><th></th><th>measured</th><th>95% interval (clips resampled)</th></tr>{rows}</table>

@@ -67,3 +67,30 @@ def test_bad_arguments_are_one_line_and_record_nothing(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert recorded == []
+
+
+@pytest.mark.parametrize("command", ["fakewatch eval", "scripts/evaluate.py"])
+def test_a_clip_that_cannot_be_read_fails_the_run_and_is_not_recorded(tmp_path, capsys, monkeypatch, command):
+    import json
+    import shutil
+    from pathlib import Path
+
+    import pipeline.eval.gate
+    from pipeline.cli import main as fakewatch
+    from pipeline.eval.cli import main as evaluate
+
+    recorded: list[str] = []
+    monkeypatch.setattr(pipeline.eval.gate, "record_evaluation", lambda name, *_a, **_k: recorded.append(name))
+    demo = Path(__file__).resolve().parents[2] / "demo"
+    clips = shutil.copytree(demo / "clips", tmp_path / "clips")
+    labels = json.loads((clips / "demo_bags.json").read_text())
+    (clips / "gone.json").write_text(json.dumps({**labels, "video": "gone.mp4"}))
+    args = ["--clips", str(clips), "--gallery", str(demo / "gallery"), "--out", str(tmp_path / "o"), "--record", "x"]
+    code = fakewatch(["eval", *args]) if command == "fakewatch eval" else evaluate(args)
+    err = capsys.readouterr().err
+    assert code == 1 and "gone.mp4: file not found" in err and "not recorded as 'x'" in err
+    assert recorded == []
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["failed_clips"] == ["gone"]
+    report = (tmp_path / "o" / "report.html").read_text()
+    assert "1 of 4 clips could not be read" in report and "gone" in report
