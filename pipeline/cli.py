@@ -214,6 +214,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
     _writable(alerts_path, "--alerts", folder=False)
     _writable(evidence_dir, "--evidence", folder=True)
+    beside = (alerts_path, alerts_path.with_suffix(".sqlite"), _review_path(alerts_path))
+    if evidence_dir.resolve() in {p.resolve() for p in beside}:
+        raise UserError(f"--evidence {evidence_dir}: is where the run writes its alerts; give a folder of its own")
     try:
         seller = seller_id(args.seller)
     except ValueError as exc:
@@ -237,7 +240,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     bars: dict[str, _Progress] = {}
     failed_early: dict[str, str] = {}
     for n, video in enumerate(videos):
-        stream = video.stem if video.stem not in durations else f"{video.stem}-{n}"
+        taken = durations.keys() | failed_early.keys()
+        stream = video.stem if video.stem not in taken else f"{video.stem}-{n}"
+        if video.is_dir():
+            failed_early[stream] = f"{video}: is a folder; give the video files in it (such as {video}/*.mp4)"
+            continue
         if not video.is_file():
             failed_early[stream] = f"{video}: file not found"
             continue
@@ -375,6 +382,11 @@ def _summary(results, failed_early, durations, wall, alerts_path, evidence_dir, 
     return 1 if failed else 0
 
 
+def _review_path(alerts_path: Path) -> Path:
+    """Where the review page of an alerts file goes: ``ALERTS_review.html`` beside it."""
+    return alerts_path.with_name(f"{alerts_path.stem}_review.html")
+
+
 def _write_review(alerts_path: Path) -> Path | None:
     """The alerts file's review page (every alert in it, with its evidence), beside it; None
     when there is no alerts file yet."""
@@ -384,7 +396,7 @@ def _write_review(alerts_path: Path) -> Path | None:
         return None
     return review_page(
         read_alerts(alerts_path),
-        alerts_path.with_name(f"{alerts_path.stem}_review.html"),
+        _review_path(alerts_path),
         title=f"fakewatch alerts: {alerts_path.name}",
     )
 

@@ -188,6 +188,27 @@ def test_bad_sample_argument(tmp_path, gallery, capsys, sample):
     assert code == 2 and "--sample" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("evidence", ["alerts.jsonl", "alerts.sqlite", "alerts_review.html"])
+def test_evidence_folder_where_the_alerts_go_is_refused(tmp_path, gallery, capsys, evidence):
+    out = tmp_path / "out"
+    alerts, ev = str(out / "alerts.jsonl"), str(out / evidence)
+    code = main(["replay", str(tmp_path / "x.mp4"), "--gallery", str(gallery), "--alerts", alerts, "--evidence", ev])
+    err = capsys.readouterr().err
+    assert code == 2 and "is where the run writes its alerts" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_folders_and_repeated_names_among_the_videos_each_get_their_line(tmp_path, library, gallery, capsys):
+    video, _ = _clip(tmp_path, library, [(5, None)], "fine")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    code, _ = _replay(tmp_path, gallery, video, tmp_path, tmp_path / "a" / "gone.mp4", tmp_path / "b" / "gone.mp4")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{tmp_path}: is a folder; give the video files in it" in err
+    assert err.count("gone.mp4: file not found") == 2  # both named, not one overwriting the other
+
+
 def test_alert_lines_follow_the_format(tmp_path):
     from pipeline.alerts import Alert
 
