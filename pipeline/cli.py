@@ -176,8 +176,9 @@ class _Progress:
             self.bar = self._open()
         if total is not None and self.bar.total != total:
             self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
+        # update() draws at most once per mininterval; drawing on every call flooded logs with a
+        # line per gallery image or sampled frame.
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -91,3 +91,16 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path, galleries):
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+@pytest.mark.parametrize(("updates", "most"), [(0, 0), (1, 2), (500, 3)])
+def test_progress_without_a_terminal_writes_a_few_lines_not_one_per_step(capsys, updates, most):
+    from pipeline.cli import _Progress
+
+    bar = _Progress("embedding gallery images", eager=False)
+    for n in range(1, updates + 1):
+        bar.update(n, updates)
+    bar.close()
+    err = capsys.readouterr().err
+    assert err.count("embedding gallery images") <= most  # at start, every 5 s, and at the end
+    assert (f"{updates}/{updates}" in err) == (updates > 0)
