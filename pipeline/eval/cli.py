@@ -179,8 +179,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
         def on_frame(frame) -> None:  # type: ignore[no-untyped-def]
             done[frame.stream] = frame.t
-            bar.n = round(sum(done.values()))
-            bar.refresh()
+            bar.update(round(sum(done.values())) - bar.n)  # paced by mininterval, unlike refresh()
 
         log = FrameLog()
         alerts, results = run_clips(clips, index, cfg, out, sampling, args.concurrency, on_frame, log, args.ray)
