@@ -59,6 +59,7 @@ class VerdictConfig:
     verifier_target: float = 0.4  # verifier score that leaves authenticity unchanged (the model's probability)
     same_brand_weight: float = 0.0  # weight of the verifier's same-brand figure beside identity when naming a brand
     min_same_brand: float = -1.0  # a track alerts only when its brand's same-brand figure reaches this (-1 = off)
+    sure_identity: float = -1.0  # mean identity similarity that waives min_same_brand (-1 = never)
     verified_samples: int = 0  # samples of a track the verifier checks; later ones carry their mean (0 = every one)
     verify_every: int = 1  # the verifier checks a track's first sample and every this many after; the rest carry
     settle: float = 0.0  # a track found authentic and its brand's this surely needs no more checks (0 = off)
@@ -406,7 +407,7 @@ class StreamVerdicts:
         # The verifier finds it is not the brand's mark at all: a mark of another (perhaps
         # unenrolled) brand, or a fake of another brand named wrongly.
         same = track.same_brand(brand)
-        if same is not None and same < cfg.min_same_brand:
+        if same is not None and same < cfg.min_same_brand and not self._surely_its_brand(track, brand):
             return Assessment(brand, "same_brand")
         vw, vt = cfg.verifier_weight, cfg.verifier_target
         # The brand check reads the verifier too: on the tuning clips it keeps 8 false alerts to
@@ -436,6 +437,14 @@ class StreamVerdicts:
             return False
         same = track.same_brand(brand)
         return same is not None and same >= cfg.floor_same_brand
+
+    def _surely_its_brand(self, track: Track, brand: str) -> bool:
+        """Whether the embedder names ``brand`` surely enough (a mean identity similarity of
+        ``sure_identity``) to overrule the verifier's same-brand doubt: the reverse of
+        ``_surely_its_mark``. The same-brand figure keeps marks of other brands out, which sit
+        further from the brand by identity; a bent copy of the brand's mark that the embedder still
+        places among the brand's references, the verifier reads as another brand's."""
+        return self.cfg.sure_identity >= 0 and track.mean_identity(brand) >= self.cfg.sure_identity
 
     def _clearly_its_mark(self, track: Track, brand: str) -> bool:
         """Whether the verifier finds the track is ``brand``'s mark (authentic or a copy) by a lead

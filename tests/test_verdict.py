@@ -530,6 +530,29 @@ def test_assessment_checks_its_stop():
 
 
 @pytest.mark.parametrize(
+    ("identity", "same_brand", "sure", "stopped_at"),
+    [
+        pytest.param(0.8, 0.3, 0.7, None, id="sure-identity-waives-the-same-brand-gate"),
+        pytest.param(0.65, 0.3, 0.7, "same_brand", id="identity-not-sure-enough"),
+        pytest.param(0.8, 0.3, -1.0, "same_brand", id="off"),
+        pytest.param(0.65, 0.7, 0.7, None, id="gate-passed-anyway"),
+        pytest.param(0.8, None, 0.7, None, id="never-verified"),
+    ],
+)
+def test_sure_identity_waives_the_same_brand_gate(identity, same_brand, sure, stopped_at):
+    # acme by identity; a fake by authenticity (identity = authenticity here, under threshold 0.9).
+    cfg = dataclasses.replace(CFG, min_same_brand=0.6, sure_identity=sure)
+    seen = []
+    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found.stopped_at))
+    for i in range(4):
+        m = mark(i * 0.5, {"acme": identity}, threshold=0.9)
+        if same_brand is not None:
+            m = dataclasses.replace(m, verified={"acme": 0.1}, same_brand={"acme": same_brand})
+        sv.update(i * 0.5, [m])
+    assert seen[-1] == stopped_at
+
+
+@pytest.mark.parametrize(
     ("same_brand", "waiver", "unchecked", "stopped_at"),
     [
         pytest.param(0.9, 0.8, 0, None, id="surely-its-mark-waives-the-floor"),
