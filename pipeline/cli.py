@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -99,6 +100,11 @@ def resolve_index(gallery_or_index: str | Path, config_path: str | None = None) 
 
     path = Path(gallery_or_index)
     if (path / "index.json").is_file():
+        # A gallery folder always holds a brand (build refuses an empty one); an index may have had
+        # every brand removed, and then nothing can ever alert.
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads((path / "index.json").read_text())["vectors"] == 0:
+                print(f"fakewatch: warning: {path} holds no brands, so nothing can alert", file=sys.stderr)
         return path
     if not path.is_dir():
         raise UserError(f"gallery not found: {path}")
@@ -476,7 +482,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import contextlib
     import signal
 
     import uvicorn

@@ -108,8 +108,7 @@ class Worker:
 
         d = config.daemon
         index = config.path(d.index)
-        if not (index / "index.json").is_file():
-            index = resolve_index(config.path(d.gallery))
+        index = resolve_index(index if (index / "index.json").is_file() else config.path(d.gallery))
         metrics = metrics or Metrics()
         if sinks is None:
             sinks = ("webhook",) if d.webhook_url else ()

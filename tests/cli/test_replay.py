@@ -209,6 +209,22 @@ def test_folders_and_repeated_names_among_the_videos_each_get_their_line(tmp_pat
     assert err.count("gone.mp4: file not found") == 2  # both named, not one overwriting the other
 
 
+def test_an_index_with_no_brands_left_is_warned_about(tmp_path, gallery, capsys):
+    from pipeline.config import Config
+    from pipeline.gallery.index import GalleryIndex
+    from pipeline.infer.embedder import OnnxEmbedder
+
+    cfg = Config.load()
+    with OnnxEmbedder(cfg.model_path("embedder"), cfg.models.providers) as emb:
+        idx = GalleryIndex.build(gallery, tmp_path / "idx", emb, emb.version, views=1)
+    for brand in idx.brands:
+        idx.remove_brand(brand)
+    idx.close()
+    code, alerts = _replay(tmp_path, tmp_path / "idx", tmp_path / "gone.mp4")
+    assert f"{tmp_path / 'idx'} holds no brands, so nothing can alert" in capsys.readouterr().err
+    assert code == 1 and alerts == []  # the missing file still fails the run
+
+
 def test_alert_lines_follow_the_format(tmp_path):
     from pipeline.alerts import Alert
 
