@@ -91,18 +91,25 @@ def make_faiss_index(dim: int, count: int, train: np.ndarray | None = None) -> f
 
 
 def gallery_images(folder: Path) -> list[tuple[str, Path]]:
-    """(brand, image path) for every image of a gallery folder, sorted; raises on a bad layout."""
+    """(brand, image path) for every image of a gallery folder, sorted; raises on a bad layout.
+
+    Hidden folders and files (``.git``, ``.thumbs``, macOS ``._logo.png`` copies) are not part of
+    a gallery, as the evaluation's list of enrolled brands reads it too.
+    """
     if not folder.is_dir():
         raise GalleryError(f"gallery folder not found: {folder}")
     items = []
-    for brand_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for brand_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         brand = brand_id(brand_dir)
-        for img in sorted(brand_dir.iterdir()):
-            if img.suffix.lower() in IMAGE_SUFFIXES:
-                items.append((brand, img))
+        items += [(brand, img) for img in brand_images(brand_dir)]
     if not items:
         raise GalleryError(f"{folder}: no brand folders with .png/.jpg/.jpeg/.webp images")
     return items
+
+
+def brand_images(brand_dir: Path) -> list[Path]:
+    """A brand folder's reference images, sorted (hidden files left out)."""
+    return [p for p in sorted(brand_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
 
 
 def brand_id(brand_dir: Path) -> str:
@@ -415,7 +422,7 @@ class GalleryIndex:
     def add_brand(self, brand_dir: Path, embedder: Embedder) -> int:
         """Enrol (or re-enrol) one brand folder without a full rebuild; returns vectors added."""
         brand = brand_id(brand_dir)
-        images = [p for p in sorted(brand_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        images = brand_images(brand_dir)
         if not images:
             raise GalleryError(f"{brand_dir}: no .png/.jpg/.jpeg/.webp images")
         info = BrandInfo.from_folder(brand_dir)  # a malformed brand.json fails before anything changes

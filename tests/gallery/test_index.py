@@ -112,6 +112,18 @@ def test_bad_gallery_layout(tmp_path, layout):
         GalleryIndex.build(folder, tmp_path / "idx", HistogramEmbedder(), "v")
 
 
+def test_hidden_folders_and_files_are_not_part_of_a_gallery(tmp_path, gallery, library):
+    first = sorted(p for p in gallery.iterdir() if p.is_dir())[0]
+    (gallery / ".thumbs").mkdir()
+    (gallery / ".thumbs" / "a.png").write_bytes((first / next(first.glob("*.png")).name).read_bytes())
+    (first / "._logo.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # what macOS leaves on other disks
+    with GalleryIndex.build(gallery, tmp_path / "idx", HistogramEmbedder(), "v", views=1) as idx:
+        assert sorted(idx.brands) == sorted(m.slug for m in list(library)[:5]) and len(idx) == 5
+        extra = write_gallery([library[10]], tmp_path / "more") / library[10].slug
+        (extra / ".hidden.png").write_bytes(b"junk")
+        assert idx.add_brand(extra, HistogramEmbedder()) == 1
+
+
 @pytest.mark.parametrize(
     ("meta", "message"),
     [
