@@ -154,6 +154,7 @@ validate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/detector_speed.py
 	$(BIN)/python benchmarks/embedder_speed.py
+	$(BIN)/python benchmarks/outbox_recent.py
 
 clean:
 	rm -rf $(VENV) work runs .pytest_cache

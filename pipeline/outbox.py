@@ -55,6 +55,10 @@ class Outbox:
                 alert_id TEXT NOT NULL, sink TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
                 next_at REAL NOT NULL, delivered_at REAL, last_error TEXT, PRIMARY KEY (alert_id, sink));
             CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, delivered_at, next_at);
+            -- /alerts, /review and /evidence read the newest alerts (of one stream): without these a
+            -- months-old outbox is scanned and sorted on every request (benchmarks/outbox_recent.py).
+            CREATE INDEX IF NOT EXISTS alerts_recent ON alerts (created_at);
+            CREATE INDEX IF NOT EXISTS alerts_stream ON alerts (stream, created_at);
             """
         )
         self.db.commit()

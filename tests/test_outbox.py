@@ -179,6 +179,19 @@ def test_recent_alerts_newest_first_of_one_stream_or_all(tmp_path, stream, limit
         assert [r["t"] for r in box.recent(limit, stream)] == expected
 
 
+@pytest.mark.parametrize(("stream", "index"), [(None, "alerts_recent"), ("s", "alerts_stream")])
+def test_recent_alerts_are_read_through_an_index(tmp_path, stream, index):
+    with Outbox(tmp_path / "o.sqlite") as box:
+        assert box.db is not None
+        ran: list[str] = []
+        box.db.set_trace_callback(ran.append)  # the statement recent() runs, its values filled in
+        box.recent(5, stream)
+        box.db.set_trace_callback(None)
+        query = next(q for q in ran if q.lstrip().upper().startswith("SELECT"))
+        plan = " ".join(str(row[-1]) for row in box.db.execute(f"EXPLAIN QUERY PLAN {query}"))
+        assert index in plan and "TEMP B-TREE" not in plan, plan  # no scan-and-sort of every alert
+
+
 @pytest.mark.parametrize("attempt", [0, 1, 5, 20])
 def test_backoff_is_bounded(attempt):
     import random
