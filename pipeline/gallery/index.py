@@ -23,6 +23,7 @@ import cv2
 import faiss
 import numpy as np
 
+from pipeline.alerts import seller_id
 from pipeline.gallery.references import DEFAULT_VIEW_SIZES, reference_views
 from pipeline.infer.embedder import Embedder, Embeddings
 from pipeline.infer.models import file_sha256
@@ -144,9 +145,16 @@ class BrandInfo:
         if not isinstance(data, dict):
             raise GalleryError(f'{meta}: expected an object such as {{"title": "Acme"}}, got {type(data).__name__}')
         sellers = data.get("authorized_sellers", [])
-        if not isinstance(sellers, list) or not all(isinstance(s, str) and s.strip() for s in sellers):
-            raise GalleryError(f'{meta}: "authorized_sellers" must be a list of seller ids such as ["seller-17"]')
-        return cls(str(data.get("title", brand_dir.name)), tuple(sorted({s.strip() for s in sellers})))
+        try:
+            if not isinstance(sellers, list) or not all(isinstance(s, str) for s in sellers):
+                raise ValueError("not a list of strings")
+            # The rule a stream's seller is held to, so that every id listed here can match one.
+            ids = {str(seller_id(s)) for s in sellers}
+        except ValueError:
+            raise GalleryError(
+                f'{meta}: "authorized_sellers" must be a list of seller ids such as ["seller-17"]'
+            ) from None
+        return cls(str(data.get("title", brand_dir.name)), tuple(sorted(ids)))
 
 
 def check_readable(paths: list[Path], shown: int = 10) -> None:

@@ -133,6 +133,8 @@ def test_hidden_folders_and_files_are_not_part_of_a_gallery(tmp_path, gallery, l
         ('{"authorized_sellers": "seller-17"}', 'authorized_sellers" must be a list'),
         ('{"authorized_sellers": ["seller-17", 17]}', 'authorized_sellers" must be a list'),
         ('{"authorized_sellers": [" "]}', 'authorized_sellers" must be a list'),
+        ('{"authorized_sellers": ["a\\nb"]}', 'authorized_sellers" must be a list'),  # one line, as streams'
+        ('{"authorized_sellers": ["' + "x" * 129 + '"]}', 'authorized_sellers" must be a list'),
     ],
 )
 def test_bad_brand_json_is_named(tmp_path, gallery, meta, message):
