@@ -11,9 +11,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__
+
+if TYPE_CHECKING:
+    from pipeline.alerts import Alert
 
 
 class UserError(Exception):
@@ -374,7 +377,8 @@ def _summary(results, failed_early, durations, wall, alerts_path, evidence_dir, 
         f"\n{counted(len(rows), 'file')}, {counted(sum(r.frames for r in results.values()), 'frame')}, "
         f"{counted(sum(r.alerts for r in results.values()), 'alert')} in {wall:.1f}s: {speed:.1f}x real time"
     )
-    new = read_alerts(alerts_path)[held:] if alerts_path.exists() else []
+    every = read_alerts(alerts_path) if alerts_path.exists() else None
+    new = every[held:] if every is not None else []
     for a in new[:SHOWN_ALERTS]:
         seller = f" [seller {a.seller}: authorized]" if a.authorized_seller else ""
         print(
@@ -384,7 +388,7 @@ def _summary(results, failed_early, durations, wall, alerts_path, evidence_dir, 
     if len(new) > SHOWN_ALERTS:
         print(f"  ... and {len(new) - SHOWN_ALERTS} more")
     print(f"alerts: {alerts_path}  evidence: {evidence_dir}")
-    if (review := _write_review(alerts_path)) is not None:
+    if (review := _write_review(alerts_path, every)) is not None:
         print(f"review page: {review}")
     return 1 if failed else 0
 
@@ -394,15 +398,15 @@ def _review_path(alerts_path: Path) -> Path:
     return alerts_path.with_name(f"{alerts_path.stem}_review.html")
 
 
-def _write_review(alerts_path: Path) -> Path | None:
+def _write_review(alerts_path: Path, alerts: list[Alert] | None = None) -> Path | None:
     """The alerts file's review page (every alert in it, with its evidence), beside it; None
-    when there is no alerts file yet."""
+    when there is no alerts file yet. ``alerts``: the file's alerts where already read."""
     from pipeline.alerts import read_alerts, review_page
 
     if not alerts_path.exists():
         return None
     return review_page(
-        read_alerts(alerts_path),
+        alerts if alerts is not None else read_alerts(alerts_path),
         _review_path(alerts_path),
         title=f"fakewatch alerts: {alerts_path.name}",
     )
