@@ -562,11 +562,9 @@ def _check_port(host: str, port: int) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pipeline.eval.cli import evaluate
+    from pipeline.eval.cli import run
 
-    metrics = evaluate(args)
-    print(json.dumps(metrics, indent=2))
-    return 1 if metrics.get("failed_clips") else 0  # as replay: non-zero where an input failed
+    return run(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -243,6 +243,14 @@ def evaluate(args: argparse.Namespace) -> dict:
     return metrics
 
 
+def run(args: argparse.Namespace) -> int:
+    """``evaluate`` and print its metrics; the exit status (``scripts/evaluate.py`` and
+    ``fakewatch eval`` alike): 1 where a clip could not be read, as replay does for its inputs."""
+    metrics = evaluate(args)
+    print(json.dumps(metrics, indent=2))
+    return 1 if metrics.get("failed_clips") else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from pipeline.cli import UserError
     from pipeline.fleet import RayMissing
@@ -251,9 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     args = p.parse_args(argv)
     try:
-        metrics = evaluate(args)
+        return run(args)
     except (LabelError, AlertFormatError, ConfigError, UserError, RayMissing, ValueError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(metrics, indent=2))
-    return 1 if metrics.get("failed_clips") else 0  # as replay: non-zero where an input failed
