@@ -23,6 +23,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         (["scripts/make_clips.py", "--marks", "{tmp}/nope", "--out", "{tmp}"], "marks folder not found"),
         (["scripts/validate_models.py", "--marks", "{tmp}/nope"], "marks folder not found"),
         (["scripts/tune_verdict.py", "--clips", "{tmp}/nope", "--gallery", "demo/gallery"], "clips folder not found"),
+        (["scripts/plot_warps.py", "--marks", "{tmp}/nope", "--out", "{tmp}/w.png"], "marks folder not found"),
     ],
 )
 def test_mistakes_are_one_line(tmp_path, args, message):
@@ -37,3 +38,13 @@ def test_make_demo_help_does_not_regenerate(tmp_path):
     done = _run("scripts/make_demo.py", "--help")
     assert done.returncode == 0 and "usage:" in done.stdout
     assert {p: p.stat().st_mtime_ns for p in (ROOT / "demo" / "clips").iterdir()} == before
+
+
+def test_plot_warps_draws_three_rows(tmp_path):
+    import cv2
+
+    out = tmp_path / "warps.png"
+    done = _run("scripts/plot_warps.py", "--marks", "data/marks", "--out", str(out), "--count", "3")
+    assert done.returncode == 0, done.stderr
+    image = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
+    assert image is not None and image.shape[0] == 3 * 130 and image.shape[1] == 120 + 3 * 112

@@ -6,7 +6,11 @@ import pytest
 
 from pipeline.synth.counterfeit import (
     FAMILIES,
+    MAX_BEND_SLOPE,
     MIN_DEVIATION,
+    bend_field,
+    elastic_warp,
+    fold_factor,
     make_counterfeit,
     shape_deviation,
     turned,
@@ -77,3 +81,36 @@ def test_identical_shapes_do_not_deviate(library):
 def test_unknown_family(library):
     with pytest.raises(ValueError, match="unknown counterfeit family"):
         make_counterfeit(library[0].mask, "recolour", np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("shape", [(40, 40), (120, 300), (301, 97)])
+def test_a_bend_never_folds_the_mark(shape):
+    for seed in range(40):
+        dx, dy = bend_field(shape, np.random.default_rng(seed))
+        assert dx.shape == dy.shape == shape
+        assert fold_factor(dx, dy).min() >= 1 - 2 * MAX_BEND_SLOPE - 1e-4
+        # Still a visible bend: displaced by a few percent of the mark on average.
+        assert 0.005 * max(shape) < np.hypot(dx, dy).mean() < 0.2 * max(shape)
+
+
+@pytest.mark.parametrize(
+    ("dx", "dy", "folds"),
+    [
+        (np.zeros((9, 9)), np.zeros((9, 9)), False),
+        (np.tile(np.arange(9.0) * 0.5, (9, 1)), np.zeros((9, 9)), False),  # stretched 1.5x
+        (np.tile(np.arange(9.0) * -1.5, (9, 1)), np.zeros((9, 9)), True),  # turned inside out
+    ],
+)
+def test_fold_factor(dx, dy, folds):
+    assert (fold_factor(dx, dy).min() < 0) == folds
+
+
+def test_a_bent_ring_stays_one_piece_with_one_hole():
+    # Folding tears a ring or closes its hole (3 of these 40 did before warps were bounded).
+    ring = np.zeros((100, 100), np.uint8)
+    cv2.circle(ring, (50, 50), 42, 255, 10)
+    for seed in range(40):
+        bent = elastic_warp(ring, np.random.default_rng(seed))
+        ink = (bent > 127).astype(np.uint8)
+        assert cv2.connectedComponents(ink)[0] - 1 == 1
+        assert cv2.connectedComponents(1 - np.pad(ink, 1))[0] - 1 == 2  # the outside and the hole
