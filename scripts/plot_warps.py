@@ -73,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             rows[row].append(_tile(bent, f"dev {shape_deviation(mask, bent):.2f}{' folds' if folds else ''}"))
     labels = ["authentic", "unbounded", f"slope <= {MAX_BEND_SLOPE}"]
     lines = []
-    for label, row in zip(labels, rows, strict=True):
+    for label, tiles in zip(labels, rows, strict=True):
         head = np.full((TILE + 18, 120), 255, np.uint8)
         cv2.putText(head, label, (4, TILE // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1, cv2.LINE_AA)
-        lines.append(np.hstack([head, *row]))
+        lines.append(np.hstack([head, *tiles]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), np.vstack(lines))
     print(f"wrote {args.out}")
