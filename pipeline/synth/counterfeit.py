@@ -72,7 +72,8 @@ def turned_deviation(a: np.ndarray, b: np.ndarray, max_angle: float = MIRROR_TUR
     return min(shape_deviation(a, turned(b, float(t))) for t in angles)
 
 
-def _pad(mask: np.ndarray, frac: float = 0.15) -> np.ndarray:
+def padded(mask: np.ndarray, frac: float = 0.15) -> np.ndarray:
+    """The mask with an empty border of ``frac`` of its longer side: room for a variant to grow into."""
     p = max(2, int(max(mask.shape) * frac))
     return cv2.copyMakeBorder(mask, p, p, p, p, cv2.BORDER_CONSTANT, value=0)
 
@@ -109,7 +110,7 @@ def fold_factor(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
 
 def elastic_warp(mask: np.ndarray, rng: np.random.Generator, max_slope: float = MAX_BEND_SLOPE) -> np.ndarray:
     """Bend the mark with a smooth random displacement field, as a print bent on a product."""
-    m = _pad(mask)
+    m = padded(mask)
     h, w = m.shape
     dx, dy = bend_field((h, w), rng, max_slope)
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
@@ -119,7 +120,7 @@ def elastic_warp(mask: np.ndarray, rng: np.random.Generator, max_slope: float = 
 
 def stroke_weight(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Make strokes heavier or thinner than the brand's."""
-    m = _pad(mask)
+    m = padded(mask)
     k = max(3, int(max(mask.shape) * rng.uniform(0.03, 0.06)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     thinner = cv2.erode(m, kernel)
@@ -148,7 +149,7 @@ def erase_part(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def add_part(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Add a part the brand's mark does not have: a bar, a dot or a copied piece."""
-    m = _pad(mask, 0.25)
+    m = padded(mask, 0.25)
     h, w = m.shape
     size = max(mask.shape)
     kind = rng.integers(3)
