@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.synth.counterfeit import MAX_BEND_SLOPE, bend_field, fold_factor, padded, shape_deviation
+from pipeline.synth.counterfeit import MAX_BEND_SLOPE, bend_field, displaced, fold_factor, padded, shape_deviation
 from pipeline.synth.marks import MarkLibrary, tight_crop
 
 TILE = 112
@@ -42,8 +42,7 @@ def _bent(mask: np.ndarray, seed: int, max_slope: float) -> tuple[np.ndarray, bo
     """The mask bent by the field of ``seed`` (scaled to ``max_slope``), and whether it folds on the ink."""
     m = padded(mask)
     dx, dy = bend_field(m.shape, np.random.default_rng(seed), max_slope)
-    xs, ys = np.meshgrid(np.arange(m.shape[1], dtype=np.float32), np.arange(m.shape[0], dtype=np.float32))
-    out = cv2.remap(m, xs + dx, ys + dy, cv2.INTER_LINEAR, borderValue=0)
+    out = displaced(m, dx, dy)
     folds = bool((fold_factor(dx, dy)[out > 127] < 0).any())
     return tight_crop(out), folds
 

@@ -108,14 +108,18 @@ def fold_factor(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     return np.asarray((1 + dxdx) * (1 + dydy) - dxdy * dydx, np.float32)
 
 
+def displaced(mask: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``mask`` with each pixel p taken from p + (dx, dy) (background beyond its edges)."""
+    h, w = mask.shape
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return np.asarray(cv2.remap(mask, xs + dx, ys + dy, cv2.INTER_LINEAR, borderValue=0))
+
+
 def elastic_warp(mask: np.ndarray, rng: np.random.Generator, max_slope: float = MAX_BEND_SLOPE) -> np.ndarray:
     """Bend the mark with a smooth random displacement field, as a print bent on a product."""
     m = padded(mask)
-    h, w = m.shape
-    dx, dy = bend_field((h, w), rng, max_slope)
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    out = cv2.remap(m, xs + dx, ys + dy, cv2.INTER_LINEAR, borderValue=0)
-    return tight_crop(out)
+    dx, dy = bend_field(m.shape, rng, max_slope)
+    return tight_crop(displaced(m, dx, dy))
 
 
 def stroke_weight(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
