@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from torch import nn
 
 
 def seed_all(seed: int) -> None:
@@ -123,3 +124,48 @@ def resume(path: Path, fresh: bool, parts: dict[str, Any]) -> int:
     start = int(state["epoch"]) + 1
     print(f"resumed from epoch {start}")
     return start
+
+
+def load_folded_weights(model: nn.Module, path: str | Path, body: str = "body") -> None:
+    """Start ``model`` from an exported ONNX file whose export folded each batch norm away.
+
+    Each convolution of ``model.<body>`` (a sequence of ``conv_bn`` blocks) takes the folded
+    weight, and its batch norm becomes the identity carrying the folded bias, so the model computes
+    what the file does as long as its batch norms stay in eval mode (``freeze_norms``). Every other
+    parameter found in the file under its own name (the heads) is copied; the rest keep their
+    weights.
+
+    Raises:
+        ValueError: the file's convolutions do not match the body's blocks.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}
+    convs = [v for k, v in weights.items() if k.startswith("onnx::Conv_")]
+    blocks = list(getattr(model, body))
+    if len(convs) != 2 * len(blocks):
+        raise ValueError(f"{path}: expected {2 * len(blocks)} folded convolution tensors, got {len(convs)}")
+    with torch.no_grad():
+        for block, w, b in zip(blocks, convs[0::2], convs[1::2], strict=True):
+            conv, norm, *_ = block.children()  # conv_bn: convolution, batch norm, activation
+            assert isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
+            assert norm.running_mean is not None and norm.running_var is not None
+            if conv.weight.shape != w.shape:
+                raise ValueError(f"{path}: expected a {tuple(conv.weight.shape)} convolution, got {tuple(w.shape)}")
+            conv.weight.copy_(w)
+            norm.weight.fill_(1.0)
+            norm.bias.copy_(b)
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1.0 - norm.eps)
+        for name, tensor in model.named_parameters():
+            if name in weights and not name.startswith(f"{body}."):
+                tensor.copy_(weights[name])
+
+
+def freeze_norms(model: nn.Module) -> None:
+    """Put every batch norm in eval mode (after ``model.train()``), keeping the loaded statistics."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()

@@ -1,6 +1,10 @@
 """Train the crop embedder on generated crops; resumable from its checkpoint.
 
 python -m models.training.train_embedder --data work/crops_train.npz --out runs/embedder
+
+``--init`` takes a checkpoint or an exported ``embedder.onnx`` (whose training checkpoint may be
+gone): the network then starts as the file computes it, its batch norms stay fixed, and the brand
+proxies start at each brand's mean vector over the training crops.
 """
 
 from __future__ import annotations
@@ -12,7 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.training.common import parse, resume, save_checkpoint, seed_all, should_stop, training_parser
+from models.training.common import (
+    freeze_norms,
+    load_folded_weights,
+    parse,
+    resume,
+    save_checkpoint,
+    seed_all,
+    should_stop,
+    training_parser,
+)
 from models.training.embedder import MarkEmbedder, ProxyHead, embedder_loss, identity_loss
 
 
@@ -45,6 +58,25 @@ def load_crops(paths: list[str]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([part[k] for part in parts]) for k in ("crops", "brand", "fake")}
 
 
+@torch.no_grad()
+def brand_means(
+    model: MarkEmbedder, crops: torch.Tensor, brand: torch.Tensor, fake: torch.Tensor, n_brands: int, batch: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each brand's mean authenticity vector over its authentic crops and mean identity vector over all.
+
+    A brand without authentic crops keeps a random authenticity direction (its proxy learns).
+    """
+    model.eval()
+    auth_sum = torch.randn(n_brands, model.fc.out_features) * 1e-6
+    ident_sum = torch.randn(n_brands, model.identity.out_features) * 1e-6
+    for i in range(0, len(crops), batch):
+        auth, ident = model(crops[i : i + batch])
+        b, f = brand[i : i + batch], fake[i : i + batch]
+        auth_sum.index_add_(0, b[~f], auth[~f])
+        ident_sum.index_add_(0, b, ident)
+    return torch.nn.functional.normalize(auth_sum, dim=1), torch.nn.functional.normalize(ident_sum, dim=1)
+
+
 def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     seed_all(args.seed)
@@ -63,7 +95,16 @@ def train(args: argparse.Namespace) -> None:
     steps_per_epoch = len(crops) // args.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.05)
     ckpt = out / "last.pt"
-    if args.init and not ckpt.exists():
+    # A start from an exported file keeps its folded batch norms fixed, in this run and on resume.
+    folded = bool(args.init) and str(args.init).endswith(".onnx")
+    if folded and not ckpt.exists():
+        load_folded_weights(model, args.init)
+        auth_means, ident_means = brand_means(model, crops, brand, fake, n_brands)
+        with torch.no_grad():
+            head.weight.copy_(auth_means)
+            id_head.weight.copy_(ident_means)
+        print(f"initialised from {args.init}; brand proxies from {n_brands} brands' mean vectors")
+    elif args.init and not ckpt.exists():
         # Warm start (e.g. from a one-head checkpoint): the new identity head starts fresh.
         state = torch.load(args.init, weights_only=False)
         missing, _ = model.load_state_dict(state["model"], strict=False)
@@ -81,6 +122,8 @@ def train(args: argparse.Namespace) -> None:
     t0 = time.time()
     for epoch in range(start_epoch, args.epochs):
         model.train()
+        if folded:
+            freeze_norms(model)
         order = torch.randperm(len(crops), generator=gen)
         la_hist, lf_hist, li_hist = [], [], []
         for step in range(steps_per_epoch):

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.training.common import end_epoch, one_cycle, parse, seed_all, training_parser
-from models.training.verifier import AlignedVerifier, freeze_norms, has_brand_body, load_onnx_weights
+from models.training.common import end_epoch, freeze_norms, one_cycle, parse, seed_all, training_parser
+from models.training.verifier import AlignedVerifier, has_brand_body, load_onnx_weights
 from pipeline.eval.metrics import roc_auc
 
 PAIR_KEYS = ("crops", "masks", "fit", "family")

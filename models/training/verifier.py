@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.training.common import load_folded_weights
 from models.training.detector import conv_bn
 
 SIDE = 96  # pipeline.infer.verifier.JUDGE_SIDE
@@ -117,37 +118,8 @@ def has_brand_body(state: Iterable[str]) -> bool:
 def load_onnx_weights(model: AlignedVerifier, path: str | Path) -> None:
     """Start ``model`` from an exported verifier's weights (the authentic head and the body).
 
-    The export folded each batch norm into its convolution; here each convolution takes the
-    folded weight and its batch norm becomes the identity carrying the folded bias, so the model
-    computes what the file does, as long as its batch norms stay in eval mode (``freeze_norms``).
-    The same-brand head, absent from older files, keeps its fresh weights.
+    See ``load_folded_weights``: the model computes what the file does as long as its batch norms
+    stay in eval mode (``freeze_norms``). The same-brand head, absent from older files, keeps its
+    fresh weights.
     """
-    import onnx
-    from onnx import numpy_helper
-
-    proto = onnx.load(str(path))
-    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}
-    convs = [v for k, v in weights.items() if k.startswith("onnx::Conv_")]
-    blocks = list(model.body)
-    if len(convs) != 2 * len(blocks):
-        raise ValueError(f"{path}: expected {2 * len(blocks)} folded convolution tensors, got {len(convs)}")
-    with torch.no_grad():
-        for block, w, b in zip(blocks, convs[0::2], convs[1::2], strict=True):
-            conv, norm, *_ = block.children()  # conv_bn: convolution, batch norm, activation
-            assert isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
-            assert norm.running_mean is not None and norm.running_var is not None
-            conv.weight.copy_(w)
-            norm.weight.fill_(1.0)
-            norm.bias.copy_(b)
-            norm.running_mean.zero_()
-            norm.running_var.fill_(1.0 - norm.eps)
-        for name, tensor in model.named_parameters():
-            if name in weights and not name.startswith("body."):
-                tensor.copy_(weights[name])
-
-
-def freeze_norms(model: nn.Module) -> None:
-    """Put every batch norm in eval mode (after ``model.train()``), keeping the loaded statistics."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.eval()
+    load_folded_weights(model, path)

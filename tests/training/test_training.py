@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from models.training import export as export_mod  # noqa: E402
 from models.training import train_detector, train_embedder, train_hands, train_verifier  # noqa: E402
+from models.training.common import load_folded_weights  # noqa: E402
 from models.training.detector import MarkDetector, make_targets  # noqa: E402
 from models.training.verifier import AlignedVerifier, load_onnx_weights  # noqa: E402
 from pipeline.infer.hands import OnnxHands  # noqa: E402
@@ -244,6 +245,61 @@ def test_onnx_matches_torch(kind, detector_ckpt, embedder_ckpt, tmp_path):
     export_mod.record(tmp_path / "manifest.json", path, kind)
     info = verify_model(path)
     assert info.kind == kind
+
+
+def test_embedder_fine_tunes_from_an_exported_model(embedder_ckpt, tmp_path):
+    # --init with an .onnx file (the training checkpoint may be gone): the network starts as the
+    # file computes it, the proxies at the brands' mean vectors, and the tuned model exports.
+    from models.training.embedder import MarkEmbedder
+
+    model = export_mod.load_model("embedder", embedder_ckpt)
+    init = export_mod.export("embedder", model, tmp_path / "init.onnx")
+    fresh = MarkEmbedder()
+    load_folded_weights(fresh, init)
+    fresh.eval()
+    crops = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8))
+    with torch.no_grad():
+        for a, b in zip(fresh(crops), model(crops), strict=True):
+            assert torch.allclose(a, b, atol=1e-5)
+    data = embedder_ckpt.parents[1] / "crops.npz"
+    common = ["--data", str(data), "--epochs", "1", "--batch", "8", "--threads", "2", "--init", str(init)]
+    train_embedder.main([*common, "--out", str(tmp_path / "run"), "--lr", "0.01"])
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert state["head"]["weight"].shape == (int(np.load(data)["brand"].max()) + 1, 128)
+    tuned = export_mod.load_model("embedder", tmp_path / "run" / "last.pt")
+    with torch.no_grad():
+        assert not torch.allclose(tuned(crops)[0], model(crops)[0], atol=1e-4)
+    path = export_mod.export("embedder", tuned, tmp_path / "embedder.onnx")
+    assert export_mod.max_relative_error("embedder", tuned, path) <= 1e-4
+    # At a learning rate of zero the run leaves the network as the file computes it: the folded
+    # batch norms stayed fixed in training mode.
+    train_embedder.main([*common, "--out", str(tmp_path / "still"), "--lr", "1e-12"])
+    still = export_mod.load_model("embedder", tmp_path / "still" / "last.pt")
+    with torch.no_grad():
+        assert torch.allclose(still(crops)[0], model(crops)[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("brands, authentic", [(3, 2), (4, 0)])
+def test_brand_means_start_the_proxies(brands, authentic):
+    # Each proxy starts at its brand's mean vector; a brand with no authentic crop keeps a random,
+    # still unit-length, authenticity proxy.
+    from models.training.embedder import MarkEmbedder
+
+    model = MarkEmbedder()
+    rng = np.random.default_rng(5)
+    crops = torch.from_numpy(rng.integers(0, 256, (brands * 3, 64, 64, 3), dtype=np.uint8))
+    brand = torch.arange(brands).repeat_interleave(3)
+    fake = torch.ones(len(crops), dtype=torch.bool)
+    fake[torch.arange(brands) * 3] = authentic == 0
+    auth, ident = train_embedder.brand_means(model, crops, brand, fake, brands, batch=4)
+    assert auth.shape == ident.shape == (brands, 128)
+    assert torch.allclose(auth.norm(dim=1), torch.ones(brands), atol=1e-5)
+    with torch.no_grad():
+        a, i = model(crops)
+    expect = torch.nn.functional.normalize(i[:3].sum(0), dim=0)
+    assert torch.allclose(ident[0], expect, atol=1e-3)
+    if authentic:
+        assert torch.allclose(auth[0], a[0], atol=1e-3)
 
 
 @pytest.mark.parametrize("crop", [64, 96, 128])
