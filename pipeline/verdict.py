@@ -15,7 +15,8 @@ near the top: where the two heads disagree, the brand is usually wrong. With ``v
 the verifier's score (the brand's reference laid over the full-resolution crop) moves each
 sample's authenticity up or down around ``verifier_target``; its second figure, whether the mark
 is the brand's at all (authentic or a copy), can name the brand (``same_brand_weight``) and turn
-away marks of other brands (``min_same_brand``). With ``verified_samples``, the verifier checks
+away marks of other brands (``min_same_brand``), unless it leads every other brand checked by
+``sure_lead``. With ``verified_samples``, the verifier checks
 only a track's first samples and the rest carry what it found; with ``verify_every``, every k-th
 sample of a track. Either way a track that has alerted needs no more checks. With
 ``floor_same_brand``, a track the verifier surely finds is its brand's mark needs no identity floor.
@@ -60,6 +61,7 @@ class VerdictConfig:
     same_brand_weight: float = 0.0  # weight of the verifier's same-brand figure beside identity when naming a brand
     min_same_brand: float = -1.0  # a track alerts only when its brand's same-brand figure reaches this (-1 = off)
     sure_identity: float = -1.0  # mean identity similarity that waives min_same_brand (-1 = never)
+    sure_lead: float = -1.0  # same-brand lead over every other checked brand that waives min_same_brand (-1 = never)
     verified_samples: int = 0  # samples of a track the verifier checks; later ones carry their mean (0 = every one)
     verify_every: int = 1  # the verifier checks a track's first sample and every this many after; the rest carry
     settle: float = 0.0  # a track found authentic and its brand's this surely needs no more checks (0 = off)
@@ -407,7 +409,12 @@ class StreamVerdicts:
         # The verifier finds it is not the brand's mark at all: a mark of another (perhaps
         # unenrolled) brand, or a fake of another brand named wrongly.
         same = track.same_brand(brand)
-        if same is not None and same < cfg.min_same_brand and not self._surely_its_brand(track, brand):
+        if (
+            same is not None
+            and same < cfg.min_same_brand
+            and not self._surely_its_brand(track, brand)
+            and not self._leads_surely(track, brand)
+        ):
             return Assessment(brand, "same_brand")
         vw, vt = cfg.verifier_weight, cfg.verifier_target
         # The brand check reads the verifier too: on the tuning clips it keeps 8 false alerts to
@@ -445,6 +452,18 @@ class StreamVerdicts:
         further from the brand by identity; a bent copy of the brand's mark that the embedder still
         places among the brand's references, the verifier reads as another brand's."""
         return self.cfg.sure_identity >= 0 and track.mean_identity(brand) >= self.cfg.sure_identity
+
+    def _leads_surely(self, track: Track, brand: str) -> bool:
+        """Whether the verifier finds the track is ``brand``'s mark far more than any other brand's
+        (a lead of ``sure_lead`` over at least ``confirm`` checks) though short of the same-brand
+        gate. A mark of another brand, enrolled or not, reads as little like each brand it is laid
+        against, so it leads none by much; a bent, thickened or mirrored copy of the brand's mark
+        still reads far more like its brand than like the next."""
+        cfg = self.cfg
+        if cfg.sure_lead < 0 or track.checks(brand) < cfg.confirm:
+            return False
+        lead = track.same_brand_lead(brand)
+        return lead is not None and lead >= cfg.sure_lead
 
     def _clearly_its_mark(self, track: Track, brand: str) -> bool:
         """Whether the verifier finds the track is ``brand``'s mark (authentic or a copy) by a lead

@@ -572,3 +572,28 @@ def test_floor_same_brand_waives_the_identity_floor(same_brand, waiver, unchecke
         checked = dataclasses.replace(m, verified={"acme": 0.1}, same_brand={"acme": same_brand})
         sv.update(i * 0.5, [m if same_brand is None or i < unchecked else checked])
     assert seen[-1] == stopped_at
+
+
+@pytest.mark.parametrize(
+    ("same_brand", "sure", "unchecked", "stopped_at"),
+    [
+        pytest.param({"acme": 0.7, "other": 0.1}, 0.5, 0, None, id="clear-lead-waives-the-gate"),
+        pytest.param({"acme": 0.7, "other": 0.4}, 0.5, 0, "same_brand", id="lead-too-small"),
+        pytest.param({"acme": 0.7}, 0.5, 0, None, id="no-rival-checked-leads-by-its-figure"),
+        pytest.param({"acme": 0.3}, 0.5, 0, "same_brand", id="alone-but-low"),
+        pytest.param({"acme": 0.7, "other": 0.1}, -1.0, 0, "same_brand", id="off"),
+        pytest.param({"acme": 0.7, "other": 0.1}, 0.5, 2, "same_brand", id="too-few-checks"),
+        pytest.param({"acme": 0.95, "other": 0.9}, 0.5, 0, None, id="gate-passed-anyway"),
+    ],
+)
+def test_sure_lead_waives_the_same_brand_gate(same_brand, sure, unchecked, stopped_at):
+    # acme by identity and a fake by authenticity (0.8 < threshold 0.9); the verifier reads it as
+    # acme's mark short of the gate (0.9) but far more than the other brand it was laid against.
+    cfg = dataclasses.replace(CFG, min_same_brand=0.9, sure_lead=sure)
+    seen = []
+    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found.stopped_at))
+    for i in range(4):
+        m = mark(i * 0.5, {"acme": 0.8, "other": 0.3}, threshold=0.9)
+        checked = dataclasses.replace(m, verified=dict.fromkeys(same_brand, 0.1), same_brand=same_brand)
+        sv.update(i * 0.5, [m if i < unchecked else checked])
+    assert seen[-1] == stopped_at
