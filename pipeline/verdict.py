@@ -20,6 +20,8 @@ away marks of other brands (``min_same_brand``), unless it leads every other bra
 only a track's first samples and the rest carry what it found; with ``verify_every``, every k-th
 sample of a track. Either way a track that has alerted needs no more checks. With
 ``floor_same_brand``, a track the verifier surely finds is its brand's mark needs no identity floor.
+With ``sure_fake``, a track the verifier surely finds is no authentic mark looks counterfeit even
+where its brand's threshold is low.
 ``StreamVerdicts.assess`` names the first check (``STOPS``) that keeps a track from alerting, which
 is how the evaluation tells why a labelled fake was missed.
 """
@@ -62,6 +64,9 @@ class VerdictConfig:
     min_same_brand: float = -1.0  # a track alerts only when its brand's same-brand figure reaches this (-1 = off)
     sure_identity: float = -1.0  # mean identity similarity that waives min_same_brand (-1 = never)
     sure_lead: float = -1.0  # same-brand lead over every other checked brand that waives min_same_brand (-1 = never)
+    sure_fake: float = (
+        -1.0
+    )  # mean verifier score at or below which a track looks counterfeit whatever the embedder says (-1 = never)
     verified_samples: int = 0  # samples of a track the verifier checks; later ones carry their mean (0 = every one)
     verify_every: int = 1  # the verifier checks a track's first sample and every this many after; the rest carry
     settle: float = 0.0  # a track found authentic and its brand's this surely needs no more checks (0 = off)
@@ -208,6 +213,11 @@ class Track:
 
     def mean_identity(self, brand: str) -> float:
         return float(np.mean([s.identity_to(brand) for s in self.samples]))
+
+    def verified_to(self, brand: str) -> float | None:
+        """Mean verifier score for ``brand`` over the samples verified against it (None: none were)."""
+        found = [s.verified[brand] for s in self.samples if brand in s.verified]
+        return float(np.mean(found)) if found else None
 
     def same_brand(self, brand: str) -> float | None:
         """Mean same-brand figure for ``brand`` over the samples verified against it (None: none were)."""
@@ -429,7 +439,9 @@ class StreamVerdicts:
         threshold = next((s.thresholds[brand] for s in reversed(track.samples) if brand in s.thresholds), 1.0)
         score = suspicion(sim, threshold, cfg)
         if score <= 0 or score < cfg.brand_thresholds.get(brand, cfg.alert_threshold):
-            return Assessment(brand, "looks_authentic", score, sim)
+            if not self._surely_fake(track, brand):
+                return Assessment(brand, "looks_authentic", score, sim)
+            score = max(score, 1.0 - (track.verified_to(brand) or 0.0))
         return Assessment(brand, None, score, sim)
 
     def _surely_its_mark(self, track: Track, brand: str) -> bool:
@@ -464,6 +476,18 @@ class StreamVerdicts:
             return False
         lead = track.same_brand_lead(brand)
         return lead is not None and lead >= cfg.sure_lead
+
+    def _surely_fake(self, track: Track, brand: str) -> bool:
+        """Whether the verifier finds the track is no authentic ``brand`` mark surely enough (a mean
+        score of at most ``sure_fake`` over at least ``confirm`` checks) to overrule an embedder
+        that places it within the brand's authentic range. A brand whose camera views spread widely
+        gets a low threshold, under which a thinned or part-erased copy still passes; the verifier,
+        comparing the mark with the brand's own laid over it, sees the difference."""
+        cfg = self.cfg
+        if cfg.sure_fake < 0 or track.checks(brand) < cfg.confirm:
+            return False
+        score = track.verified_to(brand)
+        return score is not None and score <= cfg.sure_fake
 
     def _clearly_its_mark(self, track: Track, brand: str) -> bool:
         """Whether the verifier finds the track is ``brand``'s mark (authentic or a copy) by a lead

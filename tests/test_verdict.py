@@ -597,3 +597,32 @@ def test_sure_lead_waives_the_same_brand_gate(same_brand, sure, unchecked, stopp
         checked = dataclasses.replace(m, verified=dict.fromkeys(same_brand, 0.1), same_brand=same_brand)
         sv.update(i * 0.5, [m if i < unchecked else checked])
     assert seen[-1] == stopped_at
+
+
+@pytest.mark.parametrize(
+    ("verified", "sure", "unchecked", "stopped_at"),
+    [
+        pytest.param(0.02, 0.1, 0, None, id="verifier-sure-it-is-no-authentic-mark"),
+        pytest.param(0.3, 0.1, 0, "looks_authentic", id="verifier-not-sure-enough"),
+        pytest.param(0.02, -1.0, 0, "looks_authentic", id="off"),
+        pytest.param(0.02, 0.1, 2, "looks_authentic", id="too-few-checks"),
+        pytest.param(None, 0.1, 0, "looks_authentic", id="never-verified"),
+    ],
+)
+def test_sure_fake_overrules_a_low_threshold(verified, sure, unchecked, stopped_at):
+    # acme's threshold is low (0.3): its authenticity similarity 0.8 passes as authentic even after
+    # the verifier's weight (0.8 + 1 x (0.02 - 0.4) = 0.42); a verifier that surely finds no
+    # authentic mark overrules that.
+    cfg = dataclasses.replace(CFG, verifier_weight=1.0, verifier_target=0.4, sure_fake=sure)
+    seen, alerts = [], []
+    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found))
+    for i in range(4):
+        m = mark(i * 0.5, {"acme": 0.8}, threshold=0.3)
+        checked = (
+            m if verified is None else dataclasses.replace(m, verified={"acme": verified}, same_brand={"acme": 1.0})
+        )
+        alerts += sv.update(i * 0.5, [m if i < unchecked else checked])
+    assert seen[-1].stopped_at == stopped_at
+    assert len(alerts) == (stopped_at is None)
+    if stopped_at is None:
+        assert alerts[0].score == pytest.approx(1.0 - verified)
