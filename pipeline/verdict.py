@@ -444,6 +444,14 @@ class StreamVerdicts:
             score = max(score, 1.0 - (track.verified_to(brand) or 0.0))
         return Assessment(brand, None, score, sim)
 
+    def _checked(self, track: Track, brand: str, setting: float, figure: Callable[[str], float | None]) -> float | None:
+        """``figure(brand)`` where ``setting`` is on (not negative) and the verifier itself checked the
+        track against ``brand`` at least ``confirm`` times; None otherwise. One or two checks (the
+        live worker checks every third mark) are too few to overrule the other stages."""
+        if setting < 0 or track.checks(brand) < self.cfg.confirm:
+            return None
+        return figure(brand)
+
     def _surely_its_mark(self, track: Track, brand: str) -> bool:
         """Whether the verifier finds the track is ``brand``'s mark (authentic or a copy) surely
         enough to waive the identity floor: a mean same-brand figure of ``floor_same_brand`` over at
@@ -451,11 +459,8 @@ class StreamVerdicts:
         verifier, laying the brand's own mark over the crop, answers that better than the
         embedder's similarity, which a warp or half of another mark pulls away from the brand. One
         or two checks (the live worker checks every third mark) are too few to overrule it."""
-        cfg = self.cfg
-        if cfg.floor_same_brand < 0 or track.checks(brand) < cfg.confirm:
-            return False
-        same = track.same_brand(brand)
-        return same is not None and same >= cfg.floor_same_brand
+        same = self._checked(track, brand, self.cfg.floor_same_brand, track.same_brand)
+        return same is not None and same >= self.cfg.floor_same_brand
 
     def _surely_its_brand(self, track: Track, brand: str) -> bool:
         """Whether the embedder names ``brand`` surely enough (a mean identity similarity of
@@ -471,11 +476,8 @@ class StreamVerdicts:
         gate. A mark of another brand, enrolled or not, reads as little like each brand it is laid
         against, so it leads none by much; a bent, thickened or mirrored copy of the brand's mark
         still reads far more like its brand than like the next."""
-        cfg = self.cfg
-        if cfg.sure_lead < 0 or track.checks(brand) < cfg.confirm:
-            return False
-        lead = track.same_brand_lead(brand)
-        return lead is not None and lead >= cfg.sure_lead
+        lead = self._checked(track, brand, self.cfg.sure_lead, track.same_brand_lead)
+        return lead is not None and lead >= self.cfg.sure_lead
 
     def _surely_fake(self, track: Track, brand: str) -> bool:
         """Whether the verifier finds the track is no authentic ``brand`` mark surely enough (a mean
@@ -483,11 +485,8 @@ class StreamVerdicts:
         that places it within the brand's authentic range. A brand whose camera views spread widely
         gets a low threshold, under which a thinned or part-erased copy still passes; the verifier,
         comparing the mark with the brand's own laid over it, sees the difference."""
-        cfg = self.cfg
-        if cfg.sure_fake < 0 or track.checks(brand) < cfg.confirm:
-            return False
-        score = track.verified_to(brand)
-        return score is not None and score <= cfg.sure_fake
+        score = self._checked(track, brand, self.cfg.sure_fake, track.verified_to)
+        return score is not None and score <= self.cfg.sure_fake
 
     def _clearly_its_mark(self, track: Track, brand: str) -> bool:
         """Whether the verifier finds the track is ``brand``'s mark (authentic or a copy) by a lead

@@ -39,6 +39,18 @@ def mark(t, sims, box=(100, 100, 160, 150), det=0.9, threshold=0.7, look=None):
     )
 
 
+def judged(cfg, make, checks, unchecked=0, samples=4):
+    """Feed ``samples`` marks ``make(t)`` of one object at 2 fps, the verifier's ``checks`` (fields of
+    ``MarkSample``; None: never verified) on all but the first ``unchecked``; the assessments seen
+    and the alerts raised."""
+    seen, alerts = [], []
+    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found))
+    for i in range(samples):
+        m = make(i * 0.5)
+        alerts += sv.update(i * 0.5, [m if checks is None or i < unchecked else dataclasses.replace(m, **checks)])
+    return seen, alerts
+
+
 def run(frames, cfg=CFG):
     sv = StreamVerdicts("s", cfg)
     out = []
@@ -542,14 +554,9 @@ def test_assessment_checks_its_stop():
 def test_sure_identity_waives_the_same_brand_gate(identity, same_brand, sure, stopped_at):
     # acme by identity; a fake by authenticity (identity = authenticity here, under threshold 0.9).
     cfg = dataclasses.replace(CFG, min_same_brand=0.6, sure_identity=sure)
-    seen = []
-    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found.stopped_at))
-    for i in range(4):
-        m = mark(i * 0.5, {"acme": identity}, threshold=0.9)
-        if same_brand is not None:
-            m = dataclasses.replace(m, verified={"acme": 0.1}, same_brand={"acme": same_brand})
-        sv.update(i * 0.5, [m])
-    assert seen[-1] == stopped_at
+    checks = None if same_brand is None else {"verified": {"acme": 0.1}, "same_brand": {"acme": same_brand}}
+    seen, _ = judged(cfg, lambda t: mark(t, {"acme": identity}, threshold=0.9), checks)
+    assert seen[-1].stopped_at == stopped_at
 
 
 @pytest.mark.parametrize(
@@ -565,13 +572,9 @@ def test_sure_identity_waives_the_same_brand_gate(identity, same_brand, sure, st
 def test_floor_same_brand_waives_the_identity_floor(same_brand, waiver, unchecked, stopped_at):
     # acme's mark by identity 0.25, under the floor; a fake by authenticity (0.25 < threshold 0.7).
     cfg = dataclasses.replace(CFG, floor_same_brand=waiver, min_same_brand=0.6)
-    seen = []
-    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found.stopped_at))
-    for i in range(4):
-        m = mark(i * 0.5, {"acme": 0.25})
-        checked = dataclasses.replace(m, verified={"acme": 0.1}, same_brand={"acme": same_brand})
-        sv.update(i * 0.5, [m if same_brand is None or i < unchecked else checked])
-    assert seen[-1] == stopped_at
+    checks = None if same_brand is None else {"verified": {"acme": 0.1}, "same_brand": {"acme": same_brand}}
+    seen, _ = judged(cfg, lambda t: mark(t, {"acme": 0.25}), checks, unchecked)
+    assert seen[-1].stopped_at == stopped_at
 
 
 @pytest.mark.parametrize(
@@ -590,13 +593,9 @@ def test_sure_lead_waives_the_same_brand_gate(same_brand, sure, unchecked, stopp
     # acme by identity and a fake by authenticity (0.8 < threshold 0.9); the verifier reads it as
     # acme's mark short of the gate (0.9) but far more than the other brand it was laid against.
     cfg = dataclasses.replace(CFG, min_same_brand=0.9, sure_lead=sure)
-    seen = []
-    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found.stopped_at))
-    for i in range(4):
-        m = mark(i * 0.5, {"acme": 0.8, "other": 0.3}, threshold=0.9)
-        checked = dataclasses.replace(m, verified=dict.fromkeys(same_brand, 0.1), same_brand=same_brand)
-        sv.update(i * 0.5, [m if i < unchecked else checked])
-    assert seen[-1] == stopped_at
+    checks = {"verified": dict.fromkeys(same_brand, 0.1), "same_brand": same_brand}
+    seen, _ = judged(cfg, lambda t: mark(t, {"acme": 0.8, "other": 0.3}, threshold=0.9), checks, unchecked)
+    assert seen[-1].stopped_at == stopped_at
 
 
 @pytest.mark.parametrize(
@@ -614,14 +613,8 @@ def test_sure_fake_overrules_a_low_threshold(verified, sure, unchecked, stopped_
     # the verifier's weight (0.8 + 1 x (0.02 - 0.4) = 0.42); a verifier that surely finds no
     # authentic mark overrules that.
     cfg = dataclasses.replace(CFG, verifier_weight=1.0, verifier_target=0.4, sure_fake=sure)
-    seen, alerts = [], []
-    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found))
-    for i in range(4):
-        m = mark(i * 0.5, {"acme": 0.8}, threshold=0.3)
-        checked = (
-            m if verified is None else dataclasses.replace(m, verified={"acme": verified}, same_brand={"acme": 1.0})
-        )
-        alerts += sv.update(i * 0.5, [m if i < unchecked else checked])
+    checks = None if verified is None else {"verified": {"acme": verified}, "same_brand": {"acme": 1.0}}
+    seen, alerts = judged(cfg, lambda t: mark(t, {"acme": 0.8}, threshold=0.3), checks, unchecked)
     assert seen[-1].stopped_at == stopped_at
     assert len(alerts) == (stopped_at is None)
     if stopped_at is None:
