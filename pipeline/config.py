@@ -112,6 +112,7 @@ class DaemonConfig:
     verifier: bool = False  # the live worker runs the verifier too (where verifier.enabled); see configs
     verify_every: int = 3  # live: the verifier checks a track's first mark and every this many after
     settle: float = 0.9  # live: a track the verifier found authentic this surely needs no more checks (0 = off)
+    confirm: int = 3  # live: samples a track needs before it may alert (replay's is verdict.confirm)
 
     def __post_init__(self) -> None:
         # Checked at start-up: a bad webhook address would otherwise only show as alerts that
@@ -122,7 +123,7 @@ class DaemonConfig:
                 raise ValueError(f"webhook_url: expected an http(s)://host/... address, got {self.webhook_url!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"port: expected 1-65535, got {self.port}")
-        for name in ("max_streams", "queue", "verify_every"):
+        for name in ("max_streams", "queue", "verify_every", "confirm"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected 1 or more, got {getattr(self, name)}")
         if self.stall_timeout <= 0 or self.shutdown_timeout < 0:

@@ -49,6 +49,7 @@ def test_every_key_is_commented():
         ("ray:\n  worker_cpus: 0\n", "ray.worker_cpus must be positive"),
         ("ray:\n  health_timeout: 0\n", "ray.health_interval and ray.health_timeout"),
         ("daemon:\n  max_streams: 0\n", "daemon: max_streams: expected 1 or more"),
+        ("daemon:\n  confirm: 0\n", "daemon: confirm: expected 1 or more"),
         ("daemon:\n  settle: 2\n", r"daemon: settle: expected a probability in \[0, 1\]"),
         ("verdict: {confirm: [\n", "c.yaml: not valid YAML at line 2, column 1: expected the node content"),
     ],

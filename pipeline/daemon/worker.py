@@ -115,7 +115,7 @@ class Worker:
         outbox = Outbox(config.path(d.outbox), sinks=sinks)
         # Live work has its own verifier switch: the verifier's cost is latency here (daemon.verifier).
         verifier = dataclasses.replace(config.verifier, enabled=config.verifier.enabled and d.verifier)
-        verdict = dataclasses.replace(config.verdict, verify_every=d.verify_every, settle=d.settle)
+        verdict = dataclasses.replace(config.verdict, verify_every=d.verify_every, settle=d.settle, confirm=d.confirm)
         live = dataclasses.replace(config, verifier=verifier, verdict=verdict)
         spine = Spine.from_config(live, index, [outbox], EvidenceWriter(config.path(d.evidence)))
         return cls(live, spine, outbox, metrics)

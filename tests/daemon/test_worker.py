@@ -40,9 +40,12 @@ def test_the_live_worker_has_its_own_verifier_switch(tmp_path, enabled: bool, li
         worker.shutdown(timeout=1.0)
 
 
-@pytest.mark.parametrize(("every", "settle"), [(1, 0.0), (3, 0.9)])
-def test_the_live_worker_checks_tracks_as_its_own_settings_say(tmp_path, every: int, settle: float) -> None:
-    # daemon.verify_every and daemon.settle are the live worker's; replay keeps verdict's own.
+@pytest.mark.parametrize(("every", "settle", "confirm"), [(1, 0.0, 4), (3, 0.9, 3), (3, 0.9, 2)])
+def test_the_live_worker_checks_tracks_as_its_own_settings_say(
+    tmp_path, every: int, settle: float, confirm: int
+) -> None:
+    # daemon.verify_every, daemon.settle and daemon.confirm are the live worker's; replay keeps
+    # verdict's own.
     base = Config.load()
     cfg = dataclasses.replace(
         base,
@@ -51,6 +54,7 @@ def test_the_live_worker_checks_tracks_as_its_own_settings_say(tmp_path, every: 
             verifier=True,
             verify_every=every,
             settle=settle,
+            confirm=confirm,
             outbox=str(tmp_path / "outbox.sqlite"),
             evidence=str(tmp_path / "evidence"),
             index=str(tmp_path / "no-index"),
@@ -59,8 +63,8 @@ def test_the_live_worker_checks_tracks_as_its_own_settings_say(tmp_path, every: 
     worker = Worker.from_config(cfg)
     try:
         verdict = worker.spine.config.verdict
-        assert (verdict.verify_every, verdict.settle) == (every, settle)
+        assert (verdict.verify_every, verdict.settle, verdict.confirm) == (every, settle, confirm)
         assert verdict.checks_by_track is (every > 1 or settle > 0)
-        assert (base.verdict.verify_every, base.verdict.settle) == (1, 0.0)
+        assert (base.verdict.verify_every, base.verdict.settle, base.verdict.confirm) == (1, 0.0, 4)
     finally:
         worker.shutdown(timeout=1.0)
