@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ import yaml
 
 from pipeline.infer.verifier import VerifierConfig
 from pipeline.verdict import VerdictConfig
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "fakewatch.yaml"
@@ -207,7 +210,28 @@ class Config:
             section, _, name = key.partition(".")
             data.setdefault(section, {})[name] = value
         _env_overrides(data)
-        return _build(cls, data, "")
+        config = _build(cls, data, "")
+        for caution in config.cautions():
+            log.warning("%s", caution)
+        return config
+
+    def cautions(self) -> list[str]:
+        """Settings that load but were never measured together: the verdict's verifier checks were
+        chosen with the verifier model, and the hand-made score (``verifier.learned: false``) reads
+        on another scale."""
+        v, d = self.verifier, self.verdict
+        if not v.enabled or v.learned:
+            return []
+        out = []
+        if d.min_same_brand > 0.6:
+            out.append(
+                f"verdict.min_same_brand {d.min_same_brand} was chosen with the verifier model; with "
+                "verifier.learned false the gate reads the alignment's agreement (a fake's is about 0.75): "
+                "it was measured at 0.6"
+            )
+        if d.sure_lead >= 0:
+            out.append("verdict.sure_lead was measured with the verifier model; with verifier.learned false, set -1")
+        return out
 
 
 def _env_overrides(data: dict) -> None:

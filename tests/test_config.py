@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from pipeline.config import DEFAULT_CONFIG, Config, ConfigError
 
@@ -111,3 +112,28 @@ def test_unquoted_on_off_stay_words(tmp_path, text, expected):
     path = tmp_path / "c.yaml"
     path.write_text(f"models:\n  device_path: {text}\n")
     assert Config.load(path).models.device_path == expected
+
+
+@pytest.mark.parametrize(
+    ("learned", "enabled", "min_same_brand", "sure_lead", "cautions"),
+    [
+        pytest.param(True, True, 0.9, 0.45, [], id="verifier-model"),
+        pytest.param(False, True, 0.9, 0.45, ["min_same_brand", "sure_lead"], id="hand-made-with-model-settings"),
+        pytest.param(False, True, 0.6, -1.0, [], id="hand-made-as-measured"),
+        pytest.param(False, True, 0.6, 0.45, ["sure_lead"], id="hand-made-with-a-lead"),
+        pytest.param(False, False, 0.9, 0.45, [], id="no-verifier"),
+    ],
+)
+def test_hand_made_verifier_with_model_settings_is_cautioned(
+    tmp_path, caplog, learned, enabled, min_same_brand, sure_lead, cautions
+):
+    # The verdict's verifier checks were chosen with the verifier model; the hand-made score reads
+    # on another scale. Loading says so (a warning, not an error: the settings are valid).
+    path = tmp_path / "c.yaml"
+    verifier = {"learned": learned, "enabled": enabled}
+    verdict = {"min_same_brand": min_same_brand, "sure_lead": sure_lead}
+    path.write_text(yaml.safe_dump({"verifier": verifier, "verdict": verdict}))
+    with caplog.at_level("WARNING", logger="pipeline.config"):
+        config = Config.load(path)
+    assert [c.split()[0] for c in config.cautions()] == [f"verdict.{name}" for name in cautions]
+    assert len(caplog.records) == len(cautions)
