@@ -64,9 +64,7 @@ class VerdictConfig:
     min_same_brand: float = -1.0  # a track alerts only when its brand's same-brand figure reaches this (-1 = off)
     sure_identity: float = -1.0  # mean identity similarity that waives min_same_brand (-1 = never)
     sure_lead: float = -1.0  # same-brand lead over every other checked brand that waives min_same_brand (-1 = never)
-    sure_fake: float = (
-        -1.0
-    )  # mean verifier score at or below which a track looks counterfeit whatever the embedder says (-1 = never)
+    sure_fake: float = -1.0  # mean verifier score at or below which a track looks counterfeit regardless (-1 = never)
     verified_samples: int = 0  # samples of a track the verifier checks; later ones carry their mean (0 = every one)
     verify_every: int = 1  # the verifier checks a track's first sample and every this many after; the rest carry
     settle: float = 0.0  # a track found authentic and its brand's this surely needs no more checks (0 = off)
@@ -216,13 +214,11 @@ class Track:
 
     def verified_to(self, brand: str) -> float | None:
         """Mean verifier score for ``brand`` over the samples verified against it (None: none were)."""
-        found = [s.verified[brand] for s in self.samples if brand in s.verified]
-        return float(np.mean(found)) if found else None
+        return _mean_found([s.verified for s in self.samples], brand)
 
     def same_brand(self, brand: str) -> float | None:
         """Mean same-brand figure for ``brand`` over the samples verified against it (None: none were)."""
-        found = [s.same_brand[brand] for s in self.samples if brand in s.same_brand]
-        return float(np.mean(found)) if found else None
+        return _mean_found([s.same_brand for s in self.samples], brand)
 
     def same_brand_lead(self, brand: str) -> float | None:
         """How far ``brand``'s mean same-brand figure leads every other brand it was checked
@@ -305,6 +301,12 @@ def appearance_matrix(samples: list[MarkSample], tracks: list[Track]) -> np.ndar
         b = np.stack([tracks[j].appearance for j in cols]).astype(np.float32)  # type: ignore[misc]
         out[np.ix_(rows, cols)] = a @ b.T
     return out
+
+
+def _mean_found(figures: list[dict[str, float]], brand: str) -> float | None:
+    """Mean of ``brand``'s figure over the dicts that hold one (None: none do)."""
+    found = [f[brand] for f in figures if brand in f]
+    return float(np.mean(found)) if found else None
 
 
 def suspicion(sim: float, threshold: float, cfg: VerdictConfig) -> float:
@@ -439,9 +441,10 @@ class StreamVerdicts:
         threshold = next((s.thresholds[brand] for s in reversed(track.samples) if brand in s.thresholds), 1.0)
         score = suspicion(sim, threshold, cfg)
         if score <= 0 or score < cfg.brand_thresholds.get(brand, cfg.alert_threshold):
-            if not self._surely_fake(track, brand):
+            verified = self._surely_fake(track, brand)
+            if verified is None:
                 return Assessment(brand, "looks_authentic", score, sim)
-            score = max(score, 1.0 - (track.verified_to(brand) or 0.0))
+            score = max(score, 1.0 - verified)
         return Assessment(brand, None, score, sim)
 
     def _checked(self, track: Track, brand: str, setting: float, figure: Callable[[str], float | None]) -> float | None:
@@ -479,14 +482,15 @@ class StreamVerdicts:
         lead = self._checked(track, brand, self.cfg.sure_lead, track.same_brand_lead)
         return lead is not None and lead >= self.cfg.sure_lead
 
-    def _surely_fake(self, track: Track, brand: str) -> bool:
-        """Whether the verifier finds the track is no authentic ``brand`` mark surely enough (a mean
-        score of at most ``sure_fake`` over at least ``confirm`` checks) to overrule an embedder
-        that places it within the brand's authentic range. A brand whose camera views spread widely
-        gets a low threshold, under which a thinned or part-erased copy still passes; the verifier,
-        comparing the mark with the brand's own laid over it, sees the difference."""
+    def _surely_fake(self, track: Track, brand: str) -> float | None:
+        """The track's mean verifier score for ``brand`` where it finds the track is no authentic
+        ``brand`` mark surely enough (at most ``sure_fake`` over at least ``confirm`` checks) to
+        overrule an embedder that places it within the brand's authentic range; None otherwise. A
+        brand whose camera views spread widely gets a low threshold, under which a thinned or
+        part-erased copy still passes; the verifier, comparing the mark with the brand's own laid
+        over it, sees the difference."""
         score = self._checked(track, brand, self.cfg.sure_fake, track.verified_to)
-        return score is not None and score <= self.cfg.sure_fake
+        return score if score is not None and score <= self.cfg.sure_fake else None
 
     def _clearly_its_mark(self, track: Track, brand: str) -> bool:
         """Whether the verifier finds the track is ``brand``'s mark (authentic or a copy) by a lead
