@@ -36,6 +36,27 @@ import numpy as np
 
 from pipeline.boxes import iou_matrix
 
+# What the kinship model reads of a track and a brand, in the order of ``VerdictConfig.kinship``.
+KINSHIP_FIGURES: tuple[str, ...] = ("identity", "same_brand", "same_brand_lead", "identity_lead")
+
+
+def kinship(figures: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Probability that a mark is its brand's (authentic or a copy): a logistic model.
+
+    Args:
+        figures: (N, F) float, one row of ``KINSHIP_FIGURES`` per track and brand.
+        weights: (F + 1,) float, one weight per figure, then the bias.
+
+    Returns:
+        (N,) float64 probabilities.
+    """
+    figures = np.atleast_2d(np.asarray(figures, np.float64))
+    weights = np.asarray(weights, np.float64)
+    if weights.shape != (figures.shape[1] + 1,):
+        n = figures.shape[1]
+        raise ValueError(f"expected ({n + 1},) weights for (N, {n}) figures, got {weights.shape}")
+    return 1.0 / (1.0 + np.exp(-(figures @ weights[:-1] + weights[-1])))
+
 
 @dataclass(frozen=True)
 class VerdictConfig:
@@ -65,6 +86,10 @@ class VerdictConfig:
     sure_identity: float = -1.0  # mean identity similarity that waives min_same_brand (-1 = never)
     sure_lead: float = -1.0  # same-brand lead over every other checked brand that waives min_same_brand (-1 = never)
     sure_fake: float = -1.0  # mean verifier score at or below which a track looks counterfeit regardless (-1 = never)
+    # Weights of a logistic model of whether a track is its brand's mark (authentic or a copy) on the
+    # track's KINSHIP_FIGURES, then a bias; fitted by scripts/fit_kinship.py on the tuning clips.
+    kinship: tuple[float, ...] = ()
+    min_kinship: float = -1.0  # a track alerts only when that model's probability reaches this (-1 = off)
     verified_samples: int = 0  # samples of a track the verifier checks; later ones carry their mean (0 = every one)
     verify_every: int = 1  # the verifier checks a track's first sample and every this many after; the rest carry
     settle: float = 0.0  # a track found authentic and its brand's this surely needs no more checks (0 = off)
@@ -91,6 +116,11 @@ class VerdictConfig:
             raise ValueError(f"verify_every: expected 1 or more, got {self.verify_every}")
         if not 0.0 <= self.settle <= 1.0:
             raise ValueError(f"settle: expected a probability in [0, 1] (0 = off), got {self.settle}")
+        if self.min_kinship >= 0 and len(self.kinship) != len(KINSHIP_FIGURES) + 1:
+            raise ValueError(
+                f"kinship: expected {len(KINSHIP_FIGURES) + 1} weights ({', '.join(KINSHIP_FIGURES)}, bias) "
+                f"with min_kinship on, got {len(self.kinship)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -122,6 +152,10 @@ class MarkSample:
     def identity_to(self, brand: str) -> float:
         """Identity similarity to ``brand``'s nearest reference (0 when none was among the neighbours)."""
         return self.brand_sims.get(brand, 0.0)
+
+    def identity_lead(self, brand: str) -> float:
+        """How far ``brand`` leads every other neighbouring brand by identity (negative: it trails)."""
+        return self.identity_to(brand) - max((v for b, v in self.brand_sims.items() if b != brand), default=0.0)
 
     def authenticity_to(self, brand: str, verifier_weight: float = 0.0, verifier_target: float = 0.0) -> float:
         """Authenticity similarity to ``brand``'s nearest reference (0 when not measured).
@@ -229,6 +263,17 @@ class Track:
         others = {b for s in self.samples for b in s.same_brand} - {brand}
         rival = max((v for b in others if (v := self.same_brand(b)) is not None), default=0.0)
         return own - rival
+
+    def identity_lead(self, brand: str) -> float:
+        """Mean over its samples of how far ``brand`` leads every other neighbouring brand by identity."""
+        return float(np.mean([s.identity_lead(brand) for s in self.samples]))
+
+    def kinship_figures(self, brand: str) -> np.ndarray | None:
+        """The track's ``KINSHIP_FIGURES`` for ``brand`` (None: the verifier never checked it against ``brand``)."""
+        same, lead = self.same_brand(brand), self.same_brand_lead(brand)
+        if same is None or lead is None:
+            return None
+        return np.array([self.mean_identity(brand), same, lead, self.identity_lead(brand)])
 
     def authenticity(self, brand: str, quantile: float, weight: float = 0.0, target: float = 0.0) -> float:
         """The ``quantile`` of its samples' authenticity similarity to ``brand`` (verifier-weighted).
@@ -420,9 +465,14 @@ class StreamVerdicts:
             return Assessment(brand, "match_floor")
         # The verifier finds it is not the brand's mark at all: a mark of another (perhaps
         # unenrolled) brand, or a fake of another brand named wrongly.
+        if cfg.min_kinship >= 0:
+            figures = track.kinship_figures(brand)
+            if figures is not None and kinship(figures, np.asarray(cfg.kinship))[0] < cfg.min_kinship:
+                return Assessment(brand, "same_brand")
         same = track.same_brand(brand)
         if (
-            same is not None
+            cfg.min_kinship < 0
+            and same is not None
             and same < cfg.min_same_brand
             and not self._surely_its_brand(track, brand)
             and not self._leads_surely(track, brand)

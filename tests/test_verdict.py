@@ -15,6 +15,7 @@ from pipeline.verdict import (
     Track,
     VerdictConfig,
     appearance_matrix,
+    kinship,
     suspicion,
 )
 
@@ -619,3 +620,62 @@ def test_sure_fake_overrules_a_low_threshold(verified, sure, unchecked, stopped_
     assert len(alerts) == (stopped_at is None)
     if stopped_at is None:
         assert alerts[0].score == pytest.approx(1.0 - verified)
+
+
+# identity, same_brand, same_brand_lead, identity_lead, bias: the verifier's figure counts most.
+KIN = (1.0, 4.0, 2.0, 1.0, -4.0)
+
+
+@pytest.mark.parametrize(
+    ("identity", "same_brand", "weights", "floor", "stopped_at"),
+    [
+        # acme by identity 0.8 (leading other by 0.5); same-brand 0.5, lead 0.4: 0.8 + 2 + 0.8 + 0.5 - 4 = 0.1
+        pytest.param(0.8, {"acme": 0.5, "other": 0.1}, KIN, 0.5, None, id="kin-enough-though-short-of-min-same-brand"),
+        # same-brand 0.2, lead -0.1: 0.8 + 0.8 - 0.2 + 0.5 - 4 = -2.1
+        pytest.param(0.8, {"acme": 0.2, "other": 0.3}, KIN, 0.5, "same_brand", id="reads-as-another-brand"),
+        pytest.param(0.8, {"acme": 0.5, "other": 0.1}, KIN, 0.6, "same_brand", id="higher-floor"),
+        pytest.param(0.8, None, KIN, 0.5, None, id="never-verified"),
+        # off: the hand-made gate (min_same_brand 0.9) stops it
+        pytest.param(0.8, {"acme": 0.5, "other": 0.1}, (), -1.0, "same_brand", id="off-hand-made-gate"),
+    ],
+)
+def test_kinship_gate(identity, same_brand, weights, floor, stopped_at):
+    cfg = dataclasses.replace(CFG, min_same_brand=0.9, kinship=weights, min_kinship=floor)
+    checks = None if same_brand is None else {"verified": dict.fromkeys(same_brand, 0.1), "same_brand": same_brand}
+    seen, _ = judged(cfg, lambda t: mark(t, {"acme": identity, "other": 0.3}, threshold=0.9), checks)
+    assert seen[-1].stopped_at == stopped_at
+
+
+@pytest.mark.parametrize(
+    ("figures", "weights", "expected"),
+    [
+        pytest.param([[0.0, 0.0]], [0.0, 0.0, 0.0], [0.5], id="zero-weights-half"),
+        pytest.param([[1.0, 2.0], [0.0, 0.0]], [1.0, 1.0, -3.0], [0.5, 1 / (1 + np.exp(3.0))], id="two-rows"),
+        pytest.param(np.zeros((0, 2)), [1.0, 1.0, 0.0], [], id="empty"),
+    ],
+)
+def test_kinship_probability(figures, weights, expected):
+    assert kinship(np.asarray(figures, float), np.asarray(weights)) == pytest.approx(expected)
+
+
+def test_kinship_rejects_mismatched_weights():
+    with pytest.raises(ValueError, match=r"expected \(3,\) weights"):
+        kinship(np.zeros((1, 2)), np.zeros(4))
+
+
+@pytest.mark.parametrize("weights", [(), (1.0, 2.0)])
+def test_kinship_config_needs_every_weight(weights):
+    with pytest.raises(ValueError, match="kinship: expected 5 weights"):
+        VerdictConfig(kinship=weights, min_kinship=0.5)
+    VerdictConfig(kinship=weights)  # off: no weights needed
+
+
+def test_track_kinship_figures():
+    samples = [
+        dataclasses.replace(mark(0.0, {"acme": 0.8, "other": 0.3}), same_brand={"acme": 0.6, "other": 0.2}),
+        dataclasses.replace(mark(0.5, {"acme": 0.6, "other": 0.5}), same_brand={"acme": 0.4}),
+        mark(1.0, {"acme": 0.7}),  # not verified: counts for identity only
+    ]
+    track = Track(0, samples[0].box, 0.0, deque(samples, maxlen=8))
+    assert track.kinship_figures("acme") == pytest.approx([0.7, 0.5, 0.3, (0.5 + 0.1 + 0.7) / 3])
+    assert track.kinship_figures("nobody") is None
