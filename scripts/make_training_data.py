@@ -151,6 +151,7 @@ def _make(args: argparse.Namespace, folder: Path, families: list[str]) -> int:
             args.other_brands,
             args.hands,
             args.hand_net,
+            families,
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, slugs=np.array([m.slug for m in marks]), **data)

@@ -284,11 +284,13 @@ def pair_set(
     others: int = 0,
     hands: Hands = TRAINING_HANDS,
     hand_net: str | Path | None = None,
+    families: Sequence[str] = FAMILIES,
 ) -> dict[str, np.ndarray]:
     """Verifier training pairs: rendered crops aligned with a brand's gallery mark (``judge_inputs``).
 
     ``brands`` marks are drawn; each gives ``authentic`` authentic renderings and one
-    counterfeit of every family, all at ``PAIR_MARK_SIZES``, each aligned by the shipped ECC fit
+    counterfeit of each of ``families`` (a family repeated gives more of it; the default, every
+    family once, keeps the sets made before), all at ``PAIR_MARK_SIZES``, each aligned by the shipped ECC fit
     with its own brand's mark. With ``neighbours`` (``brand_neighbours`` of ``marks``), each also
     gives ``others`` renderings (authentic and counterfeit in turn) aligned with the mark of one of
     its nearest brands instead: the pairs that teach "this is not that brand's mark at all".
@@ -314,7 +316,7 @@ def pair_set(
         jobs += [
             (marks[b], None, n, b, None, seed * 1000 + 1 + 100 * k, b, 0, None, hands, net) for k in range(authentic)
         ]
-        for f, name in enumerate(FAMILIES):
+        for f, name in enumerate(families):
             other = marks[int(np.random.default_rng([seed, b, f + 1]).integers(n))]
             jobs.append((marks[b], other, n, b, name, seed, b, f + 1, None, hands, net))
         for j in range(others):

@@ -111,6 +111,29 @@ def test_pair_set_says_where_each_hand_lies(library, hands, covered):
     assert with_hand.mean() == covered
 
 
+@pytest.mark.parametrize(
+    ("families", "expected"),
+    [
+        pytest.param(("splice", "splice"), {"splice"}, id="one-family-twice"),
+        pytest.param(("mirror", "aspect"), {"mirror", "aspect"}, id="two-families"),
+        pytest.param((), set(), id="authentic-only"),
+    ],
+)
+def test_pair_set_fakes_come_from_the_families_asked_for(library, families, expected):
+    data = pair_set(list(library)[:4], brands=2, authentic=1, seed=4, families=families)
+    drawn = [FAMILIES[i] for i in data["family"][data["fake"]]]
+    assert set(drawn) <= expected
+    assert len(drawn) <= 2 * len(families)
+
+
+def test_pair_set_default_families_keep_earlier_sets(library):
+    marks = list(library)[:3]
+    a = pair_set(marks, brands=2, authentic=1, seed=6)
+    b = pair_set(marks, brands=2, authentic=1, seed=6, families=FAMILIES)
+    np.testing.assert_array_equal(a["crops"], b["crops"])
+    np.testing.assert_array_equal(a["family"], b["family"])
+
+
 def test_pair_set_with_no_brands_is_refused(library):
     with pytest.raises(ValueError, match="no verifier pairs"):
         pair_set(list(library)[:2], brands=0, authentic=1, seed=0)
