@@ -64,6 +64,11 @@ class VerifierConfig:
     # Start angles of the coarse search (degrees); the first is tried on every ink candidate.
     angles: tuple[float, ...] = (0.0, -20.0, 20.0)
     search_inks: int = 2  # ink candidates the other start angles are tried on
+    # A fit of a mark's nearest brand that agrees less than this is searched again from starts
+    # shifted by `rescue_shift` of the ink's box (-1 = never): thin parallel strokes lock the
+    # search onto the neighbouring stroke, and an authentic mark laid over askew reads as a fake.
+    rescue: float = -1.0
+    rescue_shift: float = 0.08  # shift of those starts, as a fraction of the ink's box
     coarse_iterations: int = 25  # ECC iterations of each coarse affine fit
     keep: int = 1  # coarse fits refined by a homography, per mirror state
     fine_iterations: int = 30  # ECC iterations of that homography
@@ -88,6 +93,8 @@ class VerifierConfig:
             raise ValueError(f"verifier: workers must be 1 or more, got {self.workers}")
         if not 0.0 < self.hand_threshold < 1.0:
             raise ValueError(f"verifier: hand_threshold must lie in (0, 1), got {self.hand_threshold}")
+        if not 0.0 < self.rescue_shift < 0.5:
+            raise ValueError(f"verifier: rescue_shift must lie in (0, 0.5), got {self.rescue_shift}")
 
 
 @dataclass(frozen=True)
@@ -346,13 +353,24 @@ def _ecc(
     return float(rho), warp
 
 
+def shifted_box(box: tuple[float, ...], dx: float, dy: float) -> tuple[float, ...]:
+    """``box`` (x0, y0, x1, y1) moved by ``dx`` and ``dy`` of its width and height."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    return (box[0] + dx * w, box[1] + dy * h, box[2] + dx * w, box[3] + dy * h)
+
+
 def fit_reference(
-    inks: list[np.ndarray], reference: np.ndarray, cfg: VerifierConfig, hidden: np.ndarray | None = None
+    inks: list[np.ndarray],
+    reference: np.ndarray,
+    cfg: VerifierConfig,
+    hidden: np.ndarray | None = None,
+    rescue: bool = False,
 ) -> Fit:
     """Align ``reference`` (a ``reference_mask``) onto the best of the crop's ink candidates.
 
     ``hidden``: (S, S) bool, where a presenter's hand covers the crop: those pixels are left out
-    of the fit, so the agreement is measured over what is visible.
+    of the fit, so the agreement is measured over what is visible. ``rescue``: where the best fit
+    agrees less than ``cfg.rescue``, search again from starts shifted up, down, left and right.
     """
     if not inks or not reference.any() or not cfg.angles:
         return NO_FIT
@@ -380,31 +398,40 @@ def fit_reference(
         visible = np.where(hidden, 0, 255).astype(np.uint8)
         small_visible = cv2.resize(visible, (coarse, coarse), interpolation=cv2.INTER_NEAREST)
 
-    def coarse_fit(i: int, mirrored: bool, angle: float) -> tuple[float, int, bool, np.ndarray]:
+    def coarse_fit(
+        i: int, mirrored: bool, angle: float, shift: tuple[float, float] = (0.0, 0.0)
+    ) -> tuple[float, int, bool, np.ndarray]:
         small, box = small_inks[i]
-        warp = start_warp(box, small_boxes[mirrored], angle)
+        warp = start_warp(shifted_box(box, *shift), small_boxes[mirrored], angle)
         rho, h = _ecc(small, small_refs[mirrored], warp, cv2.MOTION_AFFINE, cfg.coarse_iterations, 3, small_visible)
         return rho, i, mirrored, h
+
+    # Fine: the best coarse fits refined to a homography at full crop size.
+    up = np.diag([1 / down, 1 / down, 1.0]).astype(np.float32)
+    back = np.diag([down, down, 1.0]).astype(np.float32)
+    best: dict[bool, tuple[float, float, np.ndarray | None]] = {False: (-1.0, 1.0, None), True: (-1.0, 1.0, None)}
+
+    def refine(found: list[tuple[float, int, bool, np.ndarray]]) -> None:
+        tried = {False: 0, True: 0}
+        for _rho, i, mirrored, h in sorted(found, key=lambda f: -f[0]):
+            if _rho <= -1.0 or tried[mirrored] >= cfg.keep:
+                continue
+            tried[mirrored] += 1
+            warp = up @ h @ back
+            rho, hh = _ecc(inks[i], refs[mirrored], warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible)
+            if rho > best[mirrored][0]:
+                box = _tight(inks[i], 0.5) or (0.0, 0.0, float(side), float(side))
+                best[mirrored] = (rho, anisotropy(hh, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2), hh)
 
     first, rest = cfg.angles[0], cfg.angles[1:]
     found = [coarse_fit(i, m, first) for i in small_inks for m in (False, True)]
     best_inks = sorted(small_inks, key=lambda i: -max(f[0] for f in found if f[1] == i))[: cfg.search_inks]
     found += [coarse_fit(i, m, a) for i in best_inks for m in (False, True) for a in rest]
-    found = [f for f in found if f[0] > -1.0]
-    # Fine: the best coarse fits refined to a homography at full crop size.
-    up = np.diag([1 / down, 1 / down, 1.0]).astype(np.float32)
-    back = np.diag([down, down, 1.0]).astype(np.float32)
-    best: dict[bool, tuple[float, float, np.ndarray | None]] = {False: (-1.0, 1.0, None), True: (-1.0, 1.0, None)}
-    tried = {False: 0, True: 0}
-    for _rho, i, mirrored, h in sorted(found, key=lambda f: -f[0]):
-        if tried[mirrored] >= cfg.keep:
-            continue
-        tried[mirrored] += 1
-        warp = up @ h @ back
-        rho, hh = _ecc(inks[i], refs[mirrored], warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible)
-        if rho > best[mirrored][0]:
-            box = _tight(inks[i], 0.5) or (0.0, 0.0, float(side), float(side))
-            best[mirrored] = (rho, anisotropy(hh, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2), hh)
+    refine(found)
+    if rescue and cfg.rescue >= 0 and max(best[False][0], best[True][0]) < cfg.rescue and best_inks:
+        d = cfg.rescue_shift
+        shifts = [(-d, 0.0), (d, 0.0), (0.0, -d), (0.0, d)]
+        refine([coarse_fit(best_inks[0], m, first, sh) for m in (False, True) for sh in shifts])
     return Fit(best[False][0], best[False][1], best[True][0], best[False][2], best[True][1], best[True][2])
 
 
@@ -635,10 +662,11 @@ class MarkVerifier:
             return _Laid({}, [], [])
         crop, hidden, inks = self._prepared(image, box)
         fits = {}
-        for brand, ref in refs.items():
+        for k, (brand, ref) in enumerate(refs.items()):
             mask = self._reference(ref)
             if mask is not None:
-                fits[brand] = (mask, fit_reference(inks, mask, self.cfg, hidden))
+                # The nearest brand by identity (refs come nearest first) may get a wider search.
+                fits[brand] = (mask, fit_reference(inks, mask, self.cfg, hidden, rescue=k == 0))
         if self.judge is None or not fits:
             return _Laid(fits, [], [])
         limit = self.cfg.anisotropy_limit

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,7 @@ from pipeline.infer.verifier import (
     outline_colour,
     overlay,
     reference_mask,
+    shifted_box,
     start_warp,
 )
 from pipeline.synth.counterfeit import make_counterfeit
@@ -140,6 +143,8 @@ def test_an_empty_reference_gives_no_fit(marks: list) -> None:
         (lambda: VerifierConfig(side=16), "coarse <= side"),
         (lambda: VerifierConfig(clusters=1), "clusters"),
         (lambda: VerifierConfig(anisotropy_limit=0.5), "anisotropy_limit"),
+        (lambda: VerifierConfig(rescue_shift=0.0), "rescue_shift"),
+        (lambda: VerifierConfig(rescue_shift=0.6), "rescue_shift"),
     ],
 )
 def test_bad_input_is_named(call, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -535,3 +540,37 @@ def test_fit_reference_names_a_hidden_mask_of_another_size(pair: tuple) -> None:
     _, inks, ref = pair
     with pytest.raises(ValueError, match="hidden mask"):
         fit_reference(inks, ref, CFG, np.zeros((10, 10), bool))
+
+
+@pytest.mark.parametrize(
+    ("box", "dx", "dy", "expected"),
+    [
+        pytest.param((10.0, 20.0, 50.0, 40.0), 0.0, 0.0, (10.0, 20.0, 50.0, 40.0), id="unmoved"),
+        pytest.param((10.0, 20.0, 50.0, 40.0), 0.1, 0.0, (14.0, 20.0, 54.0, 40.0), id="right"),
+        pytest.param((10.0, 20.0, 50.0, 40.0), 0.0, -0.5, (10.0, 10.0, 50.0, 30.0), id="up"),
+        pytest.param((5.0, 5.0, 5.0, 5.0), 0.3, 0.3, (5.0, 5.0, 5.0, 5.0), id="empty-box"),
+    ],
+)
+def test_shifted_box(box: tuple, dx: float, dy: float, expected: tuple) -> None:
+    assert shifted_box(box, dx, dy) == pytest.approx(expected)
+
+
+def _plain(fit: Fit) -> tuple[float, float, float]:
+    return fit.agreement, fit.anisotropy, fit.mirrored
+
+
+@pytest.mark.parametrize("which", ["own", "other"])
+def test_rescue_only_ever_finds_a_better_fit(marks: list, which: str) -> None:
+    """The wider search runs only when asked and set, and keeps the first search's fit unless a
+    shifted start beats it; off (the default) or not asked, the fit is exactly the first search's."""
+    m, other = marks[0], marks[1]
+    frame, box = scene(m.mask, m.colour, seed=21)
+    inks = ink_candidates(cut_crops(frame, box[None], CFG.side)[0], CFG.clusters)
+    shown = m if which == "own" else other
+    ref = reference_mask(gallery_image(shown.mask, shown.colour), CFG.side)
+    plain = fit_reference(inks, ref, CFG)
+    assert _plain(fit_reference(inks, ref, CFG, rescue=True)) == _plain(plain)  # off by default
+    eager = dataclasses.replace(CFG, rescue=1.01)  # every fit counts as poor
+    assert _plain(fit_reference(inks, ref, eager)) == _plain(plain)  # set, but not asked
+    rescued = fit_reference(inks, ref, eager, rescue=True)
+    assert rescued.agreement >= plain.agreement and rescued.mirrored >= plain.mirrored
