@@ -29,10 +29,17 @@ def test_counterfeits_come_from_the_families_asked_for(library, families):
     assert len(data["crops"]) == len(data["brand"]) == len(fake)
 
 
-def test_all_families_by_default_keep_earlier_sets_reproducible(library):
+@pytest.mark.parametrize(
+    ("make", "kwargs"),
+    [
+        pytest.param(crop_set, {"authentic": 1, "counterfeit": 3, "seed": 5}, id="crops"),
+        pytest.param(pair_set, {"brands": 2, "authentic": 1, "seed": 6}, id="pairs"),
+    ],
+)
+def test_all_families_by_default_keep_earlier_sets_reproducible(library, make, kwargs):
     marks = list(library)[:3]
-    a = crop_set(marks, authentic=1, counterfeit=3, seed=5)
-    b = crop_set(marks, authentic=1, counterfeit=3, seed=5, families=FAMILIES)
+    a = make(marks, **kwargs)
+    b = make(marks, **kwargs, families=FAMILIES)
     np.testing.assert_array_equal(a["crops"], b["crops"])
     np.testing.assert_array_equal(a["family"], b["family"])
 
@@ -124,14 +131,6 @@ def test_pair_set_fakes_come_from_the_families_asked_for(library, families, expe
     drawn = [FAMILIES[i] for i in data["family"][data["fake"]]]
     assert set(drawn) <= expected
     assert len(drawn) <= 2 * len(families)
-
-
-def test_pair_set_default_families_keep_earlier_sets(library):
-    marks = list(library)[:3]
-    a = pair_set(marks, brands=2, authentic=1, seed=6)
-    b = pair_set(marks, brands=2, authentic=1, seed=6, families=FAMILIES)
-    np.testing.assert_array_equal(a["crops"], b["crops"])
-    np.testing.assert_array_equal(a["family"], b["family"])
 
 
 def test_pair_set_with_no_brands_is_refused(library):
