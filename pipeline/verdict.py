@@ -258,11 +258,12 @@ class Track:
         """How far ``brand``'s mean same-brand figure leads every other brand it was checked
         against (None: not checked against ``brand``; its full figure where no other was checked)."""
         own = self.same_brand(brand)
-        if own is None:
-            return None
+        return None if own is None else own - self._rival_same_brand(brand)
+
+    def _rival_same_brand(self, brand: str) -> float:
+        """The best mean same-brand figure among the other brands it was checked against (0: none)."""
         others = {b for s in self.samples for b in s.same_brand} - {brand}
-        rival = max((v for b in others if (v := self.same_brand(b)) is not None), default=0.0)
-        return own - rival
+        return max((v for b in others if (v := self.same_brand(b)) is not None), default=0.0)
 
     def identity_lead(self, brand: str) -> float:
         """Mean over its samples of how far ``brand`` leads every other neighbouring brand by identity."""
@@ -270,9 +271,10 @@ class Track:
 
     def kinship_figures(self, brand: str) -> np.ndarray | None:
         """The track's ``KINSHIP_FIGURES`` for ``brand`` (None: the verifier never checked it against ``brand``)."""
-        same, lead = self.same_brand(brand), self.same_brand_lead(brand)
-        if same is None or lead is None:
+        same = self.same_brand(brand)
+        if same is None:
             return None
+        lead = same - self._rival_same_brand(brand)
         return np.array([self.mean_identity(brand), same, lead, self.identity_lead(brand)])
 
     def authenticity(self, brand: str, quantile: float, weight: float = 0.0, target: float = 0.0) -> float:

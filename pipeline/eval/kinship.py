@@ -54,12 +54,15 @@ class KinshipRows:
         )
 
 
+def track_of(samples: Sequence[MarkSample]) -> Track:
+    """A track of a labelled object's samples (all of them: no window), to read its figures."""
+    return Track(0, samples[0].box, samples[0].t, deque(samples))
+
+
 def figures_of(samples: Sequence[MarkSample], brand: str) -> np.ndarray | None:
     """``KINSHIP_FIGURES`` of a run of samples for ``brand``, read as a track of them reads them
     (None: no sample was checked against ``brand``)."""
-    if not samples:
-        return None
-    return Track(0, samples[0].box, samples[0].t, deque(samples)).kinship_figures(brand)
+    return track_of(samples).kinship_figures(brand) if samples else None
 
 
 def kinship_rows(log: FrameLog, clips: Sequence[Clip], group: int = 0, min_checks: int = 3) -> KinshipRows:
@@ -69,14 +72,17 @@ def kinship_rows(log: FrameLog, clips: Sequence[Clip], group: int = 0, min_check
     for clip in clips:
         for obj in clip.objects:
             samples = log.samples_of(clip.stream, obj)
-            for brand in sorted({b for s in samples for b in s.same_brand}):
+            checked = sorted({b for s in samples for b in s.same_brand})
+            if not checked:
+                continue
+            # One track of the object's samples serves every brand it was checked against.
+            track = track_of(samples)
+            for brand in checked:
                 if sum(brand in s.same_brand for s in samples) < min_checks:
                     continue
-                row = figures_of(samples, brand)
-                if row is not None:
-                    figures.append(row)
-                    own.append(brand == obj.brand)
-                    family.append(obj.family or "authentic")
+                figures.append(track.kinship_figures(brand))
+                own.append(brand == obj.brand)
+                family.append(obj.family or "authentic")
     n = len(own)
     return KinshipRows(
         np.asarray(figures, np.float64).reshape(n, len(KINSHIP_FIGURES)),

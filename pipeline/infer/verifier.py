@@ -413,8 +413,9 @@ def fit_reference(
 
     def refine(found: list[tuple[float, int, bool, np.ndarray]]) -> None:
         tried = {False: 0, True: 0}
-        for _rho, i, mirrored, h in sorted(found, key=lambda f: -f[0]):
-            if _rho <= -1.0 or tried[mirrored] >= cfg.keep:
+        for coarse_rho, i, mirrored, h in sorted(found, key=lambda f: -f[0]):
+            # A coarse fit that did not converge (-1) is never refined.
+            if coarse_rho <= -1.0 or tried[mirrored] >= cfg.keep:
                 continue
             tried[mirrored] += 1
             warp = up @ h @ back
