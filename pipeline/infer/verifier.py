@@ -45,7 +45,7 @@ from types import TracebackType
 import cv2
 import numpy as np
 
-from pipeline.boxes import cut_crops
+from pipeline.boxes import cut_crops, iou_matrix
 from pipeline.gallery.references import coverage
 from pipeline.infer.hands import HandFinder, hidden_part
 from pipeline.infer.session import DEFAULT_PROVIDERS, OnnxSession
@@ -69,6 +69,17 @@ class VerifierConfig:
     # search onto the neighbouring stroke, and an authentic mark laid over askew reads as a fake.
     rescue: float = -1.0
     rescue_shift: float = 0.08  # shift of those starts, as a fraction of the ink's box
+    # A splice keeps one half of its brand's mark exactly and replaces the other: the brand's mark
+    # laid over the whole crop reads as another brand's. Where a fit agrees less than
+    # `halves_below`, each half of the reference is also laid over the matching half of the crop's
+    # ink, and the model's same-brand figure of the best half's alignment counts where it reaches
+    # `halves` (-1 = never).
+    halves: float = -1.0
+    halves_below: float = 0.9
+    # A half's fit counts only where the whole reference it implies covers the crop's ink box by
+    # at least this IoU: a splice is its brand's mark in size, while a detector box around one
+    # letter of a wordmark fits that letter to the reference's half and implies a mark beyond it.
+    halves_cover: float = 0.65
     coarse_iterations: int = 25  # ECC iterations of each coarse affine fit
     keep: int = 1  # coarse fits refined by a homography, per mirror state
     fine_iterations: int = 30  # ECC iterations of that homography
@@ -95,6 +106,8 @@ class VerifierConfig:
             raise ValueError(f"verifier: hand_threshold must lie in (0, 1), got {self.hand_threshold}")
         if not 0.0 < self.rescue_shift < 0.5:
             raise ValueError(f"verifier: rescue_shift must lie in (0, 0.5), got {self.rescue_shift}")
+        if self.halves > 1.0:
+            raise ValueError(f"verifier: halves must be at most 1 (-1 = never), got {self.halves}")
 
 
 @dataclass(frozen=True)
@@ -436,6 +449,93 @@ def fit_reference(
     return Fit(best[False][0], best[False][1], best[True][0], best[False][2], best[True][1], best[True][2])
 
 
+HALVES = ("left", "right", "top", "bottom")
+
+
+def half_box(box: tuple[float, ...], half: str) -> tuple[float, float, float, float]:
+    """One half (``HALVES``) of a box (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box[:4]
+    mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+    halves = {"left": (x0, y0, mx, y1), "right": (mx, y0, x1, y1), "top": (x0, y0, x1, my), "bottom": (x0, my, x1, y1)}
+    if half not in halves:
+        raise ValueError(f"expected a half of {HALVES}, got {half!r}")
+    return halves[half]
+
+
+def box_mask(shape: tuple[int, int], box: tuple[float, ...], margin: float = 0.0) -> np.ndarray:
+    """(H, W) uint8, 255 inside ``box`` grown by ``margin`` of its size on every side, 0 elsewhere."""
+    x0, y0, x1, y1 = box[:4]
+    mx, my = margin * (x1 - x0), margin * (y1 - y0)
+    ys, xs = np.indices(shape)
+    inside = (xs >= x0 - mx) & (xs < x1 + mx) & (ys >= y0 - my) & (ys < y1 + my)
+    return np.where(inside, 255, 0).astype(np.uint8)
+
+
+def implied_cover(warp: np.ndarray, ref_box: tuple[float, ...], ink_box: tuple[float, ...]) -> float:
+    """IoU of the crop's ink box with the reference's box mapped into the crop (``warp``: crop ->
+    reference): how much of a mark of the reference's size the crop holds."""
+    x0, y0, x1, y1 = ref_box[:4]
+    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)[None]
+    try:
+        inv = np.linalg.inv(warp.astype(np.float64))
+    except np.linalg.LinAlgError:
+        return 0.0
+    mapped = cv2.perspectiveTransform(corners.astype(np.float64), inv)[0]
+    implied = np.array([[*mapped.min(axis=0), *mapped.max(axis=0)]], np.float32)
+    return float(iou_matrix(implied, np.asarray([ink_box[:4]], np.float32))[0, 0])
+
+
+def fit_half(
+    inks: list[np.ndarray],
+    reference: np.ndarray,
+    fit: Fit,
+    cfg: VerifierConfig,
+    hidden: np.ndarray | None = None,
+    margin: float = 0.06,
+) -> Fit:
+    """The best of the reference's halves aligned onto the matching half of the crop's ink.
+
+    The ink is the candidate the whole reference fitted best (``fit``). Each half of the ink's
+    box, grown by ``margin``, is fitted alone (an affine ECC from the half-box correspondence,
+    coarse, then the best half at full size), so the other half of the crop, whatever it holds,
+    does not pull the fit. The result's agreement is the correlation over that half; NO_FIT
+    where ``fit`` found nothing.
+    """
+    if fit.warp is None or not inks:
+        return NO_FIT
+    hidden = _hidden_mask(hidden, inks[0].shape)
+    side, coarse = inks[0].shape[0], cfg.coarse
+    ink = best_ink(inks, aligned_reference(reference, fit, side))
+    ink_box, ref_box = _tight(ink, 0.5), _tight(reference, 0.3)
+    if ink_box is None or ref_box is None:
+        return NO_FIT
+    down = coarse / side
+    small_ink = cv2.resize(ink, (coarse, coarse), interpolation=cv2.INTER_AREA)
+    small_ref = cv2.resize(reference, None, fx=down, fy=down, interpolation=cv2.INTER_AREA)
+    visible = np.full((side, side), 255, np.uint8) if hidden is None else np.where(hidden, 0, 255).astype(np.uint8)
+    found = []
+    for half in HALVES:
+        crop_half, ref_half = half_box(ink_box, half), half_box(ref_box, half)
+        small_box = tuple(v * down for v in crop_half)
+        mask = box_mask((coarse, coarse), small_box, margin)
+        mask &= cv2.resize(visible, (coarse, coarse), interpolation=cv2.INTER_NEAREST)
+        warp = start_warp(small_box, tuple(v * down for v in ref_half), 0.0)
+        rho, h = _ecc(small_ink, small_ref, warp, cv2.MOTION_AFFINE, cfg.coarse_iterations, 3, mask)
+        if rho > -1.0:
+            found.append((rho, half, h))
+    if not found:
+        return NO_FIT
+    _, half, h = max(found, key=lambda f: f[0])
+    up = np.diag([1 / down, 1 / down, 1.0]).astype(np.float32)
+    back = np.diag([down, down, 1.0]).astype(np.float32)
+    mask = box_mask((side, side), half_box(ink_box, half), margin) & visible
+    rho, hh = _ecc(ink, reference, up @ h @ back, cv2.MOTION_AFFINE, cfg.fine_iterations, 5, mask)
+    if rho <= -1.0 or implied_cover(hh, ref_box, ink_box) < cfg.halves_cover:
+        return NO_FIT
+    b = half_box(ink_box, half)
+    return Fit(rho, anisotropy(hh, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2), -1.0, hh)
+
+
 def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit, hidden: np.ndarray | None = None) -> np.ndarray:
     """The crop with the aligned reference's outline drawn on it (RGB), for reviewers.
 
@@ -538,6 +638,7 @@ class _Laid:
     fits: dict[str, tuple[np.ndarray, Fit]]
     pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     flipped: list[int]  # indices into fits whose mirrored alignment is judged too, in pairs' order
+    halved: list[int] = field(default_factory=list)  # indices into fits whose best half is judged too, after those
 
 
 class PendingVerification:
@@ -641,6 +742,10 @@ class MarkVerifier:
             kin = same[start : start + n].copy()
             for k, i in enumerate(m.flipped):
                 kin[i] = max(kin[i], same[start + n + k])
+            for k, i in enumerate(m.halved):
+                half = same[start + n + len(m.flipped) + k]
+                if half >= self.cfg.halves:
+                    kin[i] = max(kin[i], half)
             out.append(
                 Verification(
                     dict(zip(m.fits, authentic[start : start + n].tolist(), strict=True)),
@@ -684,7 +789,16 @@ class MarkVerifier:
             judge_inputs(crop, inks, mirror_reference(checked[i][0]), checked[i][1].as_mirrored(), limit, hidden)
             for i in flipped
         ]
-        return _Laid(fits, pairs, flipped)
+        # A splice: half the brand's mark, laid over alone (``fit_half``), read by the same model.
+        halved: list[int] = []
+        if self.cfg.halves >= 0:
+            for i, (mask, fit) in enumerate(checked):
+                if fit.agreement < self.cfg.halves_below:
+                    half = fit_half(inks, mask, fit, self.cfg, hidden)
+                    if half.warp is not None:
+                        halved.append(i)
+                        pairs.append(judge_inputs(crop, inks, mask, half, limit, hidden))
+        return _Laid(fits, pairs, flipped, halved)
 
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:
         """The mark's crop with reference ``ref`` aligned onto it (``overlay``), for evidence; None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
@@ -20,8 +21,11 @@ from pipeline.infer.verifier import (
     aligned_reference,
     anisotropy,
     best_ink,
+    box_mask,
     fit_features,
+    fit_half,
     fit_reference,
+    half_box,
     ink_candidates,
     judge_inputs,
     mirror_reference,
@@ -574,3 +578,82 @@ def test_rescue_only_ever_finds_a_better_fit(marks: list, which: str) -> None:
     assert _plain(fit_reference(inks, ref, eager)) == _plain(plain)  # set, but not asked
     rescued = fit_reference(inks, ref, eager, rescue=True)
     assert rescued.agreement >= plain.agreement and rescued.mirrored >= plain.mirrored
+
+
+@pytest.mark.parametrize(
+    ("half", "expected"),
+    [
+        pytest.param("left", (10.0, 20.0, 30.0, 40.0), id="left"),
+        pytest.param("right", (30.0, 20.0, 50.0, 40.0), id="right"),
+        pytest.param("top", (10.0, 20.0, 50.0, 30.0), id="top"),
+        pytest.param("bottom", (10.0, 30.0, 50.0, 40.0), id="bottom"),
+    ],
+)
+def test_half_box(half: str, expected: tuple) -> None:
+    assert half_box((10.0, 20.0, 50.0, 40.0), half) == pytest.approx(expected)
+
+
+def test_half_box_names_an_unknown_half() -> None:
+    with pytest.raises(ValueError, match="expected a half of"):
+        half_box((0.0, 0.0, 1.0, 1.0), "middle")
+
+
+@pytest.mark.parametrize(
+    ("box", "margin", "inside"),
+    [
+        pytest.param((2.0, 2.0, 6.0, 4.0), 0.0, 8, id="plain"),
+        pytest.param((2.0, 2.0, 6.0, 4.0), 0.25, 18, id="grown"),  # x 1-7, y 1.5-4.5: 6 x 3
+        pytest.param((3.0, 3.0, 3.0, 3.0), 0.5, 0, id="empty"),
+        pytest.param((-5.0, -5.0, 50.0, 50.0), 0.0, 100, id="past-the-edges"),
+    ],
+)
+def test_box_mask(box: tuple, margin: float, inside: int) -> None:
+    mask = box_mask((10, 10), box, margin)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+    assert int((mask == 255).sum()) == inside
+
+
+def _splice_case(marks: list, seed: int) -> tuple[list, np.ndarray, Fit, np.ndarray]:
+    """A splice of marks[0] (its left half kept, the right half another mark's) and its fit."""
+    m, other = marks[0], marks[1]
+    spliced = m.mask.copy()
+    h, w = spliced.shape
+    spliced[:, w // 2 :] = cv2.resize(other.mask, (w, h))[:, w // 2 :]
+    frame, box = scene(spliced, m.colour, seed=seed)
+    inks = ink_candidates(cut_crops(frame, box[None], CFG.side)[0], CFG.clusters)
+    ref = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
+    return inks, ref, fit_reference(inks, ref, CFG), spliced
+
+
+def test_a_splice_fits_its_brands_half_better_than_its_whole(marks: list) -> None:
+    inks, ref, whole, _ = _splice_case(marks, seed=31)
+    half = fit_half(inks, ref, whole, CFG)
+    assert half.warp is not None and half.mirrored == -1.0
+    assert half.agreement > whole.agreement + 0.05, (half.agreement, whole.agreement)
+
+
+def test_half_fit_of_nothing(marks: list) -> None:
+    inks, ref, _, _ = _splice_case(marks, seed=31)
+    assert fit_half(inks, ref, NO_FIT, CFG) is NO_FIT  # the whole found nothing: no half either
+    assert fit_half([], ref, NO_FIT, CFG) is NO_FIT
+
+
+def test_halves_raise_a_splices_same_brand_figure_only_when_set(marks: list, judge: OnnxJudge) -> None:
+    """Off (the default), the same-brand figure is the whole fit's; on, the splice's kept half
+    raises it, and a half's figure counts only where it reaches ``halves``."""
+    m = marks[0]
+    _, _, _, spliced = _splice_case(marks, seed=31)
+    frame, box = scene(spliced, m.colour, seed=31)
+    refs = {1: gallery_image(m.mask, m.colour)}
+    off = MarkVerifier(refs.get, CFG, judge).verify(frame, box, {m.slug: 1})
+    eager = MarkVerifier(refs.get, dataclasses.replace(CFG, halves=0.0, halves_below=1.01), judge)
+    never = MarkVerifier(refs.get, dataclasses.replace(CFG, halves=1.0, halves_below=1.01), judge)
+    on = eager.verify(frame, box, {m.slug: 1})
+    assert on.scores == off.scores  # the authenticity figure is the whole mark's, always
+    assert on.same_brand[m.slug] > off.same_brand[m.slug]  # half the brand's mark, found
+    assert never.verify(frame, box, {m.slug: 1}).same_brand == pytest.approx(off.same_brand)
+
+
+def test_halves_must_not_pass_one() -> None:
+    with pytest.raises(ValueError, match="halves"):
+        VerifierConfig(halves=1.5)
