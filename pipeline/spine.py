@@ -304,10 +304,13 @@ class Spine:
         t0 = time.perf_counter()
         jobs, where = [], []
         for k, (frame, samples) in enumerate(zip(frames, found, strict=True)):
+            recalled = self.stream(frame.stream).recalled(frame.t, samples) if any(wanted[k]) else []
             for j, (sample, need) in enumerate(zip(samples, wanted[k], strict=True)):
                 if need:
                     cands = self.verifier.candidates(sample.brand_sims)
                     refs = {b: sample.brand_refs[b] for b in cands if b in sample.brand_refs}
+                    # Nearest first (the nearest may get a wider search), then what the track recalls.
+                    refs.update({b: r for b, r in recalled[j].items() if b not in refs})
                     jobs.append((frame.image, sample.box, refs))
                     where.append((k, j))
         checks = _Checks(found, where, self.verifier.submit(jobs), self._add_time)

@@ -93,6 +93,7 @@ class VerdictConfig:
     verified_samples: int = 0  # samples of a track the verifier checks; later ones carry their mean (0 = every one)
     verify_every: int = 1  # the verifier checks a track's first sample and every this many after; the rest carry
     settle: float = 0.0  # a track found authentic and its brand's this surely needs no more checks (0 = off)
+    recall_brand: float = -1.0  # same-brand figure that keeps a brand among a track's checked brands (-1 = off)
 
     @property
     def checks_by_track(self) -> bool:
@@ -116,6 +117,8 @@ class VerdictConfig:
             raise ValueError(f"verify_every: expected 1 or more, got {self.verify_every}")
         if not 0.0 <= self.settle <= 1.0:
             raise ValueError(f"settle: expected a probability in [0, 1] (0 = off), got {self.settle}")
+        if self.recall_brand > 1.0:
+            raise ValueError(f"recall_brand: expected a probability (-1 = off), got {self.recall_brand}")
         if self.min_kinship >= 0 and len(self.kinship) != len(KINSHIP_FIGURES) + 1:
             raise ValueError(
                 f"kinship: expected {len(KINSHIP_FIGURES) + 1} weights ({', '.join(KINSHIP_FIGURES)}, bias) "
@@ -201,6 +204,9 @@ class Track:
     seen: int = 0  # samples it has followed (its window keeps only the last few)
     # brand -> (sum of verifier scores, sum of same-brand figures, samples): what later samples carry
     _checks: dict[str, tuple[float, float, int]] = field(default_factory=dict, repr=False)
+    # brand -> gallery reference id: brands the verifier found it to be the mark of (``note_checks``'s
+    # ``recall``), checked again on its later marks whatever identity ranks nearest then
+    recalled: dict[str, int] = field(default_factory=dict)
 
     def follow(self, sample: MarkSample, t: float) -> None:
         """Add ``sample`` to the track, moving its box and blending its appearance."""
@@ -216,12 +222,17 @@ class Track:
         authentic mark at least ``level`` surely on average, and the brand's mark at all as surely."""
         return any(total / n >= level and kin / n >= level for total, kin, n in self._checks.values())
 
-    def note_checks(self, sample: MarkSample) -> None:
-        """Count what the verifier found of ``sample`` (checked itself) towards what later samples carry."""
+    def note_checks(self, sample: MarkSample, recall: float = -1.0) -> None:
+        """Count what the verifier found of ``sample`` (checked itself) towards what later samples
+        carry; a brand whose same-brand figure reaches ``recall`` (not negative) is remembered, with
+        its reference, in ``recalled``."""
         self.verified += 1
         for b, score in sample.verified.items():
+            kin_b = sample.same_brand.get(b, 0.0)
             total, kin, n = self._checks.get(b, (0.0, 0.0, 0))
-            self._checks[b] = (total + score, kin + sample.same_brand.get(b, 0.0), n + 1)
+            self._checks[b] = (total + score, kin + kin_b, n + 1)
+            if 0.0 <= recall <= kin_b and b in sample.brand_refs:
+                self.recalled[b] = sample.brand_refs[b]
 
     def checks(self, brand: str) -> int:
         """How many of its samples the verifier itself checked against ``brand`` (carried ones not counted)."""
@@ -410,6 +421,21 @@ class StreamVerdicts:
             out.append(track is None or self._wants_check(track))
         return out
 
+    def recalled(self, t: float, samples: list[MarkSample]) -> list[dict[str, int]]:
+        """Per mark of this frame, the brands (and their references) its track's checks so far found
+        it to be the mark of (``recall_brand``): checked again, though identity may not rank them
+        among its nearest. Half of a splice is its brand's mark, the other half pulls its identity
+        elsewhere, so the frames where the brand ranks among its nearest are few. Empty when off."""
+        if self.cfg.recall_brand < 0:
+            return [{} for _ in samples]
+        usable = [s for s in samples if self.cfg.judges(s)]
+        tracks = dict(zip(map(id, usable), self._associate(usable, self._live(t)), strict=True))
+        out: list[dict[str, int]] = []
+        for s in samples:
+            track = tracks.get(id(s))
+            out.append(dict(track.recalled) if track is not None and not track.alerted else {})
+        return out
+
     def _wants_check(self, track: Track) -> bool:
         cfg = self.cfg
         if track.alerted or (cfg.verified_samples and track.verified >= cfg.verified_samples):
@@ -433,7 +459,7 @@ class StreamVerdicts:
                 self._next += 1
                 self.tracks.append(track)
             if sample.verified:
-                track.note_checks(sample)
+                track.note_checks(sample, cfg.recall_brand)
             else:
                 sample = track.carry(sample)
             track.follow(sample, t)

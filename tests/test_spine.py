@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from pipeline.spine import _END, FrameQueue, collect_batch, two_in_flight, waves
+from pipeline.config import Config
+from pipeline.infer.verifier import MarkVerifier
+from pipeline.spine import _END, FrameQueue, Spine, collect_batch, two_in_flight, waves
 from pipeline.types import Frame
+from pipeline.verdict import MarkSample
 
 IMG = np.zeros((4, 4, 3), np.uint8)
 
@@ -127,3 +131,42 @@ def test_two_in_flight_stages_ahead_and_concludes_in_order(batches, idle, expect
         idle=lambda: idle,
     )
     assert log == expected
+
+
+def _sample(t: float, sims: dict[str, float], refs: dict[str, int]) -> MarkSample:
+    return MarkSample(
+        "s",
+        int(t * 30),
+        t,
+        np.array([40, 40, 120, 100], np.float32),
+        0.9,
+        max(sims),
+        max(sims.values()),
+        brand_sims=sims,
+        auth_sims=sims,
+        brand_refs=refs,
+        thresholds=dict.fromkeys(sims, 0.7),
+    )
+
+
+@pytest.mark.parametrize(("recall", "checked"), [(-1.0, {"x"}), (0.9, {"x", "acme"})])
+def test_the_spine_checks_the_brands_a_track_recalls(recall: float, checked: set[str]) -> None:
+    """A brand the verifier found the track to be (``verdict.recall_brand``) is checked on its
+    next mark too, beside the brands identity ranks nearest then; off, only those."""
+    cfg = Config.load()
+    cfg = dataclasses.replace(
+        cfg,
+        verdict=dataclasses.replace(cfg.verdict, recall_brand=recall, verify_every=1, settle=0.0, verified_samples=0),
+        verifier=dataclasses.replace(cfg.verifier, learned=False, hands=False, top_brands=3, brand_floor=0.4),
+    )
+    image = np.full((64, 64, 3), 250, np.uint8)
+    image[16:48, 20:44] = 20
+    with MarkVerifier(lambda ref: image, cfg.verifier) as verifier:
+        spine = Spine(cfg, None, None, None, verifier=verifier)  # type: ignore[arg-type]
+        frame = Frame("s", 0, 0.0, np.full((240, 320, 3), 128, np.uint8))
+        first = _sample(0.0, {"acme": 0.5}, {"acme": 1})
+        # The verifier found the first mark to be acme's, surely.
+        spine.stream("s").update(0.0, [dataclasses.replace(first, verified={"acme": 0.1}, same_brand={"acme": 0.99})])
+        later = _sample(0.5, {"x": 0.6}, {"x": 2})  # identity now ranks only x near
+        (found,) = spine.verify([dataclasses.replace(frame, index=15, t=0.5)], [[later]])
+    assert set(found[0].same_brand) == checked

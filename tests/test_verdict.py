@@ -463,6 +463,7 @@ def test_a_new_track_carries_nothing():
         ({"verify_every": 0}, "verify_every"),
         ({"settle": -0.1}, "settle"),
         ({"settle": 1.5}, "settle"),
+        ({"recall_brand": 1.5}, "recall_brand"),
     ],
 )
 def test_check_settings_are_validated(settings, match):
@@ -679,3 +680,44 @@ def test_track_kinship_figures():
     track = Track(0, samples[0].box, 0.0, deque(samples, maxlen=8))
     assert track.kinship_figures("acme") == pytest.approx([0.7, 0.5, 0.3, (0.5 + 0.1 + 0.7) / 3])
     assert track.kinship_figures("nobody") is None
+
+
+def _checked_as(sample, same):
+    """``sample`` as the verifier found it: ``same`` brand -> same-brand figure, a fake to each."""
+    return dataclasses.replace(sample, verified=dict.fromkeys(same, 0.05), same_brand=dict(same))
+
+
+@pytest.mark.parametrize(
+    ("recall", "same", "expected"),
+    [
+        pytest.param(-1.0, {"acme": 0.99}, {}, id="off"),
+        pytest.param(0.9, {"acme": 0.99, "other": 0.2}, {"acme": 7}, id="its-brand-remembered"),
+        pytest.param(0.9, {"acme": 0.85}, {}, id="not-sure-enough"),
+        pytest.param(0.9, {}, {}, id="nothing-checked"),
+        pytest.param(0.0, {"acme": 0.5, "other": 0.2}, {"acme": 7, "other": 8}, id="every-checked-brand"),
+    ],
+)
+def test_a_track_recalls_the_brands_the_verifier_found_it_to_be(recall, same, expected):
+    """A brand found with a same-brand figure of ``recall_brand`` stays among the brands the
+    track's next marks are checked against, with its reference, though identity no longer ranks it."""
+    cfg = dataclasses.replace(CFG, recall_brand=recall)
+    sv = StreamVerdicts("s", cfg)
+    first = dataclasses.replace(mark(0.0, {"acme": 0.45, "other": 0.4}), brand_refs={"acme": 7, "other": 8})
+    sv.update(0.0, [_checked_as(first, same) if same else first])
+    later = mark(0.5, {"x": 0.5, "y": 0.45})  # the next frame's identity ranks other brands
+    far = mark(0.5, {"x": 0.5}, box=(600, 400, 660, 450))  # another object: no track to recall
+    assert sv.recalled(0.5, [later, far]) == [expected, {}]
+
+
+def test_an_alerted_track_recalls_nothing():
+    cfg = dataclasses.replace(CFG, recall_brand=0.9)
+    sv = StreamVerdicts("s", cfg)
+    alerts = []
+    for i in range(4):
+        alerts += sv.update(i * 0.5, [_checked_as(mark(i * 0.5, FAKE), {"acme": 0.99})])
+    assert alerts and sv.tracks[0].recalled == {"acme": 0}
+    assert sv.recalled(2.0, [mark(2.0, FAKE)]) == [{}]
+
+
+def test_recalled_of_no_marks():
+    assert StreamVerdicts("s", dataclasses.replace(CFG, recall_brand=0.9)).recalled(0.0, []) == []
