@@ -73,7 +73,7 @@ class VerifierConfig:
     # laid over the whole crop reads as another brand's. Where a fit agrees less than
     # `halves_below`, each half of the reference is also laid over the matching half of the crop's
     # ink, and the model's same-brand figure of the best half's alignment counts where it reaches
-    # `halves` (-1 = never).
+    # `halves` (-1 = never). Not tried where a presenter's hand hides part of the mark.
     halves: float = -1.0
     halves_below: float = 0.9
     # A half's fit counts only where the whole reference it implies covers the crop's ink box by
@@ -536,6 +536,35 @@ def fit_half(
     return Fit(rho, anisotropy(hh, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2), -1.0, hh)
 
 
+def reseat(
+    inks: list[np.ndarray],
+    reference: np.ndarray,
+    fit: Fit,
+    start: Fit,
+    cfg: VerifierConfig,
+    hidden: np.ndarray | None = None,
+) -> Fit:
+    """``fit`` with its plain alignment searched again from ``start``'s warp (a half's fit), kept
+    where the whole reference then agrees better.
+
+    Where one half of an authentic mark lays over the crop well but the whole was laid askew (thin
+    parallel strokes lock the search onto the neighbouring stroke), this finds the whole mark's
+    true alignment, and the mark is judged on it rather than read as a fake of its own brand.
+    A splice's other half stays unlike the reference from any start.
+    """
+    if start.warp is None or fit.warp is None or not inks:
+        return fit
+    hidden = _hidden_mask(hidden, inks[0].shape)
+    ink = best_ink(inks, aligned_reference(reference, fit, inks[0].shape[0]))
+    visible = None if hidden is None else np.where(hidden, 0, 255).astype(np.uint8)
+    rho, h = _ecc(ink, reference, start.warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible)
+    if rho <= fit.agreement:
+        return fit
+    box = _tight(ink, 0.5) or (0.0, 0.0, float(ink.shape[1]), float(ink.shape[0]))
+    turn = anisotropy(h, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    return Fit(rho, turn, fit.mirrored, h, fit.mirror_anisotropy, fit.mirror_warp)
+
+
 def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit, hidden: np.ndarray | None = None) -> np.ndarray:
     """The crop with the aligned reference's outline drawn on it (RGB), for reviewers.
 
@@ -775,6 +804,18 @@ class MarkVerifier:
                 fits[brand] = (mask, fit_reference(inks, mask, self.cfg, hidden, rescue=k == 0))
         if self.judge is None or not fits:
             return _Laid(fits, [], [])
+        # A splice: half the brand's mark, laid over alone (``fit_half``); its alignment also
+        # reseats a whole fit laid askew (``reseat``). Not where a hand hides part of the mark:
+        # the visible half of an authentic mark fits its half of the reference as a splice's kept
+        # half does, and the model's authenticity figure is least sure under a hand.
+        halves: dict[str, Fit] = {}
+        if self.cfg.halves >= 0 and _hidden_mask(hidden, crop.shape[:2]) is None:
+            for brand, (mask, fit) in fits.items():
+                if fit.agreement < self.cfg.halves_below:
+                    half = fit_half(inks, mask, fit, self.cfg, hidden)
+                    if half.warp is not None:
+                        halves[brand] = half
+                        fits[brand] = (mask, reseat(inks, mask, fit, half, self.cfg, hidden))
         limit = self.cfg.anisotropy_limit
         checked = list(fits.values())
         pairs = [judge_inputs(crop, inks, mask, fit, limit, hidden) for mask, fit in checked]
@@ -789,15 +830,10 @@ class MarkVerifier:
             judge_inputs(crop, inks, mirror_reference(checked[i][0]), checked[i][1].as_mirrored(), limit, hidden)
             for i in flipped
         ]
-        # A splice: half the brand's mark, laid over alone (``fit_half``), read by the same model.
-        halved: list[int] = []
-        if self.cfg.halves >= 0:
-            for i, (mask, fit) in enumerate(checked):
-                if fit.agreement < self.cfg.halves_below:
-                    half = fit_half(inks, mask, fit, self.cfg, hidden)
-                    if half.warp is not None:
-                        halved.append(i)
-                        pairs.append(judge_inputs(crop, inks, mask, half, limit, hidden))
+        halved = [i for i, brand in enumerate(fits) if brand in halves]
+        pairs += [
+            judge_inputs(crop, inks, checked[i][0], halves[b], limit, hidden) for i, b in enumerate(fits) if b in halves
+        ]
         return _Laid(fits, pairs, flipped, halved)
 
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:

@@ -32,6 +32,7 @@ from pipeline.infer.verifier import (
     outline_colour,
     overlay,
     reference_mask,
+    reseat,
     shifted_box,
     start_warp,
 )
@@ -639,21 +640,61 @@ def test_half_fit_of_nothing(marks: list) -> None:
 
 
 def test_halves_raise_a_splices_same_brand_figure_only_when_set(marks: list, judge: OnnxJudge) -> None:
-    """Off (the default), the same-brand figure is the whole fit's; on, the splice's kept half
-    raises it, and a half's figure counts only where it reaches ``halves``."""
+    """Off, the same-brand figure is the whole fit's; on, the splice's kept half raises it, and a
+    half's figure counts only where it reaches ``halves``."""
     m = marks[0]
     _, _, _, spliced = _splice_case(marks, seed=31)
     frame, box = scene(spliced, m.colour, seed=31)
     refs = {1: gallery_image(m.mask, m.colour)}
-    off = MarkVerifier(refs.get, CFG, judge).verify(frame, box, {m.slug: 1})
+    off = MarkVerifier(refs.get, dataclasses.replace(CFG, halves=-1.0), judge).verify(frame, box, {m.slug: 1})
     eager = MarkVerifier(refs.get, dataclasses.replace(CFG, halves=0.0, halves_below=1.01), judge)
     never = MarkVerifier(refs.get, dataclasses.replace(CFG, halves=1.0, halves_below=1.01), judge)
     on = eager.verify(frame, box, {m.slug: 1})
-    assert on.scores == off.scores  # the authenticity figure is the whole mark's, always
+    # The authenticity figure stays the whole mark's (reseated from the half, still a fake).
+    assert on.scores[m.slug] < 0.5 and off.scores[m.slug] < 0.5, (on.scores, off.scores)
     assert on.same_brand[m.slug] > off.same_brand[m.slug]  # half the brand's mark, found
-    assert never.verify(frame, box, {m.slug: 1}).same_brand == pytest.approx(off.same_brand)
+    # At 1 no half's figure counts: what is left is the whole mark's, reseated, and lower.
+    assert never.verify(frame, box, {m.slug: 1}).same_brand[m.slug] < on.same_brand[m.slug]
 
 
 def test_halves_must_not_pass_one() -> None:
     with pytest.raises(ValueError, match="halves"):
         VerifierConfig(halves=1.5)
+
+
+def test_reseat_finds_the_alignment_of_an_authentic_mark_laid_askew(marks: list) -> None:
+    m = marks[0]
+    frame, box = scene(m.mask, m.colour, seed=23)
+    inks = ink_candidates(cut_crops(frame, box[None], CFG.side)[0], CFG.clusters)
+    ref = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
+    good = fit_reference(inks, ref, CFG)
+    assert good.warp is not None and good.agreement > 0.9
+    shift = np.eye(3, dtype=np.float32)
+    shift[0, 2] = 10.0  # the reference laid 10 px off, as onto a neighbouring stroke
+    askew = Fit(0.3, good.anisotropy, good.mirrored, shift @ good.warp)
+    half = fit_half(inks, ref, good, CFG)
+    reseated = reseat(inks, ref, askew, half, CFG)
+    assert reseated.agreement > 0.9 and reseated.mirrored == askew.mirrored
+    assert reseat(inks, ref, askew, NO_FIT, CFG) is askew  # nothing to start from
+    assert reseat(inks, ref, good, half, CFG).agreement >= good.agreement  # never worse
+
+
+@pytest.mark.parametrize(("hand", "tried"), [(False, True), (True, False)])
+def test_halves_are_not_tried_where_a_hand_hides_the_mark(
+    marks: list, judge: OnnxJudge, monkeypatch: pytest.MonkeyPatch, hand: bool, tried: bool
+) -> None:
+    """A hand over half an authentic mark leaves its visible half fitting the reference's half as a
+    splice's kept half does: with a hand found, no half is fitted."""
+    import pipeline.infer.verifier as verifier_module
+
+    calls = []
+    real = verifier_module.fit_half
+    monkeypatch.setattr(verifier_module, "fit_half", lambda *a, **k: calls.append(1) or real(*a, **k))
+    m = marks[0]
+    _, _, _, spliced = _splice_case(marks, seed=31)
+    frame, box = scene(spliced, m.colour, seed=31)
+    refs = {1: gallery_image(m.mask, m.colour)}
+    eager = dataclasses.replace(CFG, halves=0.0, halves_below=1.01)
+    with MarkVerifier(refs.get, eager, judge, HalfHand() if hand else None) as verifier:
+        verifier.verify(frame, box, {m.slug: 1})
+    assert bool(calls) is tried
