@@ -231,6 +231,11 @@ class Config:
             )
         if d.sure_lead >= 0:
             out.append("verdict.sure_lead was measured with the verifier model; with verifier.learned false, set -1")
+        if d.recall_brand >= 0:
+            out.append(
+                "verdict.recall_brand was measured with the verifier model; with verifier.learned false the "
+                "alignment's agreement reaches it far more often (every brand recalled is checked again): set -1"
+            )
         if d.min_kinship >= 0:
             out.append(
                 "verdict.min_kinship: the kinship weights were fitted on the verifier model's same-brand figure; "

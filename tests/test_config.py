@@ -115,29 +115,30 @@ def test_unquoted_on_off_stay_words(tmp_path, text, expected):
 
 
 @pytest.mark.parametrize(
-    ("learned", "enabled", "min_same_brand", "sure_lead", "min_kinship", "cautions"),
+    ("learned", "enabled", "min_same_brand", "sure_lead", "recall_brand", "min_kinship", "cautions"),
     [
-        pytest.param(True, True, 0.9, 0.45, 0.5, [], id="verifier-model"),
+        pytest.param(True, True, 0.9, 0.45, 0.9, 0.5, [], id="verifier-model"),
         pytest.param(
-            *(False, True, 0.9, 0.45, 0.5),
-            ["min_same_brand", "sure_lead", "min_kinship:"],
+            *(False, True, 0.9, 0.45, 0.9, 0.5),
+            ["min_same_brand", "sure_lead", "recall_brand", "min_kinship:"],
             id="hand-made-with-model-settings",
         ),
-        pytest.param(False, True, 0.6, -1.0, -1.0, [], id="hand-made-as-measured"),
-        pytest.param(False, True, 0.6, 0.45, -1.0, ["sure_lead"], id="hand-made-with-a-lead"),
-        pytest.param(False, True, 0.6, -1.0, 0.5, ["min_kinship:"], id="hand-made-with-kinship"),
-        pytest.param(False, False, 0.9, 0.45, 0.5, [], id="no-verifier"),
+        pytest.param(False, True, 0.6, -1.0, -1.0, -1.0, [], id="hand-made-as-measured"),
+        pytest.param(False, True, 0.6, 0.45, -1.0, -1.0, ["sure_lead"], id="hand-made-with-a-lead"),
+        pytest.param(False, True, 0.6, -1.0, 0.9, -1.0, ["recall_brand"], id="hand-made-recalling-brands"),
+        pytest.param(False, True, 0.6, -1.0, -1.0, 0.5, ["min_kinship:"], id="hand-made-with-kinship"),
+        pytest.param(False, False, 0.9, 0.45, 0.9, 0.5, [], id="no-verifier"),
     ],
 )
 def test_hand_made_verifier_with_model_settings_is_cautioned(
-    tmp_path, caplog, learned, enabled, min_same_brand, sure_lead, min_kinship, cautions
+    tmp_path, caplog, learned, enabled, min_same_brand, sure_lead, recall_brand, min_kinship, cautions
 ):
     # The verdict's verifier checks were chosen with the verifier model; the hand-made score reads
     # on another scale. Loading says so (a warning, not an error: the settings are valid).
     path = tmp_path / "c.yaml"
     verifier = {"learned": learned, "enabled": enabled}
     verdict = {"min_same_brand": min_same_brand, "sure_lead": sure_lead, "min_kinship": min_kinship}
-    verdict["kinship"] = [1.0, 1.0, 1.0, 1.0, -2.0]
+    verdict |= {"recall_brand": recall_brand, "kinship": [1.0, 1.0, 1.0, 1.0, -2.0]}
     path.write_text(yaml.safe_dump({"verifier": verifier, "verdict": verdict}))
     with caplog.at_level("WARNING", logger="pipeline.config"):
         config = Config.load(path)
