@@ -804,18 +804,11 @@ class MarkVerifier:
                 fits[brand] = (mask, fit_reference(inks, mask, self.cfg, hidden, rescue=k == 0))
         if self.judge is None or not fits:
             return _Laid(fits, [], [])
-        # A splice: half the brand's mark, laid over alone (``fit_half``); its alignment also
-        # reseats a whole fit laid askew (``reseat``). Not where a hand hides part of the mark:
-        # the visible half of an authentic mark fits its half of the reference as a splice's kept
-        # half does, and the model's authenticity figure is least sure under a hand.
         halves: dict[str, Fit] = {}
-        if self.cfg.halves >= 0 and _hidden_mask(hidden, crop.shape[:2]) is None:
-            for brand, (mask, fit) in fits.items():
-                if fit.agreement < self.cfg.halves_below:
-                    half = fit_half(inks, mask, fit, self.cfg, hidden)
-                    if half.warp is not None:
-                        halves[brand] = half
-                        fits[brand] = (mask, reseat(inks, mask, fit, half, self.cfg, hidden))
+        for brand, (mask, fit) in fits.items():
+            whole, half = self._halved(inks, mask, fit, hidden)
+            if half is not None:
+                fits[brand], halves[brand] = (mask, whole), half
         limit = self.cfg.anisotropy_limit
         checked = list(fits.values())
         pairs = [judge_inputs(crop, inks, mask, fit, limit, hidden) for mask, fit in checked]
@@ -836,14 +829,38 @@ class MarkVerifier:
         ]
         return _Laid(fits, pairs, flipped, halved)
 
+    def _halved(
+        self, inks: list[np.ndarray], mask: np.ndarray, fit: Fit, hidden: np.ndarray | None
+    ) -> tuple[Fit, Fit | None]:
+        """``fit`` reseated from the best of its reference's halves (``fit_half``, ``reseat``), and
+        that half; ``(fit, None)`` where no half is tried or found.
+
+        A splice keeps half its brand's mark: the half's alignment is judged too. Halves are tried
+        only with the verifier model, where the whole fit agrees under ``halves_below``, and not
+        where a hand hides part of the mark: the visible half of an authentic mark fits its half of
+        the reference as a splice's kept half does, and the model reads authenticity least surely
+        under a hand.
+        """
+        cfg = self.cfg
+        if self.judge is None or cfg.halves < 0 or fit.agreement >= cfg.halves_below:
+            return fit, None
+        if hidden is not None and hidden.any():
+            return fit, None
+        half = fit_half(inks, mask, fit, cfg, hidden)
+        if half.warp is None:
+            return fit, None
+        return reseat(inks, mask, fit, half, cfg, hidden), half
+
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:
-        """The mark's crop with reference ``ref`` aligned onto it (``overlay``), for evidence; None
-        when the reference image is gone."""
+        """The mark's crop with reference ``ref`` aligned onto it (``overlay``), for evidence: the
+        alignment the verifier judged (reseated from a half where it was); None when the reference
+        image is gone."""
         mask = self._reference(ref)
         if mask is None:
             return None
         crop, hidden, inks = self._prepared(image, box)
-        return overlay(crop, mask, fit_reference(inks, mask, self.cfg, hidden), hidden)
+        fit, _ = self._halved(inks, mask, fit_reference(inks, mask, self.cfg, hidden), hidden)
+        return overlay(crop, mask, fit, hidden)
 
     def close(self) -> None:
         """Stop the alignment threads."""

@@ -694,3 +694,25 @@ def test_halves_are_not_tried_where_a_hand_hides_the_mark(
     with MarkVerifier(refs.get, eager, judge, HalfHand() if hand else None) as verifier:
         verifier.verify(frame, box, {m.slug: 1})
     assert bool(calls) is tried
+
+
+@pytest.mark.parametrize("halves", [-1.0, 0.0])
+def test_evidence_shows_the_alignment_the_verifier_judged(marks: list, judge: OnnxJudge, halves: float) -> None:
+    """The evidence overlay lays the reference as the verifier judged it: reseated from its best
+    half where halves are on, the plain fit where they are off."""
+    m = marks[0]
+    _, _, _, spliced = _splice_case(marks, seed=31)
+    frame, box = scene(spliced, m.colour, seed=31)
+    refs = {1: gallery_image(m.mask, m.colour)}
+    cfg = dataclasses.replace(CFG, halves=halves, halves_below=1.01)
+    crop = cut_crops(frame, box[None], CFG.side)[0]
+    inks = ink_candidates(crop, CFG.clusters)
+    ref = reference_mask(refs[1], CFG.side)
+    plain = fit_reference(inks, ref, cfg)
+    judged = reseat(inks, ref, plain, fit_half(inks, ref, plain, cfg), cfg) if halves >= 0 else plain
+    with MarkVerifier(refs.get, cfg, judge) as verifier:
+        view = verifier.aligned_view(frame, box, 1)
+    assert view is not None
+    np.testing.assert_array_equal(view, overlay(crop, ref, judged))
+    if halves >= 0:
+        assert judged.agreement > plain.agreement  # the reseated alignment is another one
