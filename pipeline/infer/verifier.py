@@ -337,6 +337,12 @@ def anisotropy(h: np.ndarray, x: float, y: float) -> float:
     return float(s[0] / max(s[1], 1e-6))
 
 
+def ink_anisotropy(h: np.ndarray, ink: np.ndarray) -> float:
+    """``anisotropy`` of the warp at the centre of the ink's box (the crop's centre without ink)."""
+    box = _tight(ink, 0.5) or (0.0, 0.0, float(ink.shape[1]), float(ink.shape[0]))
+    return anisotropy(h, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+
+
 def _ecc(
     template: np.ndarray,
     image: np.ndarray,
@@ -434,8 +440,7 @@ def fit_reference(
             warp = up @ h @ back
             rho, hh = _ecc(inks[i], refs[mirrored], warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible)
             if rho > best[mirrored][0]:
-                box = _tight(inks[i], 0.5) or (0.0, 0.0, float(side), float(side))
-                best[mirrored] = (rho, anisotropy(hh, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2), hh)
+                best[mirrored] = (rho, ink_anisotropy(hh, inks[i]), hh)
 
     first, rest = cfg.angles[0], cfg.angles[1:]
     found = [coarse_fit(i, m, first) for i in small_inks for m in (False, True)]
@@ -485,27 +490,32 @@ def implied_cover(warp: np.ndarray, ref_box: tuple[float, ...], ink_box: tuple[f
     return float(iou_matrix(implied, np.asarray([ink_box[:4]], np.float32))[0, 0])
 
 
+def fitted_ink(inks: Sequence[np.ndarray], reference: np.ndarray, fit: Fit) -> np.ndarray | None:
+    """The ink candidate ``fit`` laid ``reference`` over best (None: no fit, or no ink)."""
+    if fit.warp is None or not inks:
+        return None
+    return best_ink(inks, aligned_reference(reference, fit, inks[0].shape[0]))
+
+
 def fit_half(
-    inks: list[np.ndarray],
+    ink: np.ndarray | None,
     reference: np.ndarray,
-    fit: Fit,
     cfg: VerifierConfig,
     hidden: np.ndarray | None = None,
     margin: float = 0.06,
 ) -> Fit:
     """The best of the reference's halves aligned onto the matching half of the crop's ink.
 
-    The ink is the candidate the whole reference fitted best (``fit``). Each half of the ink's
-    box, grown by ``margin``, is fitted alone (an affine ECC from the half-box correspondence,
-    coarse, then the best half at full size), so the other half of the crop, whatever it holds,
-    does not pull the fit. The result's agreement is the correlation over that half; NO_FIT
-    where ``fit`` found nothing.
+    ``ink``: the candidate the whole reference fitted best (``fitted_ink``). Each half of the
+    ink's box, grown by ``margin``, is fitted alone (an affine ECC from the half-box
+    correspondence, coarse, then the best half at full size), so the other half of the crop,
+    whatever it holds, does not pull the fit. The result's agreement is the correlation over that
+    half; NO_FIT where there is no ink (the whole fit found nothing).
     """
-    if fit.warp is None or not inks:
+    if ink is None:
         return NO_FIT
-    hidden = _hidden_mask(hidden, inks[0].shape)
-    side, coarse = inks[0].shape[0], cfg.coarse
-    ink = best_ink(inks, aligned_reference(reference, fit, side))
+    hidden = _hidden_mask(hidden, ink.shape)
+    side, coarse = ink.shape[0], cfg.coarse
     ink_box, ref_box = _tight(ink, 0.5), _tight(reference, 0.3)
     if ink_box is None or ref_box is None:
         return NO_FIT
@@ -528,41 +538,38 @@ def fit_half(
     _, half, h = max(found, key=lambda f: f[0])
     up = np.diag([1 / down, 1 / down, 1.0]).astype(np.float32)
     back = np.diag([down, down, 1.0]).astype(np.float32)
-    mask = box_mask((side, side), half_box(ink_box, half), margin) & visible
+    b = half_box(ink_box, half)
+    mask = box_mask((side, side), b, margin) & visible
     rho, hh = _ecc(ink, reference, up @ h @ back, cv2.MOTION_AFFINE, cfg.fine_iterations, 5, mask)
     if rho <= -1.0 or implied_cover(hh, ref_box, ink_box) < cfg.halves_cover:
         return NO_FIT
-    b = half_box(ink_box, half)
     return Fit(rho, anisotropy(hh, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2), -1.0, hh)
 
 
 def reseat(
-    inks: list[np.ndarray],
+    ink: np.ndarray | None,
     reference: np.ndarray,
     fit: Fit,
     start: Fit,
     cfg: VerifierConfig,
     hidden: np.ndarray | None = None,
 ) -> Fit:
-    """``fit`` with its plain alignment searched again from ``start``'s warp (a half's fit), kept
-    where the whole reference then agrees better.
+    """``fit`` with its plain alignment searched again from ``start``'s warp (a half's fit), on
+    ``ink`` (``fitted_ink`` of ``fit``), kept where the whole reference then agrees better.
 
     Where one half of an authentic mark lays over the crop well but the whole was laid askew (thin
     parallel strokes lock the search onto the neighbouring stroke), this finds the whole mark's
     true alignment, and the mark is judged on it rather than read as a fake of its own brand.
     A splice's other half stays unlike the reference from any start.
     """
-    if start.warp is None or fit.warp is None or not inks:
+    if start.warp is None or fit.warp is None or ink is None:
         return fit
-    hidden = _hidden_mask(hidden, inks[0].shape)
-    ink = best_ink(inks, aligned_reference(reference, fit, inks[0].shape[0]))
+    hidden = _hidden_mask(hidden, ink.shape)
     visible = None if hidden is None else np.where(hidden, 0, 255).astype(np.uint8)
     rho, h = _ecc(ink, reference, start.warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible)
     if rho <= fit.agreement:
         return fit
-    box = _tight(ink, 0.5) or (0.0, 0.0, float(ink.shape[1]), float(ink.shape[0]))
-    turn = anisotropy(h, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-    return Fit(rho, turn, fit.mirrored, h, fit.mirror_anisotropy, fit.mirror_warp)
+    return Fit(rho, ink_anisotropy(h, ink), fit.mirrored, h, fit.mirror_anisotropy, fit.mirror_warp)
 
 
 def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit, hidden: np.ndarray | None = None) -> np.ndarray:
@@ -846,10 +853,12 @@ class MarkVerifier:
             return fit, None
         if hidden is not None and hidden.any():
             return fit, None
-        half = fit_half(inks, mask, fit, cfg, hidden)
+        # One ink for both: the candidate the whole reference was laid over best.
+        ink = fitted_ink(inks, mask, fit)
+        half = fit_half(ink, mask, cfg, hidden)
         if half.warp is None:
             return fit, None
-        return reseat(inks, mask, fit, half, cfg, hidden), half
+        return reseat(ink, mask, fit, half, cfg, hidden), half
 
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:
         """The mark's crop with reference ``ref`` aligned onto it (``overlay``), for evidence: the

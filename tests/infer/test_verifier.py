@@ -25,6 +25,7 @@ from pipeline.infer.verifier import (
     fit_features,
     fit_half,
     fit_reference,
+    fitted_ink,
     half_box,
     ink_candidates,
     judge_inputs,
@@ -629,15 +630,16 @@ def _splice_case(marks: list, seed: int) -> tuple[list, np.ndarray, Fit, np.ndar
 
 def test_a_splice_fits_its_brands_half_better_than_its_whole(marks: list) -> None:
     inks, ref, whole, _ = _splice_case(marks, seed=31)
-    half = fit_half(inks, ref, whole, CFG)
+    half = fit_half(fitted_ink(inks, ref, whole), ref, CFG)
     assert half.warp is not None and half.mirrored == -1.0
     assert half.agreement > whole.agreement + 0.05, (half.agreement, whole.agreement)
 
 
 def test_half_fit_of_nothing(marks: list) -> None:
     inks, ref, _, _ = _splice_case(marks, seed=31)
-    assert fit_half(inks, ref, NO_FIT, CFG) is NO_FIT  # the whole found nothing: no half either
-    assert fit_half([], ref, NO_FIT, CFG) is NO_FIT
+    assert fitted_ink(inks, ref, NO_FIT) is None  # the whole found nothing: no ink, no half either
+    assert fitted_ink([], ref, NO_FIT) is None
+    assert fit_half(None, ref, CFG) is NO_FIT
 
 
 def test_halves_raise_a_splices_same_brand_figure_only_when_set(marks: list, judge: OnnxJudge) -> None:
@@ -668,11 +670,11 @@ def test_reseat_finds_the_alignment_of_an_authentic_mark_laid_askew(marks: list)
     shift = np.eye(3, dtype=np.float32)
     shift[0, 2] = 10.0  # the reference laid 10 px off, as onto a neighbouring stroke
     askew = Fit(0.3, good.anisotropy, good.mirrored, shift @ good.warp)
-    half = fit_half(inks, ref, good, CFG)
-    reseated = reseat(inks, ref, askew, half, CFG)
+    half = fit_half(fitted_ink(inks, ref, good), ref, CFG)
+    reseated = reseat(fitted_ink(inks, ref, askew), ref, askew, half, CFG)
     assert reseated.agreement > 0.9 and reseated.mirrored == askew.mirrored
-    assert reseat(inks, ref, askew, NO_FIT, CFG) is askew  # nothing to start from
-    assert reseat(inks, ref, good, half, CFG).agreement >= good.agreement  # never worse
+    assert reseat(fitted_ink(inks, ref, askew), ref, askew, NO_FIT, CFG) is askew  # nothing to start from
+    assert reseat(fitted_ink(inks, ref, good), ref, good, half, CFG).agreement >= good.agreement  # never worse
 
 
 @pytest.mark.parametrize(("hand", "tried"), [(False, True), (True, False)])
@@ -709,7 +711,8 @@ def test_evidence_shows_the_alignment_the_verifier_judged(marks: list, judge: On
     inks = ink_candidates(crop, CFG.clusters)
     ref = reference_mask(refs[1], CFG.side)
     plain = fit_reference(inks, ref, cfg)
-    judged = reseat(inks, ref, plain, fit_half(inks, ref, plain, cfg), cfg) if halves >= 0 else plain
+    ink = fitted_ink(inks, ref, plain)
+    judged = reseat(ink, ref, plain, fit_half(ink, ref, cfg), cfg) if halves >= 0 else plain
     with MarkVerifier(refs.get, cfg, judge) as verifier:
         view = verifier.aligned_view(frame, box, 1)
     assert view is not None
