@@ -410,8 +410,7 @@ class StreamVerdicts:
         if not cfg.checks_by_track:
             # Every judged mark is checked: no need to know its track.
             return [cfg.judges(s) for s in samples]
-        usable = [s for s in samples if cfg.judges(s)]
-        tracks = dict(zip(map(id, usable), self._associate(usable, self._live(t)), strict=True))
+        tracks = self._tracks_for(t, samples)
         out = []
         for s in samples:
             if id(s) not in tracks:
@@ -428,13 +427,18 @@ class StreamVerdicts:
         elsewhere, so the frames where the brand ranks among its nearest are few. Empty when off."""
         if self.cfg.recall_brand < 0:
             return [{} for _ in samples]
-        usable = [s for s in samples if self.cfg.judges(s)]
-        tracks = dict(zip(map(id, usable), self._associate(usable, self._live(t)), strict=True))
+        tracks = self._tracks_for(t, samples)
         out: list[dict[str, int]] = []
         for s in samples:
             track = tracks.get(id(s))
             out.append(dict(track.recalled) if track is not None and not track.alerted else {})
         return out
+
+    def _tracks_for(self, t: float, samples: list[MarkSample]) -> dict[int, Track | None]:
+        """id of each judged sample -> the live track it would join at ``t`` (None: a new one), as
+        ``update`` would associate them now; samples the verdict will not judge are left out."""
+        usable = [s for s in samples if self.cfg.judges(s)]
+        return dict(zip(map(id, usable), self._associate(usable, self._live(t)), strict=True))
 
     def _wants_check(self, track: Track) -> bool:
         cfg = self.cfg
