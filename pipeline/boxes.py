@@ -113,3 +113,40 @@ def cut_crops(frame: np.ndarray, boxes: np.ndarray, size: int = CROP_SIZE) -> np
         interp = cv2.INTER_AREA if roi.shape[0] > size else cv2.INTER_LINEAR
         out[i] = cv2.resize(roi, (size, size), interpolation=interp)
     return out
+
+
+# The halves of a crop ``kept_halves`` keeps, one at a time, in its order.
+KEPT_HALVES: tuple[str, ...] = ("left", "right", "top", "bottom")
+
+
+def kept_halves(crops: np.ndarray) -> np.ndarray:
+    """Each crop four times, with one half of it kept and the other filled with the crop's border colour.
+
+    A crop is centred on its mark (``crop_regions``), so each keeps that half of the mark (in
+    ``KEPT_HALVES`` order). A spliced counterfeit keeps half of its brand's mark and borrows the
+    other half elsewhere: embedded whole it sits far from its brand, one half alone sits near it.
+
+    Args:
+        crops: (N, S, S, 3) uint8 crops.
+
+    Returns:
+        (N, 4, S, S, 3) uint8.
+    """
+    if crops.ndim != 4 or crops.shape[3] != 3 or crops.shape[1] != crops.shape[2] or crops.dtype != np.uint8:
+        raise ValueError(f"expected (N, S, S, 3) uint8 crops, got {crops.shape} {crops.dtype}")
+    n, s = len(crops), crops.shape[1]
+    # The median of the outermost ring of pixels: the background the mark sits on.
+    ring = np.concatenate([crops[:, 0], crops[:, -1], crops[:, :, 0], crops[:, :, -1]], axis=1)
+    fill = np.median(ring, axis=1).astype(np.uint8) if n else np.zeros((0, 3), np.uint8)
+    out = np.repeat(crops[:, None], len(KEPT_HALVES), axis=1)
+    mid = s // 2
+    blanked = {
+        "left": (slice(None), slice(mid, None)),
+        "right": (slice(None), slice(None, mid)),
+        "top": (slice(mid, None), slice(None)),
+        "bottom": (slice(None, mid), slice(None)),
+    }
+    for k, half in enumerate(KEPT_HALVES):
+        rows, cols = blanked[half]
+        out[:, k, rows, cols] = fill[:, None, None, :]
+    return out

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.alerts import Alert, AlertSink, EvidenceWriter, evidence_image
-from pipeline.boxes import cut_crops
+from pipeline.boxes import KEPT_HALVES, cut_crops, kept_halves
 from pipeline.config import Config
 from pipeline.gallery.index import Gallery, GalleryIndex
 from pipeline.infer.detector import Detector, OnnxDetector
@@ -43,6 +43,37 @@ class StageTimes:
 
 
 @dataclass(frozen=True)
+class _Plan:
+    """What the verifier checks one mark against: each brand's gallery reference to lay over it,
+    and the brands beyond the mark's neighbours with the identity similarity they carry there
+    (``Spine._with_brands``)."""
+
+    refs: dict[str, int]
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class _Checks:
+    """The verifier's work on some marks, started by ``Spine`` and waited for once."""
+
+    def __init__(
+        self,
+        plans: dict[tuple[int, int], _Plan],
+        pending: PendingVerification | None,
+        timed: Callable[[str, float], None],
+    ) -> None:
+        self.plans, self.pending, self.timed = plans, pending, timed
+
+    def findings(self) -> dict[tuple[int, int], Verification]:
+        """(frame, mark) -> what the verifier found of that mark (waits for the verifier's threads)."""
+        if self.pending is None:
+            return {}
+        t0 = time.perf_counter()
+        out = dict(zip(self.plans, self.pending.result(), strict=True))
+        self.timed("verify", time.perf_counter() - t0)  # the wait, not the threads' work
+        return out
+
+
+@dataclass(frozen=True)
 class Staged:
     """A micro-batch ``Spine.stage`` has detected, embedded and searched, its marks perhaps
     being verified (``checks``); ``Spine.conclude`` finishes it."""
@@ -51,31 +82,8 @@ class Staged:
     found: list[list[MarkSample]]  # per frame, the judged marks before verification
     started: float  # time.perf_counter() when staging began
     checks: _Checks | None = None
-
-
-class _Checks:
-    """The verifier's work on a batch's marks, started by ``Spine`` and waited for once."""
-
-    def __init__(
-        self,
-        found: Sequence[list[MarkSample]],
-        where: list[tuple[int, int]],
-        pending: PendingVerification,
-        timed: Callable[[str, float], None],
-    ) -> None:
-        self.found, self.where, self.pending, self.timed = found, where, pending, timed
-
-    def findings(self) -> dict[tuple[int, int], Verification]:
-        """(frame, mark) -> what the verifier found of that mark (waits for the verifier's threads)."""
-        t0 = time.perf_counter()
-        out = dict(zip(self.where, self.pending.result(), strict=True))
-        self.timed("verify", time.perf_counter() - t0)  # the wait, not the threads' work
-        return out
-
-    def samples(self) -> list[list[MarkSample]]:
-        """The batch's samples with the verifier's findings."""
-        found = self.findings()
-        return [[checked(s, found.get((k, j))) for j, s in enumerate(marks)] for k, marks in enumerate(self.found)]
+    # (frame, mark) -> the brands its crop's halves are nearest to, once searched (``Spine.half_brands``)
+    halves: dict[tuple[int, int], dict[str, float]] = field(default_factory=dict)
 
 
 def waves(frames: Sequence[Frame]) -> list[list[int]]:
@@ -90,13 +98,6 @@ def waves(frames: Sequence[Frame]) -> list[list[int]]:
             out.append([])
         out[d].append(k)
     return out
-
-
-def checked(sample: MarkSample, seen: Verification | None) -> MarkSample:
-    """``sample`` with what the verifier found of it (unchanged where nothing was found)."""
-    if not seen:
-        return sample
-    return dataclasses.replace(sample, verified=seen.scores, same_brand=seen.same_brand)
 
 
 class Spine:
@@ -282,40 +283,139 @@ class Spine:
             thresholds={b: self.gallery.threshold(b) for b in brand_sims},
             crop=crop,
             appearance=np.asarray(identity, np.float32),
+            authenticity=np.asarray(auth, np.float32),
         )
 
+    def _with_brands(self, sample: MarkSample, brands: dict[str, float]) -> MarkSample:
+        """``sample`` with the gallery's evidence for ``brands`` (brand -> identity similarity)
+        that are not among its neighbours: what the verdict weighs for a brand checked beyond them."""
+        new = {b: sim for b, sim in brands.items() if b not in sample.brand_sims}
+        if not new or sample.authenticity is None:
+            return sample
+        auth_sims, brand_refs = dict(sample.auth_sims), dict(sample.brand_refs)
+        for b in new:
+            auth_sims[b], brand_refs[b] = self.gallery.authenticity(sample.authenticity, b)
+        return dataclasses.replace(
+            sample,
+            brand_sims={**sample.brand_sims, **new},
+            auth_sims=auth_sims,
+            brand_refs=brand_refs,
+            thresholds={**sample.thresholds, **{b: self.gallery.threshold(b) for b in new}},
+        )
+
+    def half_brands(self, images: Sequence[np.ndarray], samples: Sequence[MarkSample]) -> list[dict[str, float]]:
+        """Per mark, the brand nearest each half of its crop embedded alone (``kept_halves``), with
+        that half's identity similarity, where it reaches ``verifier.half_brands``.
+
+        Args:
+            images: the frame each mark was found in (full resolution).
+            samples: the marks.
+        """
+        floor = self.config.verifier.half_brands
+        if floor < 0 or not samples:
+            return [{} for _ in samples]
+        t0 = time.perf_counter()
+        side = self.embedder.crop_size
+        crops = np.stack(
+            [
+                s.crop if s.crop is not None and s.crop.shape[0] == side else cut_crops(img, s.box[None], side)[0]
+                for img, s in zip(images, samples, strict=True)
+            ]
+        )
+        halves = kept_halves(crops).reshape(-1, side, side, 3)
+        nb = self.gallery.search(self.embedder.embed(halves).identity, 1)
+        out: list[dict[str, float]] = []
+        for i in range(len(samples)):
+            found: dict[str, float] = {}
+            for row in range(i * len(KEPT_HALVES), (i + 1) * len(KEPT_HALVES)):
+                if nb.brand.shape[1] and (b := str(nb.brand[row, 0])) and nb.similarity[row, 0] >= floor:
+                    found[b] = max(found.get(b, -1.0), float(nb.similarity[row, 0]))
+            out.append(found)
+        self._add_time("halves", time.perf_counter() - t0)
+        return out
+
     def verify(self, frames: Sequence[Frame], found: Sequence[list[MarkSample]]) -> list[list[MarkSample]]:
-        """The frames' samples with the verifier's findings for each candidate brand, where the
-        streams' verdicts still need them (``StreamVerdicts.needs_verification``).
+        """The frames' samples with the verifier's findings for each brand they are checked
+        against, where the streams' verdicts still need them (``StreamVerdicts.needs_verification``).
 
         Every mark of the frames is aligned at once, on the verifier's threads. The verdicts are
         asked before any of these frames updates them (see ``stage``).
         """
-        return self._start_verification(frames, found, self._wanted(frames, found)).samples()
+        wanted = {k: self._wanted(f, marks) for k, (f, marks) in enumerate(zip(frames, found, strict=True))}
+        plans = self._plans(frames, found, wanted, {})
+        seen = self._submit(frames, found, plans).findings()
+        return [
+            [self._judged(s, plans[k, j], seen.get((k, j))) if (k, j) in plans else s for j, s in enumerate(marks)]
+            for k, marks in enumerate(found)
+        ]
 
-    def _wanted(self, frames: Sequence[Frame], found: Sequence[list[MarkSample]]) -> list[list[bool]]:
-        """Per frame, which marks its stream's verdicts want checked, as their tracks stand now."""
-        return [self.stream(f.stream).needs_verification(f.t, marks) for f, marks in zip(frames, found, strict=True)]
+    def _wanted(self, frame: Frame, marks: list[MarkSample]) -> list[bool]:
+        """Which marks of ``frame`` its stream's verdicts want checked, as its tracks stand now."""
+        return self.stream(frame.stream).needs_verification(frame.t, marks)
 
-    def _start_verification(
-        self, frames: Sequence[Frame], found: Sequence[list[MarkSample]], wanted: Sequence[Sequence[bool]]
-    ) -> _Checks:
+    def _plans(
+        self,
+        frames: Sequence[Frame],
+        found: Sequence[list[MarkSample]],
+        wanted: dict[int, list[bool]],
+        halves: dict[tuple[int, int], dict[str, float]],
+    ) -> dict[tuple[int, int], _Plan]:
+        """What each wanted mark (frame k, mark j) is checked against, as its stream's tracks stand
+        now: the brands identity ranks nearest (the nearest first: it may get a wider search),
+        then the brands its track recalls (``verdict.recall_brand``), then, while its track
+        recalls none, the brands its crop's halves are nearest to (``half_brands``, searched once
+        per mark and kept in ``halves``)."""
         assert self.verifier is not None
+        recalled: dict[tuple[int, int], dict[str, int]] = {}
+        for k, want in wanted.items():
+            if any(want):
+                for j, brands in enumerate(self.stream(frames[k].stream).recalled(frames[k].t, found[k])):
+                    if want[j]:
+                        recalled[k, j] = brands
+        # A track that has found no brand's mark yet may be a splice: look for its brand by halves.
+        todo = [kj for kj, brands in recalled.items() if not brands and kj not in halves]
+        if todo:
+            searched = self.half_brands([frames[k].image for k, _ in todo], [found[k][j] for k, j in todo])
+            halves.update(zip(todo, searched, strict=True))
+        plans = {}
+        for (k, j), brands in recalled.items():
+            sample = found[k][j]
+            extra = {b: 0.0 for b in brands} if brands else halves.get((k, j), {})
+            extra = {b: sim for b, sim in extra.items() if b not in sample.brand_sims}
+            seen = self._with_brands(sample, extra)
+            refs = {b: seen.brand_refs[b] for b in self.verifier.candidates(sample.brand_sims) if b in seen.brand_refs}
+            refs.update({b: r for b, r in brands.items() if b not in refs})
+            refs.update({b: seen.brand_refs[b] for b in extra if b not in refs and b in seen.brand_refs})
+            plans[k, j] = _Plan(refs, extra)
+        return plans
+
+    def _submit(
+        self, frames: Sequence[Frame], found: Sequence[list[MarkSample]], plans: dict[tuple[int, int], _Plan]
+    ) -> _Checks:
+        """Start aligning the planned marks on the verifier's threads."""
+        assert self.verifier is not None
+        if not plans:
+            return _Checks(plans, None, self._add_time)
         t0 = time.perf_counter()
-        jobs, where = [], []
-        for k, (frame, samples) in enumerate(zip(frames, found, strict=True)):
-            recalled = self.stream(frame.stream).recalled(frame.t, samples) if any(wanted[k]) else []
-            for j, (sample, need) in enumerate(zip(samples, wanted[k], strict=True)):
-                if need:
-                    cands = self.verifier.candidates(sample.brand_sims)
-                    refs = {b: sample.brand_refs[b] for b in cands if b in sample.brand_refs}
-                    # Nearest first (the nearest may get a wider search), then what the track recalls.
-                    refs.update({b: r for b, r in recalled[j].items() if b not in refs})
-                    jobs.append((frame.image, sample.box, refs))
-                    where.append((k, j))
-        checks = _Checks(found, where, self.verifier.submit(jobs), self._add_time)
+        jobs = [(frames[k].image, found[k][j].box, plan.refs) for (k, j), plan in plans.items()]
+        checks = _Checks(plans, self.verifier.submit(jobs), self._add_time)
         self._add_time("verify", time.perf_counter() - t0)
         return checks
+
+    def _judged(self, sample: MarkSample, plan: _Plan, *seen: Verification | None) -> MarkSample:
+        """``sample`` with the gallery's evidence for its plan's brands beyond its neighbours, and
+        what the verifier found of it (``seen``, merged) for exactly its plan's brands."""
+        scores: dict[str, float] = {}
+        same: dict[str, float] = {}
+        for found in seen:
+            if found is not None:
+                scores.update(found.scores)
+                same.update(found.same_brand)
+        return dataclasses.replace(
+            self._with_brands(sample, plan.extra),
+            verified={b: v for b, v in scores.items() if b in plan.refs},
+            same_brand={b: v for b, v in same.items() if b in plan.refs},
+        )
 
     def _add_time(self, stage: str, seconds: float) -> None:
         with self._lock:
@@ -326,59 +426,57 @@ class Spine:
         verifying its marks on the verifier's threads, so that the caller can stage the next
         batch while they work. ``conclude`` each staged batch, in order.
 
-        Where the verdicts pick the marks to check from their tracks (``verdict.checks_by_track``),
-        the marks started here are those the tracks as they stand now want checked: a guess, since
-        the batches before may not be concluded yet. ``conclude`` asks again with each stream's
-        tracks as the frames before left them, uses what was started, and checks what was missed.
+        What a mark is checked against depends on its stream's tracks (which marks they want
+        checked where ``verdict.checks_by_track``; which brands they recall, ``verdict.recall_brand``),
+        and the batches before may not be concluded yet: what starts here is a guess from the
+        tracks as they stand now. ``conclude`` asks again with each stream's tracks as the frames
+        before left them, uses what was started, and checks what was missed, so a stream's alerts
+        are the same however its frames were batched, and with whichever other streams.
         """
         started = time.perf_counter()
         found = self.samples(frames)
-        checks = None
-        if self.verifier is not None:
+        staged = Staged(list(frames), found, started)
+        if self.verifier is not None and frames:
             guessed: Sequence[int] = range(len(frames))
-            if self.config.verdict.checks_by_track and frames:
+            if self.config.verdict.checks_by_track:
                 # A stream's later frames in this batch depend on what its earlier ones find: only
                 # each stream's first frame (the first wave) is guessed here; in live work, nearly
                 # every frame.
                 guessed = waves(frames)[0]
-            wanted: list[list[bool]] = [[False] * len(marks) for marks in found]
-            for k in guessed:
-                wanted[k] = self.stream(frames[k].stream).needs_verification(frames[k].t, found[k])
-            checks = self._start_verification(frames, found, wanted)
-        return Staged(list(frames), found, started, checks)
+            wanted = {k: self._wanted(frames[k], found[k]) for k in guessed}
+            checks = self._submit(frames, found, self._plans(frames, found, wanted, staged.halves))
+            staged = dataclasses.replace(staged, checks=checks)
+        return staged
 
     def conclude(self, staged: Staged) -> list[Alert]:
-        """The second half of ``process``: the staged batch's verdicts and alerts (already sunk)."""
-        if self.verifier is not None and self.config.verdict.checks_by_track:
-            return self._conclude_by_track(staged)
-        found = staged.checks.samples() if staged.checks is not None else staged.found
-        alerts = []
-        for frame, marks in zip(staged.frames, found, strict=True):
-            alerts += self._update(frame, marks)
-        return alerts
+        """The second half of ``process``: the staged batch's verdicts and alerts (already sunk).
 
-    def _conclude_by_track(self, staged: Staged) -> list[Alert]:
-        """Conclude frames whose checks depend on their streams' tracks: in waves of one frame per
-        stream, each stream's frames updating its tracks in order. Each wave asks its verdicts which
-        marks they want checked, takes what ``stage`` started, and aligns the marks it missed at
-        once on the verifier's threads; a finding started but no longer wanted is dropped. The
-        alerts are those of checking each frame after the one before has updated its tracks."""
+        With the verifier, in waves of one frame per stream, each stream's frames updating its
+        tracks in order. Each wave plans its marks' checks as their tracks now stand, takes what
+        ``stage`` started, and aligns what it missed at once on the verifier's threads (a mark
+        not started, or a brand not among those started); a finding no longer planned is dropped.
+        """
         frames, found = staged.frames, staged.found
-        started = staged.checks.findings() if staged.checks is not None else {}
         alerts: list[Alert] = []
+        if self.verifier is None:
+            for frame, marks in zip(frames, found, strict=True):
+                alerts += self._update(frame, marks)
+            return alerts
+        before = staged.checks.plans if staged.checks is not None else {}
+        started = staged.checks.findings() if staged.checks is not None else {}
         for wave in waves(frames):
-            wanted = self._wanted([frames[k] for k in wave], [found[k] for k in wave])
-            missed = [
-                [need and (k, j) not in started for j, need in enumerate(w)] for k, w in zip(wave, wanted, strict=True)
-            ]
-            late = {}
-            if any(any(m) for m in missed):
-                checks = self._start_verification([frames[k] for k in wave], [found[k] for k in wave], missed)
-                late = {(wave[i], j): seen for (i, j), seen in checks.findings().items()}
-            for k, want in zip(wave, wanted, strict=True):
+            plans = self._plans(frames, found, {k: self._wanted(frames[k], found[k]) for k in wave}, staged.halves)
+            missed = {}
+            for kj, plan in plans.items():
+                guess = before[kj].refs if kj in before else {}
+                refs = {b: r for b, r in plan.refs.items() if guess.get(b) != r}
+                if refs:
+                    missed[kj] = _Plan(refs)
+            late = self._submit(frames, found, missed).findings() if missed else {}
+            for k in wave:
                 marks = [
-                    checked(s, late.get((k, j), started.get((k, j)))) if need else s
-                    for j, (s, need) in enumerate(zip(found[k], want, strict=True))
+                    self._judged(s, plans[k, j], started.get((k, j)), late.get((k, j))) if (k, j) in plans else s
+                    for j, s in enumerate(found[k])
                 ]
                 alerts += self._update(frames[k], marks)
         return alerts

@@ -145,12 +145,15 @@ class MarkSample:
     same_brand: dict[str, float] = field(default_factory=dict)  # verifier: is this mark (a copy of) each brand's
     crop: np.ndarray | None = field(default=None, repr=False)
     appearance: np.ndarray | None = field(default=None, repr=False)  # (D,) L2-normalised identity vector
+    authenticity: np.ndarray | None = field(default=None, repr=False)  # (D,) L2-normalised authenticity vector
 
     def __post_init__(self) -> None:
         if np.asarray(self.box).shape != (4,):
             raise ValueError(f"expected a (4,) box, got {np.asarray(self.box).shape}")
-        if self.appearance is not None and np.asarray(self.appearance).ndim != 1:
-            raise ValueError(f"expected a (D,) appearance vector, got {np.asarray(self.appearance).shape}")
+        for name in ("appearance", "authenticity"):
+            vector = getattr(self, name)
+            if vector is not None and np.asarray(vector).ndim != 1:
+                raise ValueError(f"expected a (D,) {name} vector, got {np.asarray(vector).shape}")
 
     def identity_to(self, brand: str) -> float:
         """Identity similarity to ``brand``'s nearest reference (0 when none was among the neighbours)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.boxes import as_boxes, crop_regions, cut_crops, iou_matrix, nms, square_boxes
+from pipeline.boxes import KEPT_HALVES, as_boxes, crop_regions, cut_crops, iou_matrix, kept_halves, nms, square_boxes
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,37 @@ def test_cut_crops_shape_and_border(box):
     assert crops.shape == (1, 32, 32, 3) and crops.dtype == np.uint8
     # Outside the frame the border is replicated, never black.
     assert (crops[..., 0] == 200).all()
+
+
+# Each kept half of an 8 px crop: the rows and columns kept as they were.
+@pytest.mark.parametrize(
+    "half, rows, cols",
+    [
+        ("left", slice(None), slice(0, 4)),
+        ("right", slice(None), slice(4, 8)),
+        ("top", slice(0, 4), slice(None)),
+        ("bottom", slice(4, 8), slice(None)),
+    ],
+)
+def test_kept_halves_keep_one_half_and_fill_the_other_with_the_border(half, rows, cols):
+    crop = np.full((1, 8, 8, 3), 240, np.uint8)  # a light background...
+    crop[0, 2:6, 2:6] = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)  # ...and a mark in the middle
+    out = kept_halves(crop)
+    assert out.shape == (1, len(KEPT_HALVES), 8, 8, 3) and out.dtype == np.uint8
+    kept = out[0, KEPT_HALVES.index(half)]
+    assert (kept[rows, cols] == crop[0][rows, cols]).all()
+    blank = np.ones((8, 8), bool)
+    blank[rows, cols] = False
+    assert (kept[blank] == 240).all()
+
+
+def test_kept_halves_of_no_crops():
+    assert kept_halves(np.zeros((0, 64, 64, 3), np.uint8)).shape == (0, 4, 64, 64, 3)
+
+
+@pytest.mark.parametrize(
+    "crops", [np.zeros((2, 64, 32, 3), np.uint8), np.zeros((64, 64, 3), np.uint8), np.zeros((1, 8, 8, 3))]
+)
+def test_kept_halves_name_bad_crops(crops):
+    with pytest.raises(ValueError, match=r"expected \(N, S, S, 3\) uint8 crops"):
+        kept_halves(crops)

@@ -5,15 +5,24 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Iterator
 
+import cv2
 import numpy as np
 import pytest
 
+from pipeline.boxes import cut_crops
 from pipeline.config import Config
+from pipeline.gallery.index import GalleryIndex
+from pipeline.infer.embedder import OnnxEmbedder
+from pipeline.infer.models import MODELS_DIR
 from pipeline.infer.verifier import MarkVerifier
 from pipeline.spine import _END, FrameQueue, Spine, collect_batch, two_in_flight, waves
+from pipeline.synth.clips import write_gallery
+from pipeline.synth.marks import MarkLibrary
 from pipeline.types import Frame
 from pipeline.verdict import MarkSample
+from tests.infer.test_verifier import scene
 
 IMG = np.zeros((4, 4, 3), np.uint8)
 
@@ -170,3 +179,129 @@ def test_the_spine_checks_the_brands_a_track_recalls(recall: float, checked: set
         later = _sample(0.5, {"x": 0.6}, {"x": 2})  # identity now ranks only x near
         (found,) = spine.verify([dataclasses.replace(frame, index=15, t=0.5)], [[later]])
     assert set(found[0].same_brand) == checked
+
+
+@pytest.fixture(scope="module")
+def enrolled_spine(tmp_path_factory: pytest.TempPathFactory, library: MarkLibrary) -> Iterator[tuple[Spine, list]]:
+    """A spine with the shipped embedder and a gallery of the first 40 sample marks (the rest unenrolled)."""
+    marks = list(library)
+    tmp = tmp_path_factory.mktemp("halves")
+    embedder = OnnxEmbedder(MODELS_DIR / "embedder.onnx")
+    index = GalleryIndex.build(
+        write_gallery(marks[:40], tmp / "gallery"), tmp / "index", embedder, embedder.version, views=3
+    )
+    cfg = Config.load()
+    cfg = dataclasses.replace(cfg, verifier=dataclasses.replace(cfg.verifier, half_brands=0.4))
+    with index:
+        yield Spine(cfg, None, embedder, index), marks  # type: ignore[arg-type]
+
+
+def _spliced(marks: list, kept: str, borrowed: str) -> np.ndarray:
+    """``kept``'s mark with its right half replaced by the right half of ``borrowed``'s."""
+    by_slug = {m.slug: m for m in marks}
+    mask = by_slug[kept].mask.copy()
+    h, w = mask.shape
+    mask[:, w // 2 :] = cv2.resize(by_slug[borrowed].mask, (w, h))[:, w // 2 :]
+    return mask
+
+
+@pytest.mark.parametrize(
+    ("kept", "borrowed", "seed", "half_floor", "found"),
+    [
+        ("octoprint", "turbosquid", 61, 0.4, True),  # a splice: its brand is not among the whole crop's nearest
+        ("octoprint", "turbosquid", 61, -1.0, False),  # looking by halves is off
+        ("octoprint", "turbosquid", 61, 0.95, False),  # no half is that near any brand
+    ],
+)
+def test_half_brands_find_the_brand_a_splice_keeps_half_of(
+    enrolled_spine: tuple[Spine, list], kept: str, borrowed: str, seed: int, half_floor: float, found: bool
+) -> None:
+    spine, marks = enrolled_spine
+    colour = next(m.colour for m in marks if m.slug == kept)
+    image, box = scene(_spliced(marks, kept, borrowed), colour, seed=seed)
+    crop = cut_crops(image, box[None], spine.embedder.crop_size)
+    whole = spine.gallery.search(spine.embedder.embed(crop).identity, 24)
+    near = [float(sim) for sim, b in zip(whole.similarity[0], whole.brand[0], strict=True) if b == kept]
+    # The borrowed half pulls the whole crop away from its brand: too far to be checked against it.
+    assert max(near, default=0.0) < spine.config.verifier.brand_floor
+    sample = MarkSample("s", 0, 0.0, box, 0.9, "", 0.0, crop=crop[0])
+    old = spine.config
+    spine.config = dataclasses.replace(old, verifier=dataclasses.replace(old.verifier, half_brands=half_floor))
+    try:
+        (brands,) = spine.half_brands([image], [sample])
+    finally:
+        spine.config = old
+    assert (kept in brands) == found
+    assert all(sim >= half_floor for sim in brands.values())
+
+
+def test_half_brands_of_no_marks(enrolled_spine: tuple[Spine, list]) -> None:
+    assert enrolled_spine[0].half_brands([], []) == []
+
+
+def test_a_brand_beyond_the_neighbours_gets_its_gallery_evidence(enrolled_spine: tuple[Spine, list]) -> None:
+    """A brand checked beyond a mark's neighbours (found by halves, or recalled) is weighed as they
+    are: its authenticity similarity, nearest reference and threshold come from the gallery."""
+    spine, marks = enrolled_spine
+    vector = np.zeros(128, np.float32)
+    vector[0] = 1.0
+    sample = dataclasses.replace(_sample(0.0, {"x": 0.6}, {"x": 2}), authenticity=vector)
+    brand = marks[0].slug
+    added = spine._with_brands(sample, {brand: 0.45, "x": 0.1})
+    assert added.brand_sims == {"x": 0.6, brand: 0.45}  # a neighbour keeps its own figure
+    sim, ref = spine.gallery.authenticity(vector, brand)
+    assert added.auth_sims[brand] == sim and added.brand_refs[brand] == ref
+    assert added.thresholds[brand] == spine.gallery.threshold(brand)
+    # Without the mark's authenticity vector nothing can be weighed for it.
+    assert spine._with_brands(_sample(0.0, {"x": 0.6}, {"x": 2}), {brand: 0.45}).brand_sims == {"x": 0.6}
+
+
+def _recalling_spine(cfg: Config, verifier: MarkVerifier, seen: list[tuple[int, dict[str, float]]]) -> Spine:
+    """A spine whose frames each hold one mark at (40, 40, 120, 100): in frame 0 identity ranks only
+    acme near, later only x; what each frame's mark was checked against goes to ``seen``."""
+    spine = Spine(cfg, None, None, None, verifier=verifier)  # type: ignore[arg-type]
+
+    def samples(frames: list[Frame]) -> list[list[MarkSample]]:
+        return [
+            [_sample(f.t, {"acme": 0.5}, {"acme": 1}) if f.index == 0 else _sample(f.t, {"x": 0.6}, {"x": 2})]
+            for f in frames
+        ]
+
+    spine.samples = samples  # type: ignore[method-assign]
+    spine.observer = lambda frame, marks: seen.append((frame.index, dict(marks[0].same_brand)))
+    return spine
+
+
+@pytest.mark.parametrize("batches", [[[0, 1, 2, 3]], [[0, 1], [2, 3]], [[0], [1, 2, 3]]])
+def test_checks_do_not_depend_on_how_frames_were_batched(batches: list[list[int]]) -> None:
+    """A track that finds its brand in frame 0 recalls it in frames 1-3. Staged in one batch with
+    frame 0, their checks start before frame 0's verdict exists; ``conclude`` checks the recalled
+    brand late, so each frame is checked against what it would be checked against alone."""
+    cfg = Config.load()
+    cfg = dataclasses.replace(
+        cfg,
+        verdict=dataclasses.replace(cfg.verdict, recall_brand=0.9, verify_every=1, settle=0.0, verified_samples=0),
+        verifier=dataclasses.replace(cfg.verifier, learned=False, hands=False, half_brands=-1.0),
+    )
+    image = np.full((240, 320, 3), 230, np.uint8)
+    image[50:90, 50:110] = 20  # the mark, inside the samples' box
+    image[50:70, 80:110] = 230  # notched, so its reference aligns one way only
+    reference = np.full((128, 128, 3), 230, np.uint8)
+    reference[24:104, 4:124] = 20
+    reference[24:64, 64:124] = 230
+    other = np.full((128, 128, 3), 230, np.uint8)
+    cv2.circle(other, (64, 64), 40, (20, 20, 20), 6)
+    frames = [Frame("s", i, i / 2, image) for i in range(4)]
+    alone: list[tuple[int, dict[str, float]]] = []
+    batched: list[tuple[int, dict[str, float]]] = []
+    with MarkVerifier(lambda ref: reference if ref == 1 else other, cfg.verifier) as verifier:
+        one = _recalling_spine(cfg, verifier, alone)
+        for f in frames:
+            one.conclude(one.stage([f]))
+        many = _recalling_spine(cfg, verifier, batched)
+        staged = [many.stage([frames[i] for i in batch]) for batch in batches]  # all staged first
+        for s in staged:
+            many.conclude(s)
+    assert alone[0][1]["acme"] >= 0.9  # frame 0 found to be acme's mark...
+    assert all("acme" in checked for _, checked in alone[1:])  # ...so acme is checked again later
+    assert batched == alone

@@ -86,6 +86,11 @@ class VerifierConfig:
     clusters: int = 3  # colour clusters the crop is split into
     top_brands: int = 3  # brands verified per mark: its nearest by identity...
     brand_floor: float = 0.4  # ...with at least this identity similarity
+    # Where a mark's track has found no brand's mark yet (`verdict.recall_brand`), each half of its
+    # crop is embedded alone, and the brand nearest a half is checked too where that half's identity
+    # similarity reaches this (-1 = never): the half a splice keeps sits near its brand, the whole
+    # crop rarely does.
+    half_brands: float = -1.0
     anisotropy_limit: float = 1.3  # axis stretch camera tilt explains; beyond it counts against the mark
     cache: int = 512  # reference masks kept
     learned: bool = True  # judge each aligned pair with the verifier model (models.verifier); off: Fit.score
@@ -108,6 +113,8 @@ class VerifierConfig:
             raise ValueError(f"verifier: rescue_shift must lie in (0, 0.5), got {self.rescue_shift}")
         if self.halves > 1.0:
             raise ValueError(f"verifier: halves must be at most 1 (-1 = never), got {self.halves}")
+        if self.half_brands > 1.0:
+            raise ValueError(f"verifier: half_brands must be at most 1 (-1 = never), got {self.half_brands}")
 
 
 @dataclass(frozen=True)
