@@ -44,12 +44,12 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What the verifier checks one mark against: each brand's gallery reference to lay over it,
-    and the brands beyond the mark's neighbours with the identity similarity they carry there
-    (``Spine._with_brands``)."""
+    """What the verifier checks one mark against: the mark, with the gallery's evidence for the
+    brands checked beyond its neighbours (``Spine._with_brands``), and each brand's gallery
+    reference to lay over it."""
 
+    sample: MarkSample
     refs: dict[str, int]
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class _Checks:
@@ -343,9 +343,9 @@ class Spine:
         """
         wanted = {k: self._wanted(f, marks) for k, (f, marks) in enumerate(zip(frames, found, strict=True))}
         plans = self._plans(frames, found, wanted, {})
-        seen = self._submit(frames, found, plans).findings()
+        seen = self._submit(frames, plans).findings()
         return [
-            [self._judged(s, plans[k, j], seen.get((k, j))) if (k, j) in plans else s for j, s in enumerate(marks)]
+            [self._judged(plans[k, j], seen.get((k, j))) if (k, j) in plans else s for j, s in enumerate(marks)]
             for k, marks in enumerate(found)
         ]
 
@@ -386,25 +386,23 @@ class Spine:
             refs = {b: seen.brand_refs[b] for b in self.verifier.candidates(sample.brand_sims) if b in seen.brand_refs}
             refs.update({b: r for b, r in brands.items() if b not in refs})
             refs.update({b: seen.brand_refs[b] for b in extra if b not in refs and b in seen.brand_refs})
-            plans[k, j] = _Plan(refs, extra)
+            plans[k, j] = _Plan(seen, refs)
         return plans
 
-    def _submit(
-        self, frames: Sequence[Frame], found: Sequence[list[MarkSample]], plans: dict[tuple[int, int], _Plan]
-    ) -> _Checks:
+    def _submit(self, frames: Sequence[Frame], plans: dict[tuple[int, int], _Plan]) -> _Checks:
         """Start aligning the planned marks on the verifier's threads."""
         assert self.verifier is not None
         if not plans:
             return _Checks(plans, None, self._add_time)
         t0 = time.perf_counter()
-        jobs = [(frames[k].image, found[k][j].box, plan.refs) for (k, j), plan in plans.items()]
+        jobs = [(frames[k].image, plan.sample.box, plan.refs) for (k, _), plan in plans.items()]
         checks = _Checks(plans, self.verifier.submit(jobs), self._add_time)
         self._add_time("verify", time.perf_counter() - t0)
         return checks
 
-    def _judged(self, sample: MarkSample, plan: _Plan, *seen: Verification | None) -> MarkSample:
-        """``sample`` with the gallery's evidence for its plan's brands beyond its neighbours, and
-        what the verifier found of it (``seen``, merged) for exactly its plan's brands."""
+    def _judged(self, plan: _Plan, *seen: Verification | None) -> MarkSample:
+        """The plan's mark with what the verifier found of it (``seen``, merged) for exactly the
+        plan's brands."""
         scores: dict[str, float] = {}
         same: dict[str, float] = {}
         for found in seen:
@@ -412,7 +410,7 @@ class Spine:
                 scores.update(found.scores)
                 same.update(found.same_brand)
         return dataclasses.replace(
-            self._with_brands(sample, plan.extra),
+            plan.sample,
             verified={b: v for b, v in scores.items() if b in plan.refs},
             same_brand={b: v for b, v in same.items() if b in plan.refs},
         )
@@ -444,7 +442,7 @@ class Spine:
                 # every frame.
                 guessed = waves(frames)[0]
             wanted = {k: self._wanted(frames[k], found[k]) for k in guessed}
-            checks = self._submit(frames, found, self._plans(frames, found, wanted, staged.halves))
+            checks = self._submit(frames, self._plans(frames, found, wanted, staged.halves))
             staged = dataclasses.replace(staged, checks=checks)
         return staged
 
@@ -471,11 +469,11 @@ class Spine:
                 guess = before[kj].refs if kj in before else {}
                 refs = {b: r for b, r in plan.refs.items() if guess.get(b) != r}
                 if refs:
-                    missed[kj] = _Plan(refs)
-            late = self._submit(frames, found, missed).findings() if missed else {}
+                    missed[kj] = _Plan(plan.sample, refs)
+            late = self._submit(frames, missed).findings() if missed else {}
             for k in wave:
                 marks = [
-                    self._judged(s, plans[k, j], started.get((k, j)), late.get((k, j))) if (k, j) in plans else s
+                    self._judged(plans[k, j], started.get((k, j)), late.get((k, j))) if (k, j) in plans else s
                     for j, s in enumerate(found[k])
                 ]
                 alerts += self._update(frames[k], marks)
