@@ -508,7 +508,6 @@ def fit_half(
     ink: np.ndarray | None,
     reference: np.ndarray,
     cfg: VerifierConfig,
-    hidden: np.ndarray | None = None,
     margin: float = 0.06,
 ) -> Fit:
     """The best of the reference's halves aligned onto the matching half of the crop's ink.
@@ -517,11 +516,11 @@ def fit_half(
     ink's box, grown by ``margin``, is fitted alone (an affine ECC from the half-box
     correspondence, coarse, then the best half at full size), so the other half of the crop,
     whatever it holds, does not pull the fit. The result's agreement is the correlation over that
-    half; NO_FIT where there is no ink (the whole fit found nothing).
+    half; NO_FIT where there is no ink (the whole fit found nothing). Never tried where a hand
+    hides part of the mark (``MarkVerifier._halved``), so every pixel counts.
     """
     if ink is None:
         return NO_FIT
-    hidden = _hidden_mask(hidden, ink.shape)
     side, coarse = ink.shape[0], cfg.coarse
     ink_box, ref_box = _tight(ink, 0.5), _tight(reference, 0.3)
     if ink_box is None or ref_box is None:
@@ -529,13 +528,11 @@ def fit_half(
     down = coarse / side
     small_ink = cv2.resize(ink, (coarse, coarse), interpolation=cv2.INTER_AREA)
     small_ref = cv2.resize(reference, None, fx=down, fy=down, interpolation=cv2.INTER_AREA)
-    visible = np.full((side, side), 255, np.uint8) if hidden is None else np.where(hidden, 0, 255).astype(np.uint8)
     found = []
     for half in HALVES:
         crop_half, ref_half = half_box(ink_box, half), half_box(ref_box, half)
         small_box = tuple(v * down for v in crop_half)
         mask = box_mask((coarse, coarse), small_box, margin)
-        mask &= cv2.resize(visible, (coarse, coarse), interpolation=cv2.INTER_NEAREST)
         warp = start_warp(small_box, tuple(v * down for v in ref_half), 0.0)
         rho, h = _ecc(small_ink, small_ref, warp, cv2.MOTION_AFFINE, cfg.coarse_iterations, 3, mask)
         if rho > -1.0:
@@ -546,7 +543,7 @@ def fit_half(
     up = np.diag([1 / down, 1 / down, 1.0]).astype(np.float32)
     back = np.diag([down, down, 1.0]).astype(np.float32)
     b = half_box(ink_box, half)
-    mask = box_mask((side, side), b, margin) & visible
+    mask = box_mask((side, side), b, margin)
     rho, hh = _ecc(ink, reference, up @ h @ back, cv2.MOTION_AFFINE, cfg.fine_iterations, 5, mask)
     if rho <= -1.0 or implied_cover(hh, ref_box, ink_box) < cfg.halves_cover:
         return NO_FIT
@@ -559,7 +556,6 @@ def reseat(
     fit: Fit,
     start: Fit,
     cfg: VerifierConfig,
-    hidden: np.ndarray | None = None,
 ) -> Fit:
     """``fit`` with its plain alignment searched again from ``start``'s warp (a half's fit), on
     ``ink`` (``fitted_ink`` of ``fit``), kept where the whole reference then agrees better.
@@ -571,9 +567,7 @@ def reseat(
     """
     if start.warp is None or fit.warp is None or ink is None:
         return fit
-    hidden = _hidden_mask(hidden, ink.shape)
-    visible = None if hidden is None else np.where(hidden, 0, 255).astype(np.uint8)
-    rho, h = _ecc(ink, reference, start.warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible)
+    rho, h = _ecc(ink, reference, start.warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, None)
     if rho <= fit.agreement:
         return fit
     return Fit(rho, ink_anisotropy(h, ink), fit.mirrored, h, fit.mirror_anisotropy, fit.mirror_warp)
@@ -862,10 +856,10 @@ class MarkVerifier:
             return fit, None
         # One ink for both: the candidate the whole reference was laid over best.
         ink = fitted_ink(inks, mask, fit)
-        half = fit_half(ink, mask, cfg, hidden)
+        half = fit_half(ink, mask, cfg)
         if half.warp is None:
             return fit, None
-        return reseat(ink, mask, fit, half, cfg, hidden), half
+        return reseat(ink, mask, fit, half, cfg), half
 
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:
         """The mark's crop with reference ``ref`` aligned onto it (``overlay``), for evidence: the
