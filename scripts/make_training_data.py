@@ -101,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         help="verifier pairs: a hand model (models/hands.onnx) whose findings are left out of each alignment, "
         "as the verifier does in streams",
     )
+    p.add_argument(
+        "--halves",
+        action="store_true",
+        help="verifier pairs: lay each pair out as the verifier does in streams, a poor whole fit reseated from "
+        "its reference's best half and that half's alignment a pair of its own",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
@@ -152,6 +158,7 @@ def _make(args: argparse.Namespace, folder: Path, families: list[str]) -> int:
             args.hands,
             args.hand_net,
             families,
+            args.halves,
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, slugs=np.array([m.slug for m in marks]), **data)

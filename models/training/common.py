@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,25 +126,26 @@ def resume(path: Path, fresh: bool, parts: dict[str, Any]) -> int:
     return start
 
 
-def load_folded_weights(model: nn.Module, path: str | Path, body: str = "body") -> None:
+def load_folded_weights(model: nn.Module, path: str | Path, body: str | Sequence[str] = "body") -> None:
     """Start ``model`` from an exported ONNX file whose export folded each batch norm away.
 
-    Each convolution of ``model.<body>`` (a sequence of ``conv_bn`` blocks) takes the folded
-    weight, and its batch norm becomes the identity carrying the folded bias, so the model computes
-    what the file does as long as its batch norms stay in eval mode (``freeze_norms``). Every other
-    parameter found in the file under its own name (the heads) is copied; the rest keep their
-    weights.
+    Each convolution of ``model.<body>`` (a sequence of ``conv_bn`` blocks; several bodies take the
+    file's convolutions in turn, as the export traced them) takes the folded weight, and its batch
+    norm becomes the identity carrying the folded bias, so the model computes what the file does as
+    long as its batch norms stay in eval mode (``freeze_norms``). Every other parameter found in the
+    file under its own name (the heads) is copied; the rest keep their weights.
 
     Raises:
-        ValueError: the file's convolutions do not match the body's blocks.
+        ValueError: the file's convolutions do not match the bodies' blocks.
     """
     import onnx
     from onnx import numpy_helper
 
+    bodies = [body] if isinstance(body, str) else list(body)
     proto = onnx.load(str(path))
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}
     convs = [v for k, v in weights.items() if k.startswith("onnx::Conv_")]
-    blocks = list(getattr(model, body))
+    blocks = [block for name in bodies for block in getattr(model, name)]
     if len(convs) != 2 * len(blocks):
         raise ValueError(f"{path}: expected {2 * len(blocks)} folded convolution tensors, got {len(convs)}")
     with torch.no_grad():
@@ -160,7 +161,7 @@ def load_folded_weights(model: nn.Module, path: str | Path, body: str = "body") 
             norm.running_mean.zero_()
             norm.running_var.fill_(1.0 - norm.eps)
         for name, tensor in model.named_parameters():
-            if name in weights and not name.startswith(f"{body}."):
+            if name in weights and not name.startswith(tuple(f"{b}." for b in bodies)):
                 tensor.copy_(weights[name])
 
 

@@ -105,7 +105,8 @@ def train(args: argparse.Namespace) -> None:
     fixed_norms = from_onnx or brand_only or args.authentic_only
     started: set[str] = set()  # parameters and buffers the init provided
     if from_onnx:
-        load_onnx_weights(model, args.init)
+        if load_onnx_weights(model, args.init):
+            started = set(model.state_dict())
     elif args.init:
         # A checkpoint from before the same-brand head (or its body): those start fresh.
         state = torch.load(args.init, map_location="cpu", weights_only=False)["model"]

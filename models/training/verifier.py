@@ -115,11 +115,25 @@ def has_brand_body(state: Iterable[str]) -> bool:
     return any(k.startswith("brand_body.") for k in state)
 
 
-def load_onnx_weights(model: AlignedVerifier, path: str | Path) -> None:
-    """Start ``model`` from an exported verifier's weights (the authentic head and the body).
+def load_onnx_weights(model: AlignedVerifier, path: str | Path) -> bool:
+    """Start ``model`` from an exported verifier's weights (the bodies and the heads).
 
     See ``load_folded_weights``: the model computes what the file does as long as its batch norms
-    stay in eval mode (``freeze_norms``). The same-brand head, absent from older files, keeps its
-    fresh weights.
+    stay in eval mode (``freeze_norms``). A model with a same-brand body of its own starts from a
+    file with one too, or (a file of one shared body) copies the shared body into it; the
+    same-brand head, absent from older files, keeps its fresh weights. Returns whether the
+    same-brand body came from the file.
+
+    Raises:
+        ValueError: the file's convolutions match neither one body nor the model's two.
     """
-    load_folded_weights(model, path)
+    if model.brand_body is None:
+        load_folded_weights(model, path)
+        return False
+    try:
+        load_folded_weights(model, path, ("body", "brand_body"))
+        return True
+    except ValueError:
+        load_folded_weights(model, path)
+        model.brand_body.load_state_dict(model.body.state_dict())
+        return False

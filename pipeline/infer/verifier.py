@@ -517,7 +517,7 @@ def fit_half(
     correspondence, coarse, then the best half at full size), so the other half of the crop,
     whatever it holds, does not pull the fit. The result's agreement is the correlation over that
     half; NO_FIT where there is no ink (the whole fit found nothing). Never tried where a hand
-    hides part of the mark (``MarkVerifier._halved``), so every pixel counts.
+    hides part of the mark (``halved_fit``), so every pixel counts.
     """
     if ink is None:
         return NO_FIT
@@ -571,6 +571,30 @@ def reseat(
     if rho <= fit.agreement:
         return fit
     return Fit(rho, ink_anisotropy(h, ink), fit.mirrored, h, fit.mirror_anisotropy, fit.mirror_warp)
+
+
+def halved_fit(
+    inks: Sequence[np.ndarray], reference: np.ndarray, fit: Fit, hidden: np.ndarray | None, cfg: VerifierConfig
+) -> tuple[Fit, Fit | None]:
+    """``fit`` reseated from the best of its reference's halves (``fit_half``, ``reseat``), and
+    that half; ``(fit, None)`` where no half is tried or found.
+
+    A splice keeps half its brand's mark: the half's alignment is judged too. Halves are tried
+    where the whole fit agrees under ``halves_below``, and not where a hand hides part of the
+    mark: the visible half of an authentic mark fits its half of the reference as a splice's kept
+    half does, and the model reads authenticity least surely under a hand. The verifier in streams
+    and its training pairs (``pipeline.synth.datasets``) both lay marks out this way.
+    """
+    if cfg.halves < 0 or fit.agreement >= cfg.halves_below:
+        return fit, None
+    if hidden is not None and hidden.any():
+        return fit, None
+    # One ink for both: the candidate the whole reference was laid over best.
+    ink = fitted_ink(inks, reference, fit)
+    half = fit_half(ink, reference, cfg)
+    if half.warp is None:
+        return fit, None
+    return reseat(ink, reference, fit, half, cfg), half
 
 
 def overlay(crop: np.ndarray, reference: np.ndarray, fit: Fit, hidden: np.ndarray | None = None) -> np.ndarray:
@@ -840,26 +864,11 @@ class MarkVerifier:
     def _halved(
         self, inks: list[np.ndarray], mask: np.ndarray, fit: Fit, hidden: np.ndarray | None
     ) -> tuple[Fit, Fit | None]:
-        """``fit`` reseated from the best of its reference's halves (``fit_half``, ``reseat``), and
-        that half; ``(fit, None)`` where no half is tried or found.
-
-        A splice keeps half its brand's mark: the half's alignment is judged too. Halves are tried
-        only with the verifier model, where the whole fit agrees under ``halves_below``, and not
-        where a hand hides part of the mark: the visible half of an authentic mark fits its half of
-        the reference as a splice's kept half does, and the model reads authenticity least surely
-        under a hand.
-        """
-        cfg = self.cfg
-        if self.judge is None or cfg.halves < 0 or fit.agreement >= cfg.halves_below:
+        """``halved_fit``, tried only with the verifier model (the hand-made score has no use for a
+        half's alignment)."""
+        if self.judge is None:
             return fit, None
-        if hidden is not None and hidden.any():
-            return fit, None
-        # One ink for both: the candidate the whole reference was laid over best.
-        ink = fitted_ink(inks, mask, fit)
-        half = fit_half(ink, mask, cfg)
-        if half.warp is None:
-            return fit, None
-        return reseat(ink, mask, fit, half, cfg), half
+        return halved_fit(inks, mask, fit, hidden, self.cfg)
 
     def aligned_view(self, image: np.ndarray, box: np.ndarray, ref: int) -> np.ndarray | None:
         """The mark's crop with reference ``ref`` aligned onto it (``overlay``), for evidence: the

@@ -19,6 +19,7 @@ from pipeline.infer.verifier import (
     JUDGE_SIDE,
     VerifierConfig,
     fit_reference,
+    halved_fit,
     ink_candidates,
     judge_inputs,
     reference_mask,
@@ -218,7 +219,7 @@ def crop_set(
 PAIR_MARK_SIZES = (70.0, 110.0)
 
 
-PairJob = tuple[Mark, Mark | None, int, int, str | None, int, int, int, Mark | None, Hands, str | None]
+PairJob = tuple[Mark, Mark | None, int, int, str | None, int, int, int, Mark | None, Hands, str | None, bool]
 
 # Each worker process's hand net, by path: loaded once, not once per pair.
 _HAND_NETS: dict[str, OnnxHands] = {}
@@ -230,8 +231,8 @@ def _hand_net(path: str) -> OnnxHands:
     return _HAND_NETS[path]
 
 
-def _pair(args: PairJob) -> tuple | None:
-    mark, other, pool_size, b, family, s0, s1, s2, shown, hands, hand_net = args
+def _pair(args: PairJob) -> list[tuple]:
+    mark, other, pool_size, b, family, s0, s1, s2, shown, hands, hand_net, halves = args
     cv2.setNumThreads(1)
     rng = np.random.default_rng([s0, s1, s2])
     mask = mark.mask
@@ -239,12 +240,13 @@ def _pair(args: PairJob) -> tuple | None:
         rng.integers(pool_size)  # the draw that picked ``other`` (in the parent, to send one mark, not all)
         made = make_counterfeit(mark.mask, family, rng, other=other.mask if other is not None else None)
         if made is None:
-            return None
+            return []
         mask = made
-    cfg = VerifierConfig()
+    # Halves on lays them out (the figure a half must reach is the stream's gate, not used here).
+    cfg = VerifierConfig(halves=0.0 if halves else -1.0)
     views = render_mark_views(rng, mask, mark.colour, (cfg.side,), apparent=PAIR_MARK_SIZES, hands=hands)
     if views is None:
-        return None
+        return []
     crop = views.crops[0]
     hand = cv2.resize(views.hands[0], (JUDGE_SIDE, JUDGE_SIDE), interpolation=cv2.INTER_AREA)
     # The reference laid over the crop: its own brand's mark, or (``shown``) another brand's, as
@@ -255,9 +257,18 @@ def _pair(args: PairJob) -> tuple | None:
     hidden = hidden_part(_hand_net(hand_net) if hand_net else None, crop)
     inks = ink_candidates(crop, cfg.clusters, hidden)
     fit = fit_reference(inks, reference, cfg, hidden)
-    small, masks, fit_figures = judge_inputs(crop, inks, reference, fit, cfg.anisotropy_limit, hidden)
+    # With ``halves`` the pair is laid out as the verifier lays a mark out in streams: the whole fit
+    # reseated from its best half, and that half's alignment judged as a pair of its own.
+    fits = [fit]
+    if halves:
+        whole, half = halved_fit(inks, reference, fit, hidden, cfg)
+        fits = [whole] if half is None else [whole, half]
     fam = FAMILIES.index(family) if family else -1
-    return b, fam, shown is None, small, np.round(masks * 255).astype(np.uint8), fit_figures, hand
+    out = []
+    for k, laid in enumerate(fits):
+        small, masks, fit_figures = judge_inputs(crop, inks, reference, laid, cfg.anisotropy_limit, hidden)
+        out.append((b, fam, shown is None, small, np.round(masks * 255).astype(np.uint8), fit_figures, hand, k == 1))
+    return out
 
 
 def brand_neighbours(identity: np.ndarray, k: int) -> np.ndarray:
@@ -285,6 +296,7 @@ def pair_set(
     hands: Hands = TRAINING_HANDS,
     hand_net: str | Path | None = None,
     families: Sequence[str] = FAMILIES,
+    halves: bool = False,
 ) -> dict[str, np.ndarray]:
     """Verifier training pairs: rendered crops aligned with a brand's gallery mark (``judge_inputs``).
 
@@ -296,14 +308,17 @@ def pair_set(
     its nearest brands instead: the pairs that teach "this is not that brand's mark at all".
     ``hands``: how often and how far a presenter's hand reaches over the rendered marks;
     ``hand_net``: the hand model (``models/hands.onnx``) whose findings are left out of each
-    alignment and judgement, as in streams (None: every pixel counts).
+    alignment and judgement, as in streams (None: every pixel counts). With ``halves`` each pair is
+    laid out as the verifier lays out a mark in streams (``halved_fit``): where the whole fit agrees
+    under ``halves_below`` it is reseated from its reference's best half, and that half's alignment
+    becomes a pair of its own (``half`` true), so the model learns the alignments it is asked about.
 
     Returns arrays: ``crops`` (N, 96, 96, 3) uint8, ``masks`` (N, 96, 96, 2) uint8 (ink, aligned
     reference; 255 = 1), ``fit`` (N, 4) float32, ``hands`` (N, 96, 96) uint8 (255 where a
     presenter's hand covers the crop), ``brand`` (N,) index into ``marks``, ``family``
     (N,) index into ``FAMILIES`` (-1 authentic), ``fake`` (N,) bool, ``same`` (N,) bool (the
     reference is the crop's own brand's), ``authentic`` (N,) bool (the crop is the reference
-    brand's authentic mark).
+    brand's authentic mark), ``half`` (N,) bool (the pair is a half's alignment).
     """
     if others and (neighbours is None or neighbours.shape[1] == 0):
         raise ValueError("other-brand pairs need each brand's neighbours")
@@ -314,30 +329,30 @@ def pair_set(
     for b in (int(v) for v in chosen):
         # Each sample's seed names its brand and kind, so a set extends without changing its samples.
         jobs += [
-            (marks[b], None, n, b, None, seed * 1000 + 1 + 100 * k, b, 0, None, hands, net) for k in range(authentic)
+            (marks[b], None, n, b, None, seed * 1000 + 1 + 100 * k, b, 0, None, hands, net, halves)
+            for k in range(authentic)
         ]
         for f, name in enumerate(families):
             other = marks[int(np.random.default_rng([seed, b, f + 1]).integers(n))]
-            jobs.append((marks[b], other, n, b, name, seed, b, f + 1, None, hands, net))
+            jobs.append((marks[b], other, n, b, name, seed, b, f + 1, None, hands, net, halves))
         for j in range(others):
             assert neighbours is not None
             pick = np.random.default_rng([seed, b, 1000 + j])
             shown = marks[int(neighbours[b, int(pick.integers(neighbours.shape[1]))])]
             if j % 2 == 0:
-                jobs.append((marks[b], None, n, b, None, seed * 1000 + 2, b, 1000 + j, shown, hands, net))
+                jobs.append((marks[b], None, n, b, None, seed * 1000 + 2, b, 1000 + j, shown, hands, net, halves))
             else:
                 f = int(pick.integers(len(FAMILIES)))
                 other = marks[int(pick.integers(n))]
-                jobs.append((marks[b], other, n, b, FAMILIES[f], seed, b, 1000 + j, shown, hands, net))
+                jobs.append((marks[b], other, n, b, FAMILIES[f], seed, b, 1000 + j, shown, hands, net, halves))
     out = []
     with worker_map(workers, chunksize=16) as mapper:
         for i, r in enumerate(mapper(_pair, jobs)):
-            if r is not None:
-                out.append(r)
+            out += r
             _progress(i + 1, len(jobs), "verifier pairs")
     if not out:
         raise ValueError("no verifier pairs could be rendered")
-    owners, fam, same, crops, masks, fit, hand = zip(*out, strict=True)
+    owners, fam, same, crops, masks, fit, hand, half = zip(*out, strict=True)
     family = np.asarray(fam, np.int64)
     same_brand = np.asarray(same, bool)
     return {
@@ -348,6 +363,7 @@ def pair_set(
         "brand": np.asarray(owners, np.int64),
         "family": family,
         "fake": family >= 0,
+        "half": np.asarray(half, bool),
         "same": same_brand,
         "authentic": same_brand & (family < 0),
     }

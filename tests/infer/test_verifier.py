@@ -27,6 +27,7 @@ from pipeline.infer.verifier import (
     fit_reference,
     fitted_ink,
     half_box,
+    halved_fit,
     ink_candidates,
     judge_inputs,
     mirror_reference,
@@ -658,6 +659,29 @@ def test_halves_raise_a_splices_same_brand_figure_only_when_set(marks: list, jud
     assert on.same_brand[m.slug] > off.same_brand[m.slug]  # half the brand's mark, found
     # At 1 no half's figure counts: what is left is the whole mark's, reseated, and lower.
     assert never.verify(frame, box, {m.slug: 1}).same_brand[m.slug] < on.same_brand[m.slug]
+
+
+@pytest.mark.parametrize(
+    ("changes", "hide", "tried"),
+    [
+        pytest.param({"halves": 0.8}, False, True, id="splice"),
+        pytest.param({"halves": -1.0}, False, False, id="halves-off"),
+        pytest.param({"halves": 0.8, "halves_below": 0.0}, False, False, id="whole-agrees-enough"),
+        pytest.param({"halves": 0.8}, True, False, id="hand-over-the-mark"),
+    ],
+)
+def test_halved_fit_lays_out_a_half_only_where_streams_would(
+    marks: list, changes: dict, hide: bool, tried: bool
+) -> None:
+    inks, ref, whole, _ = _splice_case(marks, seed=31)
+    hidden = np.zeros(inks[0].shape, bool)
+    hidden[:8, :8] = hide
+    fit, half = halved_fit(inks, ref, whole, hidden, dataclasses.replace(CFG, **changes))
+    if not tried:
+        assert half is None and fit is whole
+        return
+    assert half is not None and half.warp is not None
+    assert fit.agreement >= whole.agreement  # reseated only where the whole then agrees better
 
 
 def test_reseat_finds_the_alignment_of_an_authentic_mark_laid_askew(marks: list) -> None:

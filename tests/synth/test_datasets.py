@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.infer.verifier import VerifierConfig
 from pipeline.synth.counterfeit import FAMILIES
 from pipeline.synth.datasets import brand_neighbours, crop_set, pair_set
 from pipeline.synth.render import Hands
@@ -150,6 +151,33 @@ def test_pair_set_lays_neighbouring_brands_over_crops(library):
     assert (authentic == (same & (data["family"] < 0))).all()
     # a neighbour's mark lays over a crop worse than its own brand's does
     assert np.median(data["fit"][~same, 0]) < np.median(data["fit"][authentic, 0])
+
+
+@pytest.mark.parametrize("families", [("splice", "splice", "splice"), ()], ids=["splices", "authentic-only"])
+def test_pair_set_lays_out_halves_as_streams_do(library, families):
+    # With halves a whole fit that agrees under halves_below is followed by its best half's pair;
+    # without, the pairs are the very pairs made before (the whole fits, no half pairs).
+    marks = list(library)[:5]
+    plain = pair_set(marks, brands=3, authentic=2, seed=4, families=families)
+    laid = pair_set(marks, brands=3, authentic=2, seed=4, families=families, halves=True)
+    assert not plain["half"].any()
+    half = laid["half"]
+    whole = laid["crops"][~half]
+    np.testing.assert_array_equal(whole, plain["crops"])  # the same renderings, in order
+    below = VerifierConfig().halves_below
+    idx = np.flatnonzero(half)
+    assert not half[0] and (~half[idx - 1]).all()  # each half pair follows its rendering's whole pair
+    np.testing.assert_array_equal(laid["crops"][idx], laid["crops"][idx - 1])
+    assert (laid["family"][idx] == laid["family"][idx - 1]).all() and (laid["same"][idx] == laid["same"][idx - 1]).all()
+    # Halves are laid out only where the plain whole fit agreed under halves_below, and a reseated
+    # whole never agrees worse than the plain one.
+    plain_agreement = plain["fit"][:, 0]
+    whole_of = np.flatnonzero(~half)
+    has_half = np.isin(whole_of + 1, idx)
+    assert (plain_agreement[has_half] < below).all()
+    assert (laid["fit"][~half, 0] >= plain_agreement - 1e-6).all()
+    if families:
+        assert has_half.any()  # a splice's whole fit is poor and its kept half is found
 
 
 def test_pair_set_needs_neighbours_for_other_brand_pairs(library):

@@ -118,6 +118,17 @@ def test_verifier_same_brand_body_fine_tunes_alone(verifier_ckpt, tmp_path):
         assert torch.allclose(again(*x)[1], after[1], atol=1e-4)
     with pytest.raises(ValueError, match="folded convolution tensors"):
         load_onnx_weights(AlignedVerifier(), path)  # a file with two bodies is no shared-body start
+    # A file with two bodies starts a two-body model as it computes both figures; a one-body file
+    # starts it with the shared body copied.
+    both = AlignedVerifier(brand_body=True)
+    assert load_onnx_weights(both, path)
+    shared = AlignedVerifier(brand_body=True)
+    assert not load_onnx_weights(shared, init)
+    both.eval(), shared.eval()
+    with torch.no_grad():
+        assert torch.allclose(both(*x)[1], after[1], atol=1e-5)
+        assert torch.allclose(both(*x)[0], after[0], atol=1e-5)
+        assert torch.allclose(shared(*x)[1], before[1], atol=1e-5)
 
 
 def test_verifier_authentic_only_leaves_the_same_brand_figure(verifier_ckpt, tmp_path):
