@@ -166,7 +166,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("kind", choices=["detector", "embedder", "verifier", "hands"])
     p.add_argument("checkpoint")
     p.add_argument("out")
-    p.add_argument("--manifest", default="models/manifest.json")
+    p.add_argument(
+        "--manifest",
+        help="manifest to record the model in (default: manifest.json beside OUT, where the pipeline looks for it)",
+    )
     p.add_argument("--input-size", help="detector input WxH (default: as recorded in the checkpoint)")
     args = p.parse_args(argv)
     model = load_model(args.kind, args.checkpoint, input_size(args.checkpoint, args.input_size))
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"exported {path}; ONNX vs torch max relative error {err:.2e}")
     if err > 1e-4:
         raise SystemExit("export does not match torch within 1e-4")
-    record(Path(args.manifest), path, args.kind)
+    record(Path(args.manifest) if args.manifest else path.parent / "manifest.json", path, args.kind)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,6 +77,19 @@ def test_verifier_trains_exports_and_loads(verifier_ckpt, tmp_path):
         authentic, same = judge.judge(*(t.numpy() for t in x))
     for p in (authentic, same):
         assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
+
+
+def test_export_records_the_model_beside_it(verifier_ckpt, tmp_path):
+    # The pipeline verifies a model against the manifest in its own folder: a model exported
+    # anywhere loads there, and models/manifest.json is left alone.
+    shipped = Path("models/manifest.json").read_text() if Path("models/manifest.json").exists() else None
+    out = tmp_path / "trial" / "verifier.onnx"
+    export_mod.main(["verifier", str(verifier_ckpt), str(out)])
+    assert "verifier.onnx" in json.loads((out.parent / "manifest.json").read_text())
+    with OnnxJudge(out) as judge:
+        assert judge.version.startswith("verifier-")
+    if shipped is not None:
+        assert Path("models/manifest.json").read_text() == shipped
 
 
 def test_verifier_fine_tunes_from_an_exported_model(verifier_ckpt, tmp_path):
