@@ -231,6 +231,10 @@ class Config:
             )
         if d.sure_lead >= 0:
             out.append("verdict.sure_lead was measured with the verifier model; with verifier.learned false, set -1")
+        if d.same_brand_count > 0:
+            out.append(
+                "verdict.same_brand_count was measured with the verifier model; with verifier.learned false, set 0"
+            )
         if d.recall_brand >= 0:
             out.append(
                 "verdict.recall_brand was measured with the verifier model; with verifier.learned false the "

@@ -20,6 +20,8 @@ away marks of other brands (``min_same_brand``), unless it leads every other bra
 only a track's first samples and the rest carry what it found; with ``verify_every``, every k-th
 sample of a track. Either way a track that has alerted needs no more checks. With
 ``floor_same_brand``, a track the verifier surely finds is its brand's mark needs no identity floor.
+With ``same_brand_count``, either same-brand gate also passes where that many of the track's
+samples reach it, whatever their mean (a splice reads as another mark in a few frames).
 With ``sure_fake``, a track the verifier surely finds is no authentic mark looks counterfeit even
 where its brand's threshold is low.
 ``StreamVerdicts.assess`` names the first check (``STOPS``) that keeps a track from alerting, which
@@ -86,6 +88,9 @@ class VerdictConfig:
     sure_identity: float = -1.0  # mean identity similarity that waives min_same_brand (-1 = never)
     sure_lead: float = -1.0  # same-brand lead over every other checked brand that waives min_same_brand (-1 = never)
     sure_fake: float = -1.0  # mean verifier score at or below which a track looks counterfeit regardless (-1 = never)
+    # Weighed samples whose own same-brand figure reaches a same-brand gate (min_same_brand,
+    # floor_same_brand) that pass it whatever the track's mean figure (0 = the mean alone).
+    same_brand_count: int = 0
     # Weights of a logistic model of whether a track is its brand's mark (authentic or a copy) on the
     # track's KINSHIP_FIGURES, then a bias; fitted by scripts/fit_kinship.py on the tuning clips.
     kinship: tuple[float, ...] = ()
@@ -115,6 +120,8 @@ class VerdictConfig:
             raise ValueError(f"verified_samples: expected 0 or more, got {self.verified_samples}")
         if self.verify_every < 1:
             raise ValueError(f"verify_every: expected 1 or more, got {self.verify_every}")
+        if self.same_brand_count < 0:
+            raise ValueError(f"same_brand_count: expected 0 or more (0 = off), got {self.same_brand_count}")
         if not 0.0 <= self.settle <= 1.0:
             raise ValueError(f"settle: expected a probability in [0, 1] (0 = off), got {self.settle}")
         if self.recall_brand > 1.0:
@@ -267,6 +274,10 @@ class Track:
     def same_brand(self, brand: str) -> float | None:
         """Mean same-brand figure for ``brand`` over the samples verified against it (None: none were)."""
         return _mean_found([s.same_brand for s in self.samples], brand)
+
+    def same_brand_reaching(self, brand: str, level: float) -> int:
+        """How many of its samples were found ``brand``'s mark with a same-brand figure of at least ``level``."""
+        return sum(1 for s in self.samples if brand in s.same_brand and s.same_brand[brand] >= level)
 
     def same_brand_lead(self, brand: str) -> float | None:
         """How far ``brand``'s mean same-brand figure leads every other brand it was checked
@@ -509,6 +520,7 @@ class StreamVerdicts:
             cfg.min_kinship < 0
             and same is not None
             and same < cfg.min_same_brand
+            and not self._often_its_mark(track, brand, cfg.min_same_brand)
             and not self._surely_its_brand(track, brand)
             and not self._leads_surely(track, brand)
         ):
@@ -548,7 +560,18 @@ class StreamVerdicts:
         embedder's similarity, which a warp or half of another mark pulls away from the brand. One
         or two checks (the live worker checks every third mark) are too few to overrule it."""
         same = self._checked(track, brand, self.cfg.floor_same_brand, track.same_brand)
-        return same is not None and same >= self.cfg.floor_same_brand
+        if same is not None and same >= self.cfg.floor_same_brand:
+            return True
+        return self._often_its_mark(track, brand, self.cfg.floor_same_brand)
+
+    def _often_its_mark(self, track: Track, brand: str, level: float) -> bool:
+        """Whether at least ``same_brand_count`` of the track's weighed samples found it ``brand``'s
+        mark with a same-brand figure of ``level`` (a gate's, not negative). A splice shows the
+        half it keeps of its brand's mark in most frames and reads as another mark in a few (the
+        other half turned to the camera, a hand over the kept one): those few drag the mean under
+        the gate, while a mark of another brand rarely reaches it in any frame."""
+        n = self.cfg.same_brand_count
+        return n > 0 and level >= 0 and track.same_brand_reaching(brand, level) >= n
 
     def _surely_its_brand(self, track: Track, brand: str) -> bool:
         """Whether the embedder names ``brand`` surely enough (a mean identity similarity of

@@ -144,3 +144,11 @@ def test_hand_made_verifier_with_model_settings_is_cautioned(
         config = Config.load(path)
     assert [c.split()[0] for c in config.cautions()] == [f"verdict.{name}" for name in cautions]
     assert len(caplog.records) == len(cautions)
+
+
+@pytest.mark.parametrize(("learned", "count", "cautioned"), [(False, 6, True), (False, 0, False), (True, 6, False)])
+def test_same_brand_count_with_the_hand_made_score_is_cautioned(tmp_path, learned, count, cautioned):
+    path = tmp_path / "c.yaml"
+    verdict = {"min_same_brand": 0.6, "sure_lead": -1.0, "recall_brand": -1.0, "same_brand_count": count}
+    path.write_text(yaml.safe_dump({"verifier": {"learned": learned}, "verdict": verdict}))
+    assert any(c.startswith("verdict.same_brand_count") for c in Config.load(path).cautions()) == cautioned

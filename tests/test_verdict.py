@@ -600,6 +600,40 @@ def test_sure_lead_waives_the_same_brand_gate(same_brand, sure, unchecked, stopp
     assert seen[-1].stopped_at == stopped_at
 
 
+SPLICE_FRAMES = (0.95, 0.1, 0.95, 0.95, 0.2, 0.95)  # four of six frames read as acme's mark; mean 0.68
+
+
+@pytest.mark.parametrize(
+    ("figures", "count", "gate", "stopped_at"),
+    [
+        pytest.param(SPLICE_FRAMES, 4, "min_same_brand", None, id="often-its-mark-passes-the-gate"),
+        pytest.param(SPLICE_FRAMES, 5, "min_same_brand", "same_brand", id="not-often-enough"),
+        pytest.param(SPLICE_FRAMES, 0, "min_same_brand", "same_brand", id="off-the-mean-alone"),
+        pytest.param((0.85,) * 6, 1, "min_same_brand", "same_brand", id="never-reaching-the-gate"),
+        pytest.param(SPLICE_FRAMES, 4, "floor_same_brand", None, id="often-its-mark-waives-the-floor"),
+        pytest.param(SPLICE_FRAMES, 5, "floor_same_brand", "match_floor", id="floor-not-often-enough"),
+        pytest.param(SPLICE_FRAMES, 0, "floor_same_brand", "match_floor", id="floor-off"),
+    ],
+)
+def test_same_brand_count_passes_a_gate_the_mean_misses(figures, count, gate, stopped_at):
+    # acme's fake (authenticity under its threshold, verifier 0.1) whose same-brand figure reaches
+    # 0.9 in some frames and not in others. For the gate, identity names acme clearly; for the
+    # floor, identity (0.25) sits under the floor (0.3), the same-brand gate is off.
+    identity = {"acme": 0.25} if gate == "floor_same_brand" else {"acme": 0.6, "other": 0.2}
+    cfg = dataclasses.replace(CFG, same_brand_count=count, **{gate: 0.9})
+    seen = []
+    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found))
+    for i, figure in enumerate(figures):
+        m = mark(i * 0.5, identity, threshold=0.7)
+        sv.update(i * 0.5, [dataclasses.replace(m, verified={"acme": 0.1}, same_brand={"acme": figure})])
+    assert seen[-1].stopped_at == stopped_at
+
+
+def test_same_brand_count_is_checked():
+    with pytest.raises(ValueError, match="same_brand_count"):
+        dataclasses.replace(CFG, same_brand_count=-1)
+
+
 @pytest.mark.parametrize(
     ("verified", "sure", "unchecked", "stopped_at"),
     [
