@@ -242,7 +242,8 @@ def _pair(args: PairJob) -> list[tuple]:
         if made is None:
             return []
         mask = made
-    # Halves on lays them out (the figure a half must reach is the stream's gate, not used here).
+    # Any ``verifier.halves`` at or above 0 lays halves out; the figure a half's judgement must reach
+    # there is the stream's gate, which training does not use.
     cfg = VerifierConfig(halves=0.0 if halves else -1.0)
     views = render_mark_views(rng, mask, mark.colour, (cfg.side,), apparent=PAIR_MARK_SIZES, hands=hands)
     if views is None:
