@@ -59,12 +59,6 @@ def track_of(samples: Sequence[MarkSample]) -> Track:
     return Track(0, samples[0].box, samples[0].t, deque(samples))
 
 
-def figures_of(samples: Sequence[MarkSample], brand: str) -> np.ndarray | None:
-    """``KINSHIP_FIGURES`` of a run of samples for ``brand``, read as a track of them reads them
-    (None: no sample was checked against ``brand``)."""
-    return track_of(samples).kinship_figures(brand) if samples else None
-
-
 def kinship_rows(log: FrameLog, clips: Sequence[Clip], group: int = 0, min_checks: int = 3) -> KinshipRows:
     """Rows of every labelled object in ``clips`` and every brand the verifier checked it against
     in at least ``min_checks`` of its samples (the verdict's ``confirm``: fewer never decide)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.eval.kinship import KinshipRows, cross_validated, figures_of, fit_logistic, kinship_rows
+from pipeline.eval.kinship import KinshipRows, cross_validated, fit_logistic, kinship_rows, track_of
 from pipeline.eval.scoring import LabelledObject
 from pipeline.verdict import KINSHIP_FIGURES, kinship
 from tests.eval.test_misses import BOX, clip, logged, mark
@@ -55,14 +55,14 @@ def test_kinship_rows(marks, obj, min_checks, rows):
 
 
 @pytest.mark.parametrize(
-    ("samples", "brand"),
+    ("figures", "brand"),
     [
-        pytest.param([checked(0.0, {"acme": 0.9})], "other", id="unchecked-brand"),
-        pytest.param([], "acme", id="no-samples"),
+        pytest.param({"acme": 0.9}, "other", id="unchecked-brand"),
+        pytest.param({}, "acme", id="never-checked"),
     ],
 )
-def test_figures_of_nothing_checked(samples, brand):
-    assert figures_of(samples, brand) is None
+def test_no_figures_for_a_brand_never_checked(figures, brand):
+    assert track_of([checked(0.0, figures)]).kinship_figures(brand) is None
 
 
 def test_rows_check_their_shapes():
