@@ -90,6 +90,23 @@ def test_make_training_data_refuses_bad_input_in_one_line(tmp_path, args, messag
     assert not out.exists()
 
 
+def test_make_training_data_lays_out_halves_from_the_command_line(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    script, marks = root / "scripts" / "make_training_data.py", root / "data" / "marks"
+    out = tmp_path / "pairs.npz"
+    args = ["pairs", "--marks", str(marks), "--out", str(out), "--split", "heldout", "--brands", "3"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args, "--authentic", "1", "--families", "splice,splice", "--halves"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with np.load(out) as data:
+        assert data["half"].dtype == bool and len(data["half"]) == len(data["crops"])
+        assert data["half"].any() and not data["half"][0]
+
+
 def test_pair_set_aligns_each_rendering_with_its_brand(library):
     marks = list(library)[:5]
     data = pair_set(marks, brands=3, authentic=2, seed=4)
