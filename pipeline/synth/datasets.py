@@ -258,12 +258,10 @@ def _pair(args: PairJob) -> list[tuple]:
     hidden = hidden_part(_hand_net(hand_net) if hand_net else None, crop)
     inks = ink_candidates(crop, cfg.clusters, hidden)
     fit = fit_reference(inks, reference, cfg, hidden)
-    # With ``halves`` the pair is laid out as the verifier lays a mark out in streams: the whole fit
+    # Laid out as the verifier lays a mark out in streams: with halves on (``cfg``), the whole fit
     # reseated from its best half, and that half's alignment judged as a pair of its own.
-    fits = [fit]
-    if halves:
-        whole, half = halved_fit(inks, reference, fit, hidden, cfg)
-        fits = [whole] if half is None else [whole, half]
+    whole, half = halved_fit(inks, reference, fit, hidden, cfg)
+    fits = [whole] if half is None else [whole, half]
     fam = FAMILIES.index(family) if family else -1
     out = []
     for k, laid in enumerate(fits):
