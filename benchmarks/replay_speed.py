@@ -32,9 +32,8 @@ def main() -> None:
     clip = bench_clip(args.seconds)
     index = bench_index()
     media = probe(clip).duration or args.seconds
-    sampling = Sampling.from_arg(args.sample)
     cfg = Config.load()
-    sampling = dataclasses.replace(sampling, skip_nonref=cfg.ingest.skip_nonref)
+    sampling = Sampling.from_arg(args.sample, cfg.ingest.skip_nonref, cfg.ingest.decoder_threads)
     decode_x = decode_speed(clip, sampling, media, args.repeat)
     decode_all_x = decode_speed(clip, dataclasses.replace(sampling, skip_nonref=False), media, args.repeat)
     speed, stages, frames = replay(cfg, clip, index, sampling, media, args.repeat)

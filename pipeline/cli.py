@@ -211,7 +211,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     cfg = Config.load(args.config)
     try:
-        sampling = Sampling.from_arg(args.sample or cfg.ingest.sample, cfg.ingest.skip_nonref)
+        sampling = Sampling.from_arg(
+            args.sample or cfg.ingest.sample, cfg.ingest.skip_nonref, cfg.ingest.decoder_threads
+        )
     except ValueError as exc:
         raise UserError(str(exc)) from None
     alerts_path = Path(args.alerts)

@@ -93,6 +93,13 @@ class GalleryConfig:
 class IngestConfig:
     sample: str = "2"
     skip_nonref: bool = True
+    decoder_threads: int = 1  # threads of each ffmpeg decoder (0 = ffmpeg's choice)
+
+    def __post_init__(self) -> None:
+        if self.decoder_threads < 0:
+            raise ConfigError(
+                f"ingest.decoder_threads: expected 0 (ffmpeg's choice) or more, got {self.decoder_threads}"
+            )
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,8 @@ class Worker:
         ``brand.json`` authorizes that seller); raises ``WorkerError`` for a bad request."""
         seller = check_stream_request(stream_id, seller)
         checked = check_url(url, allow_files=self.config.daemon.allow_files)
-        sampling = Sampling.from_arg(self.config.daemon.sample, self.config.ingest.skip_nonref)
+        ingest = self.config.ingest
+        sampling = Sampling.from_arg(self.config.daemon.sample, ingest.skip_nonref, ingest.decoder_threads)
         with self._lock:
             if stream_id in self.streams:
                 raise WorkerError(f"stream {stream_id!r} already exists")

@@ -158,7 +158,9 @@ def evaluate(args: argparse.Namespace) -> dict:
         if not args.gallery:
             raise UserError("give --gallery to run the pipeline, or --alerts to score existing alerts")
         try:
-            sampling = Sampling.from_arg(args.sample or cfg.ingest.sample, cfg.ingest.skip_nonref)
+            sampling = Sampling.from_arg(
+                args.sample or cfg.ingest.sample, cfg.ingest.skip_nonref, cfg.ingest.decoder_threads
+            )
         except ValueError as exc:
             raise UserError(str(exc)) from None
         index = resolve_index(args.gallery, args.config)

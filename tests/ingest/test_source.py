@@ -166,6 +166,39 @@ def test_sampling_rejects(bad):
         Sampling.from_arg(bad)
 
 
+def test_sampling_rejects_negative_decoder_threads():
+    with pytest.raises(ValueError, match="decoder threads"):
+        Sampling.from_arg("2", decoder_threads=-1)
+
+
+def _input_option(command: list[str], name: str) -> str | None:
+    """The value of an ffmpeg input option (before ``-i``); None where it is not given."""
+    head = command[: command.index("-i")]
+    return head[head.index(name) + 1] if name in head else None
+
+
+@pytest.mark.parametrize(
+    ("threads", "input_args", "expected"),
+    [
+        (1, None, "1"),
+        (3, None, "3"),
+        (0, None, None),  # ffmpeg's own choice
+        (1, {"threads": "2"}, "2"),  # an explicit input option wins
+    ],
+)
+def test_decoder_threads_reach_the_decoder(threads, input_args, expected):
+    src = FFmpegSource("clip.mp4", sampling=Sampling.from_arg("2", decoder_threads=threads), input_args=input_args)
+    assert _input_option(src.command(), "-threads") == expected
+
+
+@pytest.mark.parametrize("sample", ["keyframes", "2", "all"])
+def test_decoder_threads_change_no_frame(clip_30fps, sample):
+    one = read_frames(clip_30fps, Sampling.from_arg(sample, decoder_threads=1))
+    auto = read_frames(clip_30fps, Sampling.from_arg(sample, decoder_threads=0))
+    assert [(f.index, f.t) for f in one] == [(f.index, f.t) for f in auto] and one
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(one, auto, strict=True))
+
+
 def test_closing_early_stops_ffmpeg(clip_30fps):
     src = FFmpegSource(clip_30fps, sampling=Sampling("all"))
     with src:
