@@ -41,6 +41,13 @@ class OnnxSession:
     """Owns one ``ort.InferenceSession`` for a verified model file.
 
     Use as a context manager, or call ``close``.
+
+    Args:
+        path: the model file.
+        providers: execution providers wanted, best first (``usable_providers`` picks).
+        threads: CPU threads per graph run (0 = ONNX Runtime decides).
+        verify: check the file against the models manifest first.
+        fixed_dims: symbolic input dimensions (e.g. ``height``) pinned to one size.
     """
 
     def __init__(
@@ -49,6 +56,7 @@ class OnnxSession:
         providers: Sequence[str] = DEFAULT_PROVIDERS,
         threads: int = 0,
         verify: bool = True,
+        fixed_dims: dict[str, int] | None = None,
     ) -> None:
         self.info: ModelInfo | None = verify_model(path) if verify else None
         options = ort.SessionOptions()
@@ -56,6 +64,10 @@ class OnnxSession:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        # Named free dimensions pinned to one size: the session then only takes inputs of that size,
+        # and plans its kernels and memory for it once.
+        for name, size in (fixed_dims or {}).items():
+            options.add_free_dimension_override_by_name(name, size)
         self.providers = usable_providers(providers)
         self._session: ort.InferenceSession | None = ort.InferenceSession(
             str(path), sess_options=options, providers=self.providers

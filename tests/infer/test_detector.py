@@ -63,3 +63,41 @@ def test_frames_per_run_changes_nothing_but_speed(library, per_run, frames):
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+
+
+@pytest.mark.parametrize(("per_run", "pinned"), [(1, True), (2, False), (0, False)])
+def test_pinned_session_only_for_frames_one_at_a_time(per_run, pinned):
+    with OnnxDetector(providers=["CPUExecutionProvider"], cpu_frames_per_run=per_run) as det:
+        assert (det.pinned is not None) == pinned
+
+
+@pytest.mark.parametrize("frames", [0, 1, 3])
+def test_pinned_session_finds_what_the_free_one_finds(library, frames):
+    with OnnxDetector(providers=["CPUExecutionProvider"]) as det:
+        assert det.pinned is not None and det.input_size is not None
+        width, height = det.input_size
+        rng = np.random.default_rng(3)
+        # Frames of the network's size and larger (resized to it) take the pinned session.
+        sizes = [(width, height), (width * 3 // 2, height * 3 // 2), (width, height)][:frames]
+        images = [
+            random_scene(rng, [(m.mask, m.colour) for m in library[2 * k : 2 * k + 2]], *s, 50, 160)[0]
+            for k, s in enumerate(sizes)
+        ]
+        got = det.detect(images)
+        pinned, det.pinned = det.pinned, None
+        expected = det.detect(images)
+        det.pinned = pinned
+    assert len(got) == len(expected) == frames
+    for a, b in zip(got, expected, strict=True):
+        assert len(a.boxes) == len(b.boxes)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-2)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+
+
+def test_pinned_session_refuses_other_sizes():
+    with OnnxDetector(providers=["CPUExecutionProvider"]) as det:
+        assert det.pinned is not None
+        with pytest.raises(Exception, match="dimensions"):
+            det.pinned.run(np.zeros((1, 32, 32, 3), np.uint8))
+        # ...so frames of another size go through the free session.
+        assert det.detect([np.zeros((32, 32, 3), np.uint8)])[0].boxes.shape == (0, 4)
