@@ -569,9 +569,14 @@ class StreamVerdicts:
         mark with a same-brand figure of ``level`` (a gate's, not negative). A splice shows the
         half it keeps of its brand's mark in most frames and reads as another mark in a few (the
         other half turned to the camera, a hand over the kept one): those few drag the mean under
-        the gate, while a mark of another brand rarely reaches it in any frame."""
+        the gate, while a mark of another brand rarely reaches it in any frame. As with the mean,
+        the verifier must itself have checked the track against ``brand`` ``confirm`` times:
+        samples that carry the track's findings (the live worker) would otherwise count one check
+        many times over."""
         n = self.cfg.same_brand_count
-        return n > 0 and level >= 0 and track.same_brand_reaching(brand, level) >= n
+        if n <= 0 or self._checked(track, brand, level, lambda _: 0.0) is None:
+            return False
+        return track.same_brand_reaching(brand, level) >= n
 
     def _surely_its_brand(self, track: Track, brand: str) -> bool:
         """Whether the embedder names ``brand`` surely enough (a mean identity similarity of

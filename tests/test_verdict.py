@@ -629,6 +629,28 @@ def test_same_brand_count_passes_a_gate_the_mean_misses(figures, count, gate, st
     assert seen[-1].stopped_at == stopped_at
 
 
+@pytest.mark.parametrize(
+    ("checked", "stopped_at"),
+    [
+        pytest.param(3, None, id="confirm-checks-then-carried"),
+        pytest.param(2, "match_floor", id="too-few-checks-carried-many-times"),
+    ],
+)
+def test_same_brand_count_needs_confirm_checks(checked, stopped_at):
+    # Identity (0.25) sits under the floor (0.3); the verifier's same-brand figure (0.95) would
+    # waive it. The live worker checks a few marks and the rest carry the track's mean, which
+    # reaches the waiver's level: two checks counted six times over must not waive the floor
+    # where confirm asks three.
+    cfg = dataclasses.replace(CFG, same_brand_count=2, floor_same_brand=0.9, verify_every=3)
+    checks = {"verified": {"acme": 0.1}, "same_brand": {"acme": 0.95}}
+    seen = []
+    sv = StreamVerdicts("s", cfg, observer=lambda track, sample, found: seen.append(found))
+    for i in range(6):
+        m = mark(i * 0.5, {"acme": 0.25}, threshold=0.7)
+        sv.update(i * 0.5, [dataclasses.replace(m, **checks) if i < checked else m])
+    assert seen[-1].stopped_at == stopped_at
+
+
 def test_same_brand_count_is_checked():
     with pytest.raises(ValueError, match="same_brand_count"):
         dataclasses.replace(CFG, same_brand_count=-1)
