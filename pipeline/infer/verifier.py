@@ -64,6 +64,14 @@ class VerifierConfig:
     # Start angles of the coarse search (degrees); the first is tried on every ink candidate.
     angles: tuple[float, ...] = (0.0, -20.0, 20.0)
     search_inks: int = 2  # ink candidates the other start angles are tried on
+    # A mirror state whose fits from the first start angle already agree this well is not searched
+    # from the others (-1 = always searched): those starts end in the same alignment, a few
+    # thousandths better at most.
+    angles_below: float = -1.0
+    # The mirrored reference's coarse fit is refined only where it comes within this of the plain
+    # reference's (-1 = always refined); further behind, it keeps its coarse agreement and no warp:
+    # a mark that fits its mirror image that much worse is no mirror copy.
+    mirror_gap: float = -1.0
     # A fit of a mark's nearest brand that agrees less than this is searched again from starts
     # shifted by `rescue_shift` of the ink's box (-1 = never): thin parallel strokes lock the
     # search onto the neighbouring stroke, and an authentic mark laid over askew reads as a fake.
@@ -439,11 +447,16 @@ def fit_reference(
 
     def refine(found: list[tuple[float, int, bool, np.ndarray]]) -> None:
         tried = {False: 0, True: 0}
+        plain = max((f[0] for f in found if not f[2]), default=-1.0)
         for coarse_rho, i, mirrored, h in sorted(found, key=lambda f: -f[0]):
             # A coarse fit that did not converge (-1) is never refined.
             if coarse_rho <= -1.0 or tried[mirrored] >= cfg.keep:
                 continue
             tried[mirrored] += 1
+            if mirrored and cfg.mirror_gap >= 0 and coarse_rho < plain - cfg.mirror_gap:
+                if coarse_rho > best[True][0]:
+                    best[True] = (coarse_rho, 1.0, None)
+                continue
             warp = up @ h @ back
             rho, hh = _ecc(inks[i], refs[mirrored], warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible)
             if rho > best[mirrored][0]:
@@ -452,13 +465,19 @@ def fit_reference(
     first, rest = cfg.angles[0], cfg.angles[1:]
     found = [coarse_fit(i, m, first) for i in small_inks for m in (False, True)]
     best_inks = sorted(small_inks, key=lambda i: -max(f[0] for f in found if f[1] == i))[: cfg.search_inks]
-    found += [coarse_fit(i, m, a) for i in best_inks for m in (False, True) for a in rest]
+    searched = [m for m in (False, True) if not _fits_well(found, m, cfg.angles_below)]
+    found += [coarse_fit(i, m, a) for i in best_inks for m in searched for a in rest]
     refine(found)
     if rescue and cfg.rescue >= 0 and max(best[False][0], best[True][0]) < cfg.rescue and best_inks:
         d = cfg.rescue_shift
         shifts = [(-d, 0.0), (d, 0.0), (0.0, -d), (0.0, d)]
         refine([coarse_fit(best_inks[0], m, first, sh) for m in (False, True) for sh in shifts])
     return Fit(best[False][0], best[False][1], best[True][0], best[False][2], best[True][1], best[True][2])
+
+
+def _fits_well(found: list[tuple[float, int, bool, np.ndarray]], mirrored: bool, level: float) -> bool:
+    """Whether a coarse fit of that mirror state agrees at least ``level`` (never where it is negative)."""
+    return level >= 0 and max((f[0] for f in found if f[2] == mirrored), default=-1.0) >= level
 
 
 HALVES = ("left", "right", "top", "bottom")

@@ -743,3 +743,65 @@ def test_evidence_shows_the_alignment_the_verifier_judged(marks: list, judge: On
     np.testing.assert_array_equal(view, overlay(crop, ref, judged))
     if halves >= 0:
         assert judged.agreement > plain.agreement  # the reseated alignment is another one
+
+
+def _counted_fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on the ECC fits ``fit_reference`` runs: the motion of each (affine or homography)."""
+    import pipeline.infer.verifier as verifier
+
+    motions: list[int] = []
+    ecc = verifier._ecc
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        motions.append(args[3])
+        return ecc(*args, **kwargs)
+
+    monkeypatch.setattr(verifier, "_ecc", counted)
+    return motions
+
+
+@pytest.mark.parametrize(
+    ("angles_below", "every_angle"),
+    [
+        pytest.param(-1.0, True, id="off-every-angle"),
+        pytest.param(1.01, True, id="never-fits-that-well"),
+        pytest.param(0.0, False, id="first-angle-enough"),
+    ],
+)
+def test_angles_below_skips_the_other_start_angles(
+    monkeypatch: pytest.MonkeyPatch, pair: tuple, angles_below: float, every_angle: bool
+) -> None:
+    _, inks, ref = pair
+    full = fit_reference(inks, ref, CFG)
+    motions = _counted_fits(monkeypatch)
+    fit = fit_reference(inks, ref, dataclasses.replace(CFG, angles_below=angles_below))
+    # Every ink from the first angle in both mirror states; the best inks from the others.
+    first = 2 * len(inks)
+    turned = min(CFG.search_inks, len(inks)) * 2 * (len(CFG.angles) - 1)
+    assert motions.count(cv2.MOTION_AFFINE) == first + (turned if every_angle else 0)
+    # An authentic mark's alignment barely depends on the turned starts.
+    assert fit.agreement == pytest.approx(full.agreement, abs=0.02) and fit.agreement >= 0.8
+
+
+@pytest.mark.parametrize(
+    ("mirror_gap", "refined_mirror"),
+    [
+        pytest.param(-1.0, True, id="off-always-refined"),
+        pytest.param(2.0, True, id="gap-never-that-wide"),
+        pytest.param(0.0, False, id="any-gap"),
+    ],
+)
+def test_mirror_gap_leaves_a_far_worse_mirror_unrefined(
+    monkeypatch: pytest.MonkeyPatch, pair: tuple, mirror_gap: float, refined_mirror: bool
+) -> None:
+    _, inks, ref = pair
+    full = fit_reference(inks, ref, CFG)
+    assert full.mirrored < full.agreement  # the test mark is no mirror image of itself
+    motions = _counted_fits(monkeypatch)
+    fit = fit_reference(inks, ref, dataclasses.replace(CFG, mirror_gap=mirror_gap))
+    assert motions.count(cv2.MOTION_HOMOGRAPHY) == (2 if refined_mirror else 1)
+    assert (fit.mirror_warp is not None) == refined_mirror
+    assert fit.agreement == full.agreement and fit.warp is not None  # the plain fit is untouched
+    if not refined_mirror:
+        assert -1.0 < fit.mirrored < fit.agreement  # its coarse agreement, still behind
+        assert fit.score() == pytest.approx(full.score())  # no mirror excess either way
