@@ -65,6 +65,14 @@ def test_unknown_families_are_refused(library, families):
         crop_set(list(library)[:2], authentic=1, counterfeit=1, seed=0, families=families)
 
 
+def make_training_data(kind: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run scripts/make_training_data.py KIND on the committed sample marks, writing ``out``."""
+    root = Path(__file__).resolve().parents[2]
+    script, marks = root / "scripts" / "make_training_data.py", root / "data" / "marks"
+    command = [sys.executable, str(script), kind, "--marks", str(marks), "--out", str(out), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -75,15 +83,8 @@ def test_unknown_families_are_refused(library, families):
     ],
 )
 def test_make_training_data_refuses_bad_input_in_one_line(tmp_path, args, message):
-    root = Path(__file__).resolve().parents[2]
-    script, marks = root / "scripts" / "make_training_data.py", root / "data" / "marks"
     out = tmp_path / "crops.npz"
-    proc = subprocess.run(
-        [sys.executable, str(script), "crops", "--marks", str(marks), "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = make_training_data("crops", out, *args)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error:") and message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -91,16 +92,9 @@ def test_make_training_data_refuses_bad_input_in_one_line(tmp_path, args, messag
 
 
 def test_make_training_data_lays_out_halves_from_the_command_line(tmp_path):
-    root = Path(__file__).resolve().parents[2]
-    script, marks = root / "scripts" / "make_training_data.py", root / "data" / "marks"
     out = tmp_path / "pairs.npz"
-    args = ["pairs", "--marks", str(marks), "--out", str(out), "--split", "heldout", "--brands", "3"]
-    proc = subprocess.run(
-        [sys.executable, str(script), *args, "--authentic", "1", "--families", "splice,splice", "--halves"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    args = ["--split", "heldout", "--brands", "3", "--authentic", "1", "--families", "splice,splice", "--halves"]
+    proc = make_training_data("pairs", out, *args)
     assert proc.returncode == 0, proc.stderr
     with np.load(out) as data:
         assert data["half"].dtype == bool and len(data["half"]) == len(data["crops"])
