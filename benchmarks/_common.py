@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sys
 import time
 from collections.abc import Callable
@@ -21,9 +23,29 @@ def rate(fn: Callable[[], int], min_seconds: float = 3.0, warmup: int = 2) -> fl
     return done / (time.perf_counter() - start)
 
 
+def machine() -> dict[str, object]:
+    """What the figures were measured on. This machine's speed varies from session to session
+    (detector 19-113 frames/s on one core, the same code): a virtual machine's CPU reads only as
+    "AMD EPYC", and its family and model tell the generations apart (family 23 model 1 is Zen 1)."""
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    flags = info.get("flags", "").split()
+    return {
+        "cpu": info.get("model name") or platform.processor() or platform.machine(),
+        "cpu_family_model": f"{info.get('cpu family', '?')}/{info.get('model', '?')}",
+        "cores": os.cpu_count(),
+        "avx512": "avx512f" in flags,
+    }
+
+
 def report(figure: dict) -> None:
-    """Print the benchmark's result as one JSON line."""
-    print(json.dumps(figure, sort_keys=True))
+    """Print the benchmark's result, with the machine it was measured on, as one JSON line."""
+    print(json.dumps({**figure, "machine": machine()}, sort_keys=True))
 
 
 ROOT = Path(__file__).resolve().parents[1]
