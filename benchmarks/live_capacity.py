@@ -73,11 +73,11 @@ def run_level(worker: Worker, rtmp: RtmpServer, clip: Path, n: int, seconds: flo
         worker.add_stream(f"s{k}", rtmp.url(f"s{k}"))
     wait_until(lambda: all(s["processed"] > 0 for s in worker.list_streams()), 30, 0.5)
     latencies.clear()
-    dropped_before = sum(worker.frames.dropped.values())
+    dropped_before = worker.frames_dropped()
     start = time.monotonic()
     time.sleep(seconds)
     states = worker.list_streams()
-    dropped = sum(worker.frames.dropped.values()) - dropped_before
+    dropped = worker.frames_dropped() - dropped_before
     mem = rss_mb()
     for k in range(n):
         worker.remove_stream(f"s{k}")

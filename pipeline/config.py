@@ -118,6 +118,7 @@ class DaemonConfig:
     max_streams: int = 200
     stall_timeout: float = 10.0
     queue: int = 64
+    max_wait: float = 2.0  # seconds a decoded frame may wait in the queue; older ones are dropped (0 = never)
     shutdown_timeout: float = 8.0
     verifier: bool = False  # the live worker runs the verifier too (where verifier.enabled); see configs
     verify_every: int = 3  # live: the verifier checks a track's first mark and every this many after
@@ -136,6 +137,8 @@ class DaemonConfig:
         for name in ("max_streams", "queue", "verify_every", "confirm"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected 1 or more, got {getattr(self, name)}")
+        if self.max_wait < 0:
+            raise ValueError(f"max_wait: expected 0 or more seconds (0 = never drop), got {self.max_wait}")
         if self.stall_timeout <= 0 or self.shutdown_timeout < 0:
             raise ValueError("stall_timeout must be positive and shutdown_timeout 0 or more (seconds)")
         if not 0.0 <= self.settle <= 1.0:

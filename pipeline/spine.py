@@ -559,16 +559,35 @@ class FrameQueue:
     """A bounded queue of frames with a named overflow policy.
 
     ``block``: producers wait (replay: nothing is skipped). ``drop_oldest``: the oldest queued
-    frame is discarded and counted per stream (live: never fall behind).
+    frame is discarded and counted per stream (live: never fall behind). ``on_drop`` hears of
+    every frame discarded, here or by the consumer (``drop``).
     """
 
-    def __init__(self, size: int, policy: str = "block") -> None:
+    def __init__(self, size: int, policy: str = "block", on_drop: Callable[[Frame], None] | None = None) -> None:
         if policy not in ("block", "drop_oldest"):
             raise ValueError(f"unknown overflow policy {policy!r}")
         self.policy = policy
         self._q: queue.Queue[object] = queue.Queue(maxsize=size)
         self.dropped: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
+        self._on_drop = on_drop
+
+    def drop(self, frame: Frame) -> None:
+        """Count ``frame`` as dropped: taken from the queue, but too late to be of use."""
+        with self._lock:
+            self._dropped(frame)
+
+    def take_dropped(self) -> dict[str, int]:
+        """The frames dropped per stream since the last call (the counts start again at zero)."""
+        with self._lock:
+            taken = dict(self.dropped)
+            self.dropped.clear()
+        return taken
+
+    def _dropped(self, frame: Frame) -> None:
+        self.dropped[frame.stream] += 1
+        if self._on_drop is not None:
+            self._on_drop(frame)
 
     def put(self, item: Frame | object) -> None:
         if self.policy == "block" or item is _END:
@@ -585,11 +604,11 @@ class FrameQueue:
                     except queue.Empty:
                         continue
                     if isinstance(old, Frame):
-                        self.dropped[old.stream] += 1
+                        self._dropped(old)
                     else:  # never drop an end marker: put it back and drop the newcomer instead
                         self._q.put_nowait(old)
                         if isinstance(item, Frame):
-                            self.dropped[item.stream] += 1
+                            self._dropped(item)
                         return
 
     def get(self, timeout: float | None = None) -> object:

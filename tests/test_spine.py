@@ -62,6 +62,26 @@ def test_block_policy_waits_instead_of_dropping():
     assert q.get(timeout=1).index == 1 and not q.dropped
 
 
+@pytest.mark.parametrize(("puts", "size", "expect"), [(0, 2, {}), (2, 2, {}), (5, 2, {"a": 3})])
+def test_dropped_frames_are_taken_once_and_heard_of(puts, size, expect):
+    heard: list[int] = []
+    q = FrameQueue(size, "drop_oldest", on_drop=lambda f: heard.append(f.index))
+    for i in range(puts):
+        q.put(frame("a", i))
+    assert q.take_dropped() == expect
+    assert q.take_dropped() == {}  # counted once: the worker adds them to its totals
+    assert heard == list(range(sum(expect.values())))
+
+
+def test_a_frame_the_consumer_drops_counts_with_the_queues_own():
+    heard: list[tuple[str, int]] = []
+    q = FrameQueue(1, "drop_oldest", on_drop=lambda f: heard.append((f.stream, f.index)))
+    q.put(frame("a", 0))
+    q.put(frame("a", 1))  # full: frame 0 goes
+    q.drop(q.get(timeout=0.1))  # taken, but too late to be of use
+    assert q.dropped == {"a": 2} and heard == [("a", 0), ("a", 1)]
+
+
 def test_unknown_policy():
     with pytest.raises(ValueError, match="overflow policy"):
         FrameQueue(1, "drop_newest_maybe")
