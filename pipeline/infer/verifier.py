@@ -91,6 +91,9 @@ class VerifierConfig:
     coarse_iterations: int = 25  # ECC iterations of each coarse affine fit
     keep: int = 1  # coarse fits refined by a homography, per mirror state
     fine_iterations: int = 30  # ECC iterations of that homography
+    # Pixels of the square that homography is fitted at (0 = the crop's `side`): the judge sees the
+    # pair at 96 px, and the fit's cost grows with its pixels.
+    fine: int = 0
     clusters: int = 3  # colour clusters the crop is split into
     top_brands: int = 3  # brands verified per mark: its nearest by identity...
     brand_floor: float = 0.4  # ...with at least this identity similarity
@@ -387,6 +390,41 @@ def _ecc(
     return float(rho), warp
 
 
+def _ecc_scaled(
+    size: int,
+    template: np.ndarray,
+    image: np.ndarray,
+    h: np.ndarray,
+    motion: int,
+    iters: int,
+    blur: int,
+    template_mask: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
+    """``_ecc`` fitted on ``template`` (square) shrunk to ``size`` pixels and ``image`` by the same
+    factor, the warp given and returned at their own scale; at full size where ``size`` is 0 or no
+    smaller."""
+    side = template.shape[0]
+    if size <= 0 or size >= side:
+        return _ecc(template, image, h, motion, iters, blur, template_mask)
+    d = size / side
+    # A resize maps pixel centres: x -> d (x + 0.5) - 0.5.
+    c = 0.5 * d - 0.5
+    down = np.array([[d, 0, c], [0, d, c], [0, 0, 1]], np.float32)
+    up = np.linalg.inv(down).astype(np.float32)
+    shrink = (size, size)
+    mask = None if template_mask is None else cv2.resize(template_mask, shrink, interpolation=cv2.INTER_NEAREST)
+    rho, warp = _ecc(
+        cv2.resize(template, shrink, interpolation=cv2.INTER_AREA),
+        cv2.resize(image, None, fx=d, fy=d, interpolation=cv2.INTER_AREA),
+        down @ h @ up,
+        motion,
+        iters,
+        blur,
+        mask,
+    )
+    return rho, (up @ warp @ down).astype(np.float32) if rho > -1.0 else h
+
+
 def shifted_box(box: tuple[float, ...], dx: float, dy: float) -> tuple[float, ...]:
     """``box`` (x0, y0, x1, y1) moved by ``dx`` and ``dy`` of its width and height."""
     w, h = box[2] - box[0], box[3] - box[1]
@@ -458,7 +496,9 @@ def fit_reference(
                     best[True] = (coarse_rho, 1.0, None)
                 continue
             warp = up @ h @ back
-            rho, hh = _ecc(inks[i], refs[mirrored], warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible)
+            rho, hh = _ecc_scaled(
+                cfg.fine, inks[i], refs[mirrored], warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible
+            )
             if rho > best[mirrored][0]:
                 best[mirrored] = (rho, ink_anisotropy(hh, inks[i]), hh)
 

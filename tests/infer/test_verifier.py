@@ -805,3 +805,22 @@ def test_mirror_gap_leaves_a_far_worse_mirror_unrefined(
     if not refined_mirror:
         assert -1.0 < fit.mirrored < fit.agreement  # its coarse agreement, still behind
         assert fit.score() == pytest.approx(full.score())  # no mirror excess either way
+
+
+@pytest.mark.parametrize(("fine", "tolerance"), [(0, 0.0), (128, 0.0), (96, 1.0), (64, 2.0)])
+def test_the_fine_fit_at_fewer_pixels_lands_where_the_full_size_one_does(marks: list, fine: int, tolerance: float):
+    # verifier.fine: the homography fitted on the crop and reference shrunk, its warp given back at
+    # the crop's scale; 0 (and the crop's own side) fit at full size, bit for bit.
+    for i, m in enumerate(marks[:4]):
+        frame, box = scene(m.mask, m.colour, seed=i)
+        inks = ink_candidates(cut_crops(frame, box[None], CFG.side)[0], CFG.clusters)
+        reference = reference_mask(gallery_image(m.mask, m.colour), CFG.side)
+        full = fit_reference(inks, reference, CFG)
+        shrunk = fit_reference(inks, reference, dataclasses.replace(CFG, fine=fine))
+        assert full.warp is not None and shrunk.warp is not None
+        # Where the two warps send the crop's corners and centre, in crop pixels.
+        points = np.array([[0, 0, 1], [127, 0, 1], [0, 127, 1], [127, 127, 1], [64, 64, 1]], np.float64).T
+        a, b = full.warp.astype(np.float64) @ points, shrunk.warp.astype(np.float64) @ points
+        apart = np.abs(a[:2] / a[2] - b[:2] / b[2]).max()
+        assert apart <= tolerance, (m.slug, apart)
+        assert abs(full.agreement - shrunk.agreement) <= 0.02 * tolerance, (m.slug, full.agreement, shrunk.agreement)
