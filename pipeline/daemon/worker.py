@@ -51,6 +51,7 @@ class StreamHandle:
     seller: str | None = None
     added_at: float = field(default_factory=time.time)
     processed: int = 0
+    dropped: int = 0  # frames dropped unjudged under overload (a full queue, or past daemon.max_wait)
     last_latency: float = 0.0
     fps_window: list[float] = field(default_factory=list)
 
@@ -65,6 +66,7 @@ class StreamHandle:
             "state": self.source.state,
             "frames": self.source.stats.frames,
             "processed": self.processed,
+            "dropped": self.dropped,
             "fps": round(len(recent) / 10, 2),
             "lag_s": round(self.last_latency, 3),
             "reconnects": self.source.stats.reconnects,
@@ -262,6 +264,9 @@ class Worker:
         for stream, n in self.frames.take_dropped().items():
             self.metrics.dropped.labels(stream).inc(n)
             self.dropped[stream] += n
+            handle = self.streams.get(stream)
+            if handle is not None:
+                handle.dropped += n
 
     # --- shutdown -----------------------------------------------------------------------
 

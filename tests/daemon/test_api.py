@@ -63,6 +63,7 @@ def test_health_metrics_and_stream_lifecycle(daemon, rtmp):
         assert wait_until(lambda: daemon.get("/streams")[0]["processed"] >= 2, 40, 0.5)
         s = daemon.get("/streams")[0]
         assert s["state"] == "running" and s["lag_s"] < 5
+        assert s["dropped"] == 0  # one stream never overloads the worker
         metrics = daemon.get("/metrics")
         for name in (
             "fakewatch_frames_decoded_total",
