@@ -13,6 +13,18 @@ from pipeline.daemon.worker import Worker
 from pipeline.types import Frame
 
 
+def live_config(tmp_path, base: Config | None = None, **daemon: object) -> Config:
+    """``base`` (the shipped configuration by default) with these ``daemon`` settings, its outbox
+    and evidence under ``tmp_path`` and its index built from the demo gallery (cached) instead."""
+    base = base or Config.load()
+    where = {
+        "outbox": str(tmp_path / "outbox.sqlite"),
+        "evidence": str(tmp_path / "evidence"),
+        "index": str(tmp_path / "no-index"),
+    }
+    return dataclasses.replace(base, daemon=dataclasses.replace(base.daemon, **where, **daemon))
+
+
 @pytest.mark.parametrize(
     ("enabled", "live", "verifies"),
     [
@@ -24,16 +36,8 @@ from pipeline.types import Frame
 )
 def test_the_live_worker_has_its_own_verifier_switch(tmp_path, enabled: bool, live: bool, verifies: bool) -> None:
     base = Config.load()
-    cfg = dataclasses.replace(
-        base,
-        verifier=dataclasses.replace(base.verifier, enabled=enabled),
-        daemon=dataclasses.replace(
-            base.daemon,
-            verifier=live,
-            outbox=str(tmp_path / "outbox.sqlite"),
-            evidence=str(tmp_path / "evidence"),
-            index=str(tmp_path / "no-index"),  # built from the demo gallery (cached) instead
-        ),
+    cfg = live_config(
+        tmp_path, dataclasses.replace(base, verifier=dataclasses.replace(base.verifier, enabled=enabled)), verifier=live
     )
     worker = Worker.from_config(cfg)
     try:
@@ -50,19 +54,7 @@ def test_the_live_worker_checks_tracks_as_its_own_settings_say(
     # daemon.verify_every, daemon.settle and daemon.confirm are the live worker's; replay keeps
     # verdict's own.
     base = Config.load()
-    cfg = dataclasses.replace(
-        base,
-        daemon=dataclasses.replace(
-            base.daemon,
-            verifier=True,
-            verify_every=every,
-            settle=settle,
-            confirm=confirm,
-            outbox=str(tmp_path / "outbox.sqlite"),
-            evidence=str(tmp_path / "evidence"),
-            index=str(tmp_path / "no-index"),
-        ),
-    )
+    cfg = live_config(tmp_path, base, verifier=True, verify_every=every, settle=settle, confirm=confirm)
     worker = Worker.from_config(cfg)
     try:
         verdict = worker.spine.config.verdict
@@ -83,18 +75,7 @@ def test_the_live_worker_checks_tracks_as_its_own_settings_say(
     ],
 )
 def test_frames_that_waited_too_long_are_dropped_and_counted(tmp_path, max_wait, waited, kept) -> None:
-    base = Config.load()
-    cfg = dataclasses.replace(
-        base,
-        daemon=dataclasses.replace(
-            base.daemon,
-            max_wait=max_wait,
-            outbox=str(tmp_path / "outbox.sqlite"),
-            evidence=str(tmp_path / "evidence"),
-            index=str(tmp_path / "no-index"),
-        ),
-    )
-    worker = Worker.from_config(cfg)
+    worker = Worker.from_config(live_config(tmp_path, max_wait=max_wait))
     try:
         image = np.zeros((8, 8, 3), np.uint8)
         batch = [Frame("s0", i, i / 2, image) for i in range(len(waited))]
