@@ -171,8 +171,7 @@ class _Progress:
     def __init__(
         self, label: str, total: float | None = None, position: int = 0, unit: str = "it", eager: bool = True
     ) -> None:
-        self._args = {"total": total, "desc": label, "position": position, "unit": unit}
-        self.label, self.total, self.unit = label, total, unit
+        self.label, self.total, self.position, self.unit = label, total, position, unit
         self.tty = sys.stderr.isatty()
         self.done = 0.0
         self.started: float | None = None
@@ -187,7 +186,16 @@ class _Progress:
             return
         from tqdm import tqdm
 
-        self.bar = tqdm(**self._args, leave=True, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+        self.bar = tqdm(
+            total=self.total,
+            desc=self.label,
+            position=self.position,
+            unit=self.unit,
+            leave=True,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
 
     def update(self, done: float, total: float | None = None) -> None:
         if self.started is None:
