@@ -66,7 +66,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     cfg, emb = _open_embedder(args.config)
     with emb:
         if args.action == "build":
-            bar = _Progress("embedding gallery images", eager=False)
+            bar = Progress("embedding gallery images", eager=False)
             try:
                 idx = GalleryIndex.build(
                     args.gallery,
@@ -123,7 +123,7 @@ def resolve_index(gallery_or_index: str | Path, config_path: str | None = None) 
                 return cache
         except Exception:
             pass
-        bar = _Progress(f"building index of {path.name}", eager=False)
+        bar = Progress(f"building index of {path.name}", eager=False)
         try:
             GalleryIndex.build(
                 path,
@@ -155,7 +155,7 @@ def _read_stamp(cache: Path) -> tuple[int, int] | None:
 # --- replay --------------------------------------------------------------------------------
 
 
-class _Progress:
+class Progress:
     """Progress on stderr: a tqdm bar where the terminal is interactive, plain log lines otherwise.
 
     Without a terminal (CI, a batch job's log) tqdm's bars would still move the cursor to redraw
@@ -288,7 +288,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     sources = []
     durations: dict[str, float | None] = {}
     results = {}
-    bars: dict[str, _Progress] = {}
+    bars: dict[str, Progress] = {}
     failed_early: dict[str, str] = {}
     for n, video in enumerate(videos):
         taken = durations.keys() | failed_early.keys()
@@ -301,7 +301,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             continue
         durations[stream] = probe(video).duration
         sources.append(FFmpegSource(video, stream, sampling))
-        bars[stream] = _Progress(stream, durations[stream], position=len(bars), unit="s")
+        bars[stream] = Progress(stream, durations[stream], position=len(bars), unit="s")
     t0 = time.perf_counter()
     if args.ray is not None:
         results = _replay_on_ray(

@@ -165,27 +165,23 @@ def evaluate(args: argparse.Namespace) -> dict:
             raise UserError(str(exc)) from None
         index = resolve_index(args.gallery, args.config)
         gallery_dir = Path(args.gallery) if not (Path(args.gallery) / "index.json").is_file() else None
-        from tqdm import tqdm
-
+        from pipeline.cli import Progress
         from pipeline.eval.runner import FrameLog, run_clips
 
         enrolled = enrolled_brands(Path(index))
-        bar = tqdm(
-            total=round(sum(c.seconds for c in clips)),
-            desc="evaluating",
-            unit="s",
-            file=sys.stderr,
-            mininterval=0.5 if sys.stderr.isatty() else 10.0,
-        )
+        # A bar on a terminal; plain lines in a log (CI, a batch job), as replay writes them.
+        bar = Progress("evaluating", round(sum(c.seconds for c in clips)), unit="s")
         done: dict[str, float] = {}
 
         def on_frame(frame) -> None:  # type: ignore[no-untyped-def]
             done[frame.stream] = frame.t
-            bar.update(round(sum(done.values())) - bar.n)  # paced by mininterval, unlike refresh()
+            bar.update(round(sum(done.values())))
 
         log = FrameLog()
-        alerts, results = run_clips(clips, index, cfg, out, sampling, args.concurrency, on_frame, log, args.ray)
-        bar.close()
+        try:
+            alerts, results = run_clips(clips, index, cfg, out, sampling, args.concurrency, on_frame, log, args.ray)
+        finally:
+            bar.close()
         failed = {s: r.error for s, r in results.items() if r.error}
         for err in failed.values():
             print(f"evaluate: error: {err}", file=sys.stderr)

@@ -95,9 +95,9 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path, galleries):
 
 @pytest.mark.parametrize(("updates", "most"), [(0, 0), (1, 2), (500, 3)])
 def test_progress_without_a_terminal_writes_a_few_lines_not_one_per_step(capsys, updates, most):
-    from pipeline.cli import _Progress
+    from pipeline.cli import Progress
 
-    bar = _Progress("embedding gallery images", eager=False)
+    bar = Progress("embedding gallery images", eager=False)
     for n in range(1, updates + 1):
         bar.update(n, updates)
     bar.close()
@@ -108,9 +108,9 @@ def test_progress_without_a_terminal_writes_a_few_lines_not_one_per_step(capsys,
 
 @pytest.mark.parametrize("streams", [1, 3])
 def test_progress_without_a_terminal_writes_plain_lines_for_every_file(capsys, streams):
-    from pipeline.cli import _Progress
+    from pipeline.cli import Progress
 
-    bars = [_Progress(f"clip_{k}", 12.0, position=k, unit="s") for k in range(streams)]
+    bars = [Progress(f"clip_{k}", 12.0, position=k, unit="s") for k in range(streams)]
     for done in (0.5, 6.0, 12.0):
         for bar in bars:
             bar.update(done)

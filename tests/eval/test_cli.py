@@ -90,6 +90,8 @@ def test_a_clip_that_cannot_be_read_fails_the_run_and_is_not_recorded(tmp_path, 
     err = capsys.readouterr().err
     assert code == 1 and "gone.mp4: file not found" in err and "not recorded as 'x'" in err
     assert recorded == []
+    # Without a terminal, progress is plain lines a log keeps readable (no bar redrawn in place).
+    assert "\r" not in err and "\x1b" not in err and "evaluating: ended at " in err
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["failed_clips"] == ["gone"]
     report = (tmp_path / "o" / "report.html").read_text()
