@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.progress import Progress
 from pipeline.synth.clips import plan_clip, render_clip, write_gallery
 from pipeline.synth.marks import MarkLibrary
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--size: expected WIDTHxHEIGHT of at least 64x64 pixels, such as 1280x720; got {args.size!r}")
     write_gallery(enrolled, args.out / "gallery")
     rng = np.random.default_rng(args.seed)
+    bar = Progress("rendering", args.clips, unit="clips")
     for k in range(args.clips):
         spec = plan_clip(
             f"{args.prefix}_{k:03d}",
@@ -68,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             max_mark=height / 3.3,
         )
         render_clip(spec, args.out / "clips")
-        print(f"\rclips: {k + 1}/{args.clips}", end="", flush=True)
-    print(f"\nwrote {args.clips} clips and a gallery of {len(enrolled)} brands to {args.out}")
+        bar.update(k + 1)
+    bar.close()
+    print(f"wrote {args.clips} clips and a gallery of {len(enrolled)} brands to {args.out}")
     return 0
 
 

@@ -165,8 +165,8 @@ def evaluate(args: argparse.Namespace) -> dict:
             raise UserError(str(exc)) from None
         index = resolve_index(args.gallery, args.config)
         gallery_dir = Path(args.gallery) if not (Path(args.gallery) / "index.json").is_file() else None
-        from pipeline.cli import Progress
         from pipeline.eval.runner import FrameLog, run_clips
+        from pipeline.progress import Progress
 
         enrolled = enrolled_brands(Path(index))
         # A bar on a terminal; plain lines in a log (CI, a batch job), as replay writes them.

@@ -24,6 +24,7 @@ from pipeline.infer.verifier import (
     judge_inputs,
     reference_mask,
 )
+from pipeline.progress import Progress
 from pipeline.synth.counterfeit import FAMILIES, make_counterfeit
 from pipeline.synth.marks import Mark, MarkLibrary
 from pipeline.synth.render import (
@@ -49,11 +50,6 @@ def worker_map(workers: int, chunksize: int = 1) -> Iterator[Callable[..., Itera
         yield functools.partial(pool.map, chunksize=chunksize)
     finally:
         pool.shutdown()
-
-
-def _progress(done: int, total: int, label: str) -> None:
-    if total and (done % max(1, total // 20) == 0 or done == total):
-        print(f"\r{label}: {done}/{total}", end="\n" if done == total else "", flush=True)
 
 
 def _detector_chunk(args: tuple[str, str, list[int], int, int, int]) -> list[dict]:
@@ -107,10 +103,12 @@ def write_detector_set(
     chunks = [list(range(i, min(i + 200, frames))) for i in range(0, frames, 200)]
     jobs = [(str(library_dir), str(out), c, seed, width, height) for c in chunks]
     records: list[dict] = []
+    bar = Progress("detector frames", frames, unit="frames")
     with worker_map(workers) as mapper:
         for chunk in mapper(_detector_chunk, jobs):
             records.extend(chunk)
-            _progress(len(records), frames, "detector frames")
+            bar.update(len(records))
+    bar.close()
     coco: dict = {
         "info": {"description": "fakewatch synthetic livestream frames", "seed": seed},
         "categories": [{"id": i, "name": n} for i, n in enumerate(CLASS_NAMES)],
@@ -187,6 +185,7 @@ def crop_set(
     pool = others or marks
     drawn = family_indices(families)
     crops, brand, fake, family = [], [], [], []
+    bar = Progress("crops", len(marks), unit="brands")
     for b, mark in enumerate(marks):
         rng = np.random.default_rng([seed, b])
         for k in range(authentic + counterfeit):
@@ -205,7 +204,8 @@ def crop_set(
             brand.append(b)
             fake.append(fam >= 0)
             family.append(fam)
-        _progress(b + 1, len(marks), "crops (brands)")
+        bar.update(b + 1)
+    bar.close()
     return {
         "crops": np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
         "brand": np.asarray(brand, np.int64),
@@ -345,10 +345,12 @@ def pair_set(
                 other = marks[int(pick.integers(n))]
                 jobs.append((marks[b], other, n, b, FAMILIES[f], seed, b, 1000 + j, shown, hands, net, halves))
     out = []
+    bar = Progress("verifier pairs", len(jobs), unit="jobs")
     with worker_map(workers, chunksize=16) as mapper:
         for i, r in enumerate(mapper(_pair, jobs)):
             out += r
-            _progress(i + 1, len(jobs), "verifier pairs")
+            bar.update(i + 1)
+    bar.close()
     if not out:
         raise ValueError("no verifier pairs could be rendered")
     owners, fam, same, crops, masks, fit, hand, half = zip(*out, strict=True)
