@@ -67,8 +67,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     cfg, emb = _open_embedder(args.config)
     with emb:
         if args.action == "build":
-            bar = Progress("embedding gallery images", eager=False)
-            try:
+            with Progress("embedding gallery images", eager=False) as bar:
                 idx = GalleryIndex.build(
                     args.gallery,
                     args.out,
@@ -78,8 +77,6 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                     progress=bar.update,
                     view_sizes=cfg.gallery.view_sizes,
                 )
-            finally:
-                bar.close()  # an error line then starts on a line of its own
             print(f"built {args.out}: {counted(len(idx.brands), 'brand')}, {len(idx)} vectors ({idx.info['kind']})")
             idx.close()
         elif args.action == "add":
@@ -124,8 +121,7 @@ def resolve_index(gallery_or_index: str | Path, config_path: str | None = None) 
                 return cache
         except Exception:
             pass
-        bar = Progress(f"building index of {path.name}", eager=False)
-        try:
+        with Progress(f"building index of {path.name}", eager=False) as bar:
             GalleryIndex.build(
                 path,
                 cache,
@@ -135,8 +131,6 @@ def resolve_index(gallery_or_index: str | Path, config_path: str | None = None) 
                 progress=bar.update,
                 view_sizes=cfg.gallery.view_sizes,
             ).close()
-        finally:
-            bar.close()
     (cache / "source.stamp").write_text(json.dumps([path.stat().st_mtime_ns, _tree_stamp(path)]))
     return cache
 

@@ -15,7 +15,8 @@ class Progress:
     at its first update, one every ``LOG_EVERY_S`` seconds and one at the end.
 
     With ``eager=False`` the bar appears at the first update, so work that fails before it
-    starts (a missing folder) prints its error line alone.
+    starts (a missing folder) prints its error line alone. As a context manager it is closed
+    however the work ends, so an error line starts on a line of its own.
     """
 
     LOG_EVERY_S = 5.0
@@ -77,6 +78,12 @@ class Progress:
             share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
             line = f"{self.done:g}{of} {self.unit}{share}"
         print(f"{self.label}: {line}", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self.bar is not None:

@@ -57,21 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--size: expected WIDTHxHEIGHT of at least 64x64 pixels, such as 1280x720; got {args.size!r}")
     write_gallery(enrolled, args.out / "gallery")
     rng = np.random.default_rng(args.seed)
-    bar = Progress("rendering", args.clips, unit="clips")
-    for k in range(args.clips):
-        spec = plan_clip(
-            f"{args.prefix}_{k:03d}",
-            rng,
-            enrolled,
-            outside,
-            seconds=args.seconds,
-            size=(width, height),
-            min_mark=height / 12,
-            max_mark=height / 3.3,
-        )
-        render_clip(spec, args.out / "clips")
-        bar.update(k + 1)
-    bar.close()
+    with Progress("rendering", args.clips, unit="clips") as bar:
+        for k in range(args.clips):
+            spec = plan_clip(
+                f"{args.prefix}_{k:03d}",
+                rng,
+                enrolled,
+                outside,
+                seconds=args.seconds,
+                size=(width, height),
+                min_mark=height / 12,
+                max_mark=height / 3.3,
+            )
+            render_clip(spec, args.out / "clips")
+            bar.update(k + 1)
     print(f"wrote {args.clips} clips and a gallery of {len(enrolled)} brands to {args.out}")
     return 0
 

@@ -33,3 +33,12 @@ def test_progress_without_a_terminal_writes_plain_lines_for_every_file(capsys, s
         lines = [line for line in err.splitlines() if line.startswith(f"clip_{k}:")]
         assert lines[0] == f"clip_{k}: 0.5/12 s (4%)"
         assert lines[-1].startswith(f"clip_{k}: ended at 12/12 s after ")
+
+
+def test_progress_is_closed_when_the_work_fails(capsys):
+    with pytest.raises(RuntimeError), Progress("rendering", 4, unit="clips") as bar:
+        bar.update(1)
+        raise RuntimeError("render failed")
+    lines = capsys.readouterr().err.splitlines()
+    # The end line is written before the error reaches the caller, so its message starts a line.
+    assert lines[0] == "rendering: 1/4 clips (25%)" and lines[-1].startswith("rendering: ended at 1/4 clips after ")

@@ -170,18 +170,15 @@ def evaluate(args: argparse.Namespace) -> dict:
 
         enrolled = enrolled_brands(Path(index))
         # A bar on a terminal; plain lines in a log (CI, a batch job), as replay writes them.
-        bar = Progress("evaluating", round(sum(c.seconds for c in clips)), unit="s")
         done: dict[str, float] = {}
-
-        def on_frame(frame) -> None:  # type: ignore[no-untyped-def]
-            done[frame.stream] = frame.t
-            bar.update(round(sum(done.values())))
-
         log = FrameLog()
-        try:
+        with Progress("evaluating", round(sum(c.seconds for c in clips)), unit="s") as bar:
+
+            def on_frame(frame) -> None:  # type: ignore[no-untyped-def]
+                done[frame.stream] = frame.t
+                bar.update(round(sum(done.values())))
+
             alerts, results = run_clips(clips, index, cfg, out, sampling, args.concurrency, on_frame, log, args.ray)
-        finally:
-            bar.close()
         failed = {s: r.error for s, r in results.items() if r.error}
         for err in failed.values():
             print(f"evaluate: error: {err}", file=sys.stderr)

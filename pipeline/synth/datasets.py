@@ -103,12 +103,10 @@ def write_detector_set(
     chunks = [list(range(i, min(i + 200, frames))) for i in range(0, frames, 200)]
     jobs = [(str(library_dir), str(out), c, seed, width, height) for c in chunks]
     records: list[dict] = []
-    bar = Progress("detector frames", frames, unit="frames")
-    with worker_map(workers) as mapper:
+    with Progress("detector frames", frames, unit="frames") as bar, worker_map(workers) as mapper:
         for chunk in mapper(_detector_chunk, jobs):
             records.extend(chunk)
             bar.update(len(records))
-    bar.close()
     coco: dict = {
         "info": {"description": "fakewatch synthetic livestream frames", "seed": seed},
         "categories": [{"id": i, "name": n} for i, n in enumerate(CLASS_NAMES)],
@@ -185,27 +183,26 @@ def crop_set(
     pool = others or marks
     drawn = family_indices(families)
     crops, brand, fake, family = [], [], [], []
-    bar = Progress("crops", len(marks), unit="brands")
-    for b, mark in enumerate(marks):
-        rng = np.random.default_rng([seed, b])
-        for k in range(authentic + counterfeit):
-            mask, fam = mark.mask, -1
-            if k >= authentic:
-                fam = drawn[int(rng.integers(len(drawn)))]
-                other = pool[int(rng.integers(len(pool)))].mask
-                made = make_counterfeit(mark.mask, FAMILIES[fam], rng, other=other)
-                if made is None:
+    with Progress("crops", len(marks), unit="brands") as bar:
+        for b, mark in enumerate(marks):
+            rng = np.random.default_rng([seed, b])
+            for k in range(authentic + counterfeit):
+                mask, fam = mark.mask, -1
+                if k >= authentic:
+                    fam = drawn[int(rng.integers(len(drawn)))]
+                    other = pool[int(rng.integers(len(pool)))].mask
+                    made = make_counterfeit(mark.mask, FAMILIES[fam], rng, other=other)
+                    if made is None:
+                        continue
+                    mask = made
+                crop = render_mark_crop(rng, mask, mark.colour, size=size, apparent=apparent)
+                if crop is None:
                     continue
-                mask = made
-            crop = render_mark_crop(rng, mask, mark.colour, size=size, apparent=apparent)
-            if crop is None:
-                continue
-            crops.append(crop)
-            brand.append(b)
-            fake.append(fam >= 0)
-            family.append(fam)
-        bar.update(b + 1)
-    bar.close()
+                crops.append(crop)
+                brand.append(b)
+                fake.append(fam >= 0)
+                family.append(fam)
+            bar.update(b + 1)
     return {
         "crops": np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
         "brand": np.asarray(brand, np.int64),
@@ -345,12 +342,10 @@ def pair_set(
                 other = marks[int(pick.integers(n))]
                 jobs.append((marks[b], other, n, b, FAMILIES[f], seed, b, 1000 + j, shown, hands, net, halves))
     out = []
-    bar = Progress("verifier pairs", len(jobs), unit="jobs")
-    with worker_map(workers, chunksize=16) as mapper:
+    with Progress("verifier pairs", len(jobs), unit="jobs") as bar, worker_map(workers, chunksize=16) as mapper:
         for i, r in enumerate(mapper(_pair, jobs)):
             out += r
             bar.update(i + 1)
-    bar.close()
     if not out:
         raise ValueError("no verifier pairs could be rendered")
     owners, fam, same, crops, masks, fit, hand, half = zip(*out, strict=True)
