@@ -34,6 +34,7 @@ class ModelsConfig:
     hands: str = "models/hands.onnx"
     providers: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
     threads: int = 0
+    library_threads: int = 0
     device_path: str = "auto"
 
     def __post_init__(self) -> None:
@@ -41,6 +42,10 @@ class ModelsConfig:
             raise ConfigError(f"models.device_path: expected auto, on or off, got {self.device_path!r}")
         if self.threads < 0:
             raise ConfigError(f"models.threads: expected 0 (all cores) or more, got {self.threads}")
+        if self.library_threads < 0:
+            raise ConfigError(
+                f"models.library_threads: expected 0 (the libraries' choice) or more, got {self.library_threads}"
+            )
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from pipeline.infer.detector import Detector, OnnxDetector
 from pipeline.infer.device import DevicePipeline
 from pipeline.infer.embedder import Embedder, OnnxEmbedder
 from pipeline.infer.hands import OnnxHands
+from pipeline.infer.session import set_library_threads
 from pipeline.infer.verifier import MarkVerifier, OnnxJudge, PendingVerification, Verification
 from pipeline.ingest.source import IngestError, Source
 from pipeline.types import MARK, Frame
@@ -142,6 +143,7 @@ class Spine:
         """Load the configured models and open a gallery index built with the same embedder."""
         m = config.models
         d = config.detector
+        set_library_threads(m.library_threads)
         detector = OnnxDetector(
             config.model_path("detector"), m.providers, d.threshold, d.iou, m.threads, d.cpu_frames_per_run
         )

@@ -46,6 +46,7 @@ def test_every_key_is_commented():
         ("gallery:\n  views: 0\n", "gallery.neighbours and gallery.views: expected 1 or more"),
         ("gallery:\n  neighbours: 0\n", "gallery.neighbours and gallery.views: expected 1 or more"),
         ("models:\n  threads: -2\n", "models.threads: expected 0"),
+        ("models:\n  library_threads: -1\n", r"models.library_threads: expected 0 \(the libraries' choice\)"),
         ("ingest:\n  decoder_threads: -1\n", r"ingest.decoder_threads: expected 0 \(ffmpeg's choice\) or more"),
         ("ray:\n  workers: 0\n", "ray.workers and ray.streams_per_worker: expected 1 or more"),
         ("ray:\n  worker_cpus: 0\n", "ray.worker_cpus must be positive"),

@@ -37,6 +37,22 @@ def _cuda_runtime_present() -> bool:
     return ctypes.util.find_library("cuda") is not None
 
 
+def set_library_threads(threads: int) -> None:
+    """Size OpenCV's and FAISS's own thread pools, process-wide (0 = leave the libraries' choice).
+
+    Their pools spread one call (an ECC fit of a 48 px mask, a search of a few vectors) over every
+    core, where the pipeline already keeps every core busy with calls side by side: the pool's
+    threads only spin while they wait.
+    """
+    if threads <= 0:
+        return
+    import cv2
+    import faiss
+
+    cv2.setNumThreads(threads)
+    faiss.omp_set_num_threads(threads)
+
+
 class OnnxSession:
     """Owns one ``ort.InferenceSession`` for a verified model file.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -289,6 +290,8 @@ def test_judged_marks_carry_their_identity_vector(tmp_path, library, gallery):
         dim = spine.embedder.identity_dim  # type: ignore[attr-defined]
         marks = [s for found in spine.samples(frames) for s in found]
     assert marks, "the shipped detector found no mark in a clip showing one"
+    # The spine sized the libraries' pools as configured (models.library_threads).
+    assert cv2.getNumThreads() == Config.load().models.library_threads
     for s in marks:
         assert s.appearance is not None and s.appearance.shape == (dim,)
         assert np.linalg.norm(s.appearance) == pytest.approx(1.0, abs=1e-3)
