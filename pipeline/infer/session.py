@@ -37,20 +37,26 @@ def _cuda_runtime_present() -> bool:
     return ctypes.util.find_library("cuda") is not None
 
 
+# OpenCV's and FAISS's own pool sizes before fakewatch first sized them (set_library_threads).
+_LIBRARY_DEFAULTS: tuple[int, int] | None = None
+
+
 def set_library_threads(threads: int) -> None:
-    """Size OpenCV's and FAISS's own thread pools, process-wide (0 = leave the libraries' choice).
+    """Size OpenCV's and FAISS's own thread pools, process-wide (0 = the libraries' own choice).
 
     Their pools spread one call (an ECC fit of a 48 px mask, a search of a few vectors) over every
-    core, where the pipeline already keeps every core busy with calls side by side: the pool's
-    threads only spin while they wait.
+    core, where the pipeline already keeps every core busy with calls side by side: their threads
+    only spin while they wait.
     """
-    if threads <= 0:
-        return
+    global _LIBRARY_DEFAULTS
     import cv2
     import faiss
 
-    cv2.setNumThreads(threads)
-    faiss.omp_set_num_threads(threads)
+    if _LIBRARY_DEFAULTS is None:
+        _LIBRARY_DEFAULTS = (cv2.getNumThreads(), faiss.omp_get_max_threads())
+    cv_threads, omp_threads = (threads, threads) if threads > 0 else _LIBRARY_DEFAULTS
+    cv2.setNumThreads(cv_threads)
+    faiss.omp_set_num_threads(omp_threads)
 
 
 class OnnxSession:
