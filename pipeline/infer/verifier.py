@@ -346,11 +346,17 @@ def start_warp(crop_box: tuple[float, ...], ref_box: tuple[float, ...], angle: f
 
 
 def anisotropy(h: np.ndarray, x: float, y: float) -> float:
-    """Singular-value ratio of the homography's Jacobian at (x, y): 1 for a similarity."""
-    w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
-    u = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w
-    v = (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w
-    jac = np.array([[h[0, 0] - u * h[2, 0], h[0, 1] - u * h[2, 1]], [h[1, 0] - v * h[2, 0], h[1, 1] - v * h[2, 1]]]) / w
+    """Singular-value ratio of the homography's Jacobian at (x, y): 1 for a similarity; infinite
+    where the homography sends (x, y) to infinity (or holds no finite numbers): no camera does."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+        u = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w
+        v = (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w
+        rows = [[h[0, 0] - u * h[2, 0], h[0, 1] - u * h[2, 1]], [h[1, 0] - v * h[2, 0], h[1, 1] - v * h[2, 1]]]
+        jac = np.array(rows) / w
+    if not np.isfinite(jac).all():
+        # The SVD of such a Jacobian does not converge (a LinAlgError, seen once in 5,000 pairs).
+        return float("inf")
     s = np.linalg.svd(jac, compute_uv=False)
     return float(s[0] / max(s[1], 1e-6))
 
@@ -499,8 +505,10 @@ def fit_reference(
             rho, hh = _ecc_scaled(
                 cfg.fine, inks[i], refs[mirrored], warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible
             )
-            if rho > best[mirrored][0]:
-                best[mirrored] = (rho, ink_anisotropy(hh, inks[i]), hh)
+            stretch = ink_anisotropy(hh, inks[i])
+            # A homography that sends the mark's centre to infinity is no alignment at all.
+            if rho > best[mirrored][0] and np.isfinite(stretch):
+                best[mirrored] = (rho, stretch, hh)
 
     first, rest = cfg.angles[0], cfg.angles[1:]
     found = [coarse_fit(i, m, first) for i in small_inks for m in (False, True)]
@@ -606,7 +614,8 @@ def fit_half(
     rho, hh = _ecc(ink, reference, up @ h @ back, cv2.MOTION_AFFINE, cfg.fine_iterations, 5, mask)
     if rho <= -1.0 or implied_cover(hh, ref_box, ink_box) < cfg.halves_cover:
         return NO_FIT
-    return Fit(rho, anisotropy(hh, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2), -1.0, hh)
+    stretch = anisotropy(hh, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+    return Fit(rho, stretch, -1.0, hh) if np.isfinite(stretch) else NO_FIT
 
 
 def reseat(
@@ -627,9 +636,10 @@ def reseat(
     if start.warp is None or fit.warp is None or ink is None:
         return fit
     rho, h = _ecc(ink, reference, start.warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, None)
-    if rho <= fit.agreement:
+    stretch = ink_anisotropy(h, ink) if rho > fit.agreement else float("inf")
+    if not np.isfinite(stretch):
         return fit
-    return Fit(rho, ink_anisotropy(h, ink), fit.mirrored, h, fit.mirror_anisotropy, fit.mirror_warp)
+    return Fit(rho, stretch, fit.mirrored, h, fit.mirror_anisotropy, fit.mirror_warp)
 
 
 def halved_fit(

@@ -125,6 +125,20 @@ def test_anisotropy_of_a_scaling(sx: float, sy: float, expected: float) -> None:
 
 
 @pytest.mark.parametrize(
+    "h",
+    [
+        # The line x = 5 goes to infinity: the Jacobian there divides by zero.
+        np.array([[1, 0, 0], [0, 1, 0], [1, 0, -5]], np.float32),
+        np.array([[np.nan, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32),
+        np.array([[np.inf, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32),
+    ],
+)
+def test_anisotropy_of_a_warp_no_camera_makes_is_infinite(h: np.ndarray) -> None:
+    # Once (5,000 rendered pairs) an ECC homography did this, and the SVD raised LinAlgError.
+    assert anisotropy(h, 5.0, 5.0) == float("inf")
+
+
+@pytest.mark.parametrize(
     "crop",
     [
         np.full((128, 128, 3), 90, np.uint8),  # a flat crop: no ink to fit
