@@ -505,10 +505,11 @@ def fit_reference(
             rho, hh = _ecc_scaled(
                 cfg.fine, inks[i], refs[mirrored], warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, visible
             )
-            stretch = ink_anisotropy(hh, inks[i])
-            # A homography that sends the mark's centre to infinity is no alignment at all.
-            if rho > best[mirrored][0] and np.isfinite(stretch):
-                best[mirrored] = (rho, stretch, hh)
+            if rho > best[mirrored][0]:
+                stretch = ink_anisotropy(hh, inks[i])
+                # A homography that sends the mark's centre to infinity is no alignment at all.
+                if np.isfinite(stretch):
+                    best[mirrored] = (rho, stretch, hh)
 
     first, rest = cfg.angles[0], cfg.angles[1:]
     found = [coarse_fit(i, m, first) for i in small_inks for m in (False, True)]
@@ -636,7 +637,9 @@ def reseat(
     if start.warp is None or fit.warp is None or ink is None:
         return fit
     rho, h = _ecc(ink, reference, start.warp, cv2.MOTION_HOMOGRAPHY, cfg.fine_iterations, 5, None)
-    stretch = ink_anisotropy(h, ink) if rho > fit.agreement else float("inf")
+    if rho <= fit.agreement:
+        return fit
+    stretch = ink_anisotropy(h, ink)
     if not np.isfinite(stretch):
         return fit
     return Fit(rho, stretch, fit.mirrored, h, fit.mirror_anisotropy, fit.mirror_warp)
